@@ -1,0 +1,181 @@
+"""The command line: parses flags and env once, sets up logging, maps errors to exit codes.
+
+This is the only module that prints for the user, exits, or configures logging.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as _random
+import sys
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import click
+import polars as pl
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from batch_provisioner import __version__
+from batch_provisioner.errors import ExitCode, InputError, ProvisionerError
+from batch_provisioner.payload import masked
+from batch_provisioner.prepare import Prepared, prepare
+from batch_provisioner.secrets import REDACTOR, SecretContext
+from batch_provisioner.templates import write_templates
+from batch_provisioner.validation import ERROR
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
+                  help="Onboard many TikTok Ads advertiser groups into Fivetran from a sheet.",
+                  no_args_is_help=True)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+MAX_PRINTED_PROBLEMS = 200
+
+SheetArg = Annotated[Path, typer.Argument(help="Input sheet: .csv, .xlsx or .parquet.",
+                                          show_default=False)]
+DefaultsOpt = Annotated[Path | None, typer.Option("--defaults",
+                                                  help="defaults.toml with job-wide values.")]
+ReportsOpt = Annotated[Path | None, typer.Option(
+    "--custom-reports", help="Custom reports file (else the workbook's custom_reports sheet).")]
+SheetNameOpt = Annotated[str | None, typer.Option("--sheet", help="XLSX sheet to read.")]
+SecretsDirOpt = Annotated[Path | None, typer.Option(
+    "--secrets-dir", help="Folder that file: secret references must stay inside "
+                          "(default: the sheet's folder).")]
+ReportsDirOpt = Annotated[Path, typer.Option("--reports-dir", help="Where run folders go.")]
+RunIdOpt = Annotated[str | None, typer.Option("--run-id", help="Name of this run's folder.")]
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + _random.token_hex(2)
+
+
+def _load(sheet: Path, defaults: Path | None, custom_reports: Path | None,
+          sheet_name: str | None, secrets_dir: Path | None) -> Prepared:
+    ctx = SecretContext(base_dir=sheet.resolve().parent, allowed_root=secrets_dir)
+    return prepare(sheet, sheet_name=sheet_name, defaults_path=defaults,
+                   custom_reports=custom_reports, secrets=ctx)
+
+
+def print_problems(prepared: Prepared, console: Console) -> None:
+    problems = prepared.problems
+    if problems.is_empty():
+        console.print(f"[green]{len(prepared.rows)} rows checked: no problems.[/green]")
+        return
+    table = RichTable(title=f"Problems in {prepared.table.label}", show_lines=False)
+    for name in ("row", "column", "value", "severity", "message", "hint"):
+        table.add_column(name, overflow="fold")
+    for source, row, column, value, severity, message, hint in problems.head(
+            MAX_PRINTED_PROBLEMS).iter_rows():
+        style = "red" if severity == ERROR else "yellow"
+        where = str(row) if source == prepared.table.label else f"{source} row {row}"
+        table.add_row(where, column, (value or "")[:60], f"[{style}]{severity}[/{style}]",
+                      message, hint)
+    console.print(table)
+    if problems.height > MAX_PRINTED_PROBLEMS:
+        console.print(f"... and {problems.height - MAX_PRINTED_PROBLEMS} more problems")
+    n_err = problems.filter(pl.col("severity") == ERROR).height
+    console.print(f"{len(prepared.rows)} rows: {len(prepared.invalid)} invalid "
+                  f"({n_err} errors, {problems.height - n_err} warnings), "
+                  f"{len(prepared.requests)} ready to send.")
+
+
+@app.command()
+def validate(
+    sheet: SheetArg, defaults: DefaultsOpt = None, custom_reports: ReportsOpt = None,
+    sheet_name: SheetNameOpt = None, secrets_dir: SecretsDirOpt = None,
+    reports_dir: ReportsDirOpt = Path("reports"), run_id: RunIdOpt = None,
+) -> None:
+    """Check every row and list every problem at once. Exit 0 clean, 1 invalid rows, 2 bad file."""
+    prepared = _load(sheet, defaults, custom_reports, sheet_name, secrets_dir)
+    run_dir = reports_dir / (run_id or new_run_id())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    from batch_provisioner.report import write_csv
+
+    write_csv(prepared.problems, run_dir / "validation.csv")
+    print_problems(prepared, out)
+    out.print(f"Problems written to {run_dir / 'validation.csv'}")
+    raise typer.Exit(ExitCode.ROWS_FAILED if prepared.invalid else ExitCode.OK)
+
+
+@app.command()
+def render(
+    sheet: SheetArg, defaults: DefaultsOpt = None, custom_reports: ReportsOpt = None,
+    sheet_name: SheetNameOpt = None, secrets_dir: SecretsDirOpt = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="JSONL file (default stdout).")]
+    = None,
+) -> None:
+    """Write the payloads as JSON lines, secrets shown as ******. Invalid rows are left out."""
+    prepared = _load(sheet, defaults, custom_reports, sheet_name, secrets_dir)
+    lines = (json.dumps({"row": r.row, "key": {"group_id": r.group_id, "schema": r.schema},
+                         "payload": masked(r.payload)}, ensure_ascii=False)
+             for r in prepared.requests)
+    if out_file is None:
+        for line in lines:
+            sys.stdout.write(line + "\n")
+    else:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        with out_file.open("w", encoding="utf-8") as handle:
+            for line in lines:
+                handle.write(line + "\n")
+    if prepared.invalid:
+        print_problems(prepared, err)
+    raise typer.Exit(ExitCode.ROWS_FAILED if prepared.invalid else ExitCode.OK)
+
+
+@app.command()
+def template(out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into.")]
+             = Path("input_templates")) -> None:
+    """Write the input templates (XLSX, CSV, defaults.toml) generated from the code."""
+    for path in write_templates(out_dir):
+        out.print(f"wrote {path}")
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        out.print(f"batch-provisioner {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version_callback,
+                                                 is_eager=True)] = False) -> None:
+    """Onboard many TikTok Ads advertiser groups into Fivetran from one spreadsheet."""
+
+
+def _register_subcommands() -> None:
+    from batch_provisioner.sandbox.cli import sandbox_app
+
+    app.add_typer(sandbox_app, name="sandbox", help="Run the embedded Fivetran API sandbox.")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: never a traceback for the user; the exit code says what happened."""
+    _register_subcommands()
+    try:
+        code = app(args=argv, standalone_mode=False, prog_name="batch-provisioner")
+    except click.exceptions.Abort:
+        err.print("interrupted")
+        code = ExitCode.INTERRUPTED
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        code = ExitCode.INPUT_ERROR
+    except InputError as exc:
+        err.print(f"error: {REDACTOR.scrub(exc.message)}", markup=False)
+        code = exc.exit_code
+    except ProvisionerError as exc:
+        err.print(f"error: {REDACTOR.scrub(exc.message)}", markup=False)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        code = ExitCode.INTERRUPTED
+    except Exception as exc:  # the last net: a scrubbed one-line message, never a raw traceback
+        err.print(f"internal error: {type(exc).__name__}: {REDACTOR.scrub(str(exc))}",
+                  markup=False)
+        if os.environ.get("BATCH_PROVISIONER_DEBUG"):
+            err.print(REDACTOR.scrub("".join(traceback.format_exception(exc))), markup=False)
+        code = 70
+    sys.exit(int(code) if isinstance(code, int) else 0)

@@ -1,0 +1,85 @@
+"""``defaults.toml``: job-wide values for any column, plus ``[limits]`` for the budgets.
+
+A non-blank cell always wins over a default. Values are turned into the same text a cell would
+hold, so defaults go through exactly the same validation as cells.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from batch_provisioner.errors import InputError
+from batch_provisioner.fields import KNOWN_COLUMNS
+from batch_provisioner.spreadsheet import normalise_header
+
+LIMIT_KEYS = frozenset({
+    "calls_per_hour", "creates_per_minute", "setup_tests_per_minute", "setup_tests_per_hour",
+    "concurrency", "max_attempts", "max_wait_seconds", "connect_timeout", "read_timeout",
+})
+
+
+@dataclass(frozen=True)
+class Defaults:
+    values: dict[str, str] = field(default_factory=dict)
+    limits: dict[str, float] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def load_defaults(path: Path | None) -> Defaults:
+    if path is None:
+        return Defaults()
+    try:
+        raw = tomllib.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise InputError("defaults file not found", path=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"defaults file cannot be read ({exc})", path=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"is not valid TOML ({exc})", path=str(path)) from None
+    limits_raw = raw.pop("limits", {})
+    if not isinstance(limits_raw, dict):
+        raise InputError("[limits] must be a table", path=str(path), column="limits")
+    values: dict[str, str] = {}
+    for key, value in raw.items():
+        name = normalise_header(key)
+        if name not in KNOWN_COLUMNS:
+            raise InputError(
+                f"unknown setting {key!r}; defaults take column names such as sync_mode",
+                path=str(path), column=key,
+            )
+        values[name] = _as_text(value, path, key)
+    limits: dict[str, float] = {}
+    for key, value in limits_raw.items():
+        if key not in LIMIT_KEYS:
+            known = ", ".join(sorted(LIMIT_KEYS))
+            raise InputError(f"unknown [limits] key {key!r} (known: {known})",
+                             path=str(path), column=key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise InputError(f"[limits] {key} must be a number >= 0", path=str(path), column=key)
+        limits[key] = float(value)
+    return Defaults(values=values, limits=limits, path=path)
+
+
+def _as_text(value: object, path: Path, key: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return str(value).strip()
+    if isinstance(value, list) and all(isinstance(v, str | int) for v in value):
+        return ",".join(str(v) for v in value)
+    raise InputError("must be text, a number, a boolean or a list", path=str(path), column=key)
+
+
+def apply_defaults(frame: pl.DataFrame, defaults: Defaults) -> pl.DataFrame:
+    """Fill blank cells (and absent columns) from the defaults; cells always win."""
+    exprs = []
+    for name, value in defaults.values.items():
+        if name in frame.columns:
+            exprs.append(pl.col(name).fill_null(pl.lit(value)))
+        else:
+            exprs.append(pl.lit(value, dtype=pl.String).alias(name))
+    return frame.with_columns(exprs) if exprs else frame

@@ -1,0 +1,111 @@
+"""The error tree. Every error carries structured fields; none carries a secret value.
+
+Exit codes (see ``ExitCode``): 0 all rows ok, 1 some rows invalid or failed, 2 usage or input
+error (nothing sent), 3 fatal API error (run stopped), 4 interrupted (resumable).
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    ROWS_FAILED = 1
+    INPUT_ERROR = 2
+    FATAL_API = 3
+    INTERRUPTED = 4
+
+
+class ProvisionerError(Exception):
+    """Base of every error the job raises on purpose."""
+
+    exit_code: ExitCode = ExitCode.ROWS_FAILED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InputError(ProvisionerError):
+    """A bad file, a missing column or a bad template: nothing is sent."""
+
+    exit_code = ExitCode.INPUT_ERROR
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        row: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        where = ", ".join(
+            part
+            for part in (
+                path,
+                f"row {row}" if row is not None else None,
+                f"column {column!r}" if column else None,
+            )
+            if part
+        )
+        super().__init__(f"{where}: {message}" if where else message)
+        self.path = path
+        self.row = row
+        self.column = column
+
+
+class ApiError(ProvisionerError):
+    """An answer (or the lack of one) from the Fivetran API."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        code: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.code = code
+        self.method = method
+        self.path = path
+
+
+class RetriableApiError(ApiError):
+    """Safe to send again: a 429, a 5xx on a read, or a transport error before the request left."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class ThrottledError(RetriableApiError):
+    """A 429: every worker pauses until ``retry_after`` seconds have passed."""
+
+
+class AmbiguousApiError(ApiError):
+    """The request may have been applied (timeout or reset after send, 5xx on a write).
+
+    The caller must look the connection up by (group_id, schema) before any retry.
+    """
+
+
+class RowApiError(ApiError):
+    """A 4xx that belongs to one row (validation, unknown group, schema exists)."""
+
+
+class ConflictApiError(RowApiError):
+    """The schema already exists in the group (409, or 400 that names the schema)."""
+
+
+class NotFoundApiError(RowApiError):
+    """A ``NotFound*`` code: a group or connection that does not exist."""
+
+
+class FatalApiError(ApiError):
+    """401/403 or a wrong base URL: stop the run, mark the rest ``not_attempted``."""
+
+    exit_code = ExitCode.FATAL_API

@@ -1,0 +1,89 @@
+"""structlog configuration: console on a TTY, JSON otherwise; secrets scrubbed from every event.
+
+Only the CLI calls ``configure``. Events are namespaced (``row.created``, ``budget.paused``...).
+When a run directory is given, every event is also appended as JSON to ``run.log.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+from batch_provisioner.secrets import REDACTOR
+
+_FILE_LOCK = threading.Lock()
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return REDACTOR.scrub(value)
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    if isinstance(value, BaseException):
+        return REDACTOR.scrub(f"{type(value).__name__}: {value}")
+    return value
+
+
+def redact_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
+    """Processor: mask every known secret value anywhere in the event."""
+    for key in list(event):
+        if key in ("authorization", "api_secret", "api_key", "access_token", "client_secret"):
+            event[key] = "******"
+        else:
+            event[key] = _scrub(event[key])
+    return event
+
+
+class _JsonFileTee:
+    """Processor: append the event as one JSON line to ``run.log.jsonl``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
+        line = json.dumps(event, default=str, ensure_ascii=False)
+        with _FILE_LOCK, self.path.open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+        return event
+
+
+def configure(
+    *, log_format: str = "auto", level: str = "info", run_log: Path | None = None,
+    stream: TextIO | None = None,
+) -> None:
+    """Set up the one logging pipeline of the process."""
+    stream = stream or sys.stderr
+    use_json = log_format == "json" or (log_format == "auto" and not sys.stdout.isatty())
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+    if run_log is not None:
+        run_log.parent.mkdir(parents=True, exist_ok=True)
+        processors.append(_JsonFileTee(run_log))
+    if use_json:
+        processors.append(structlog.processors.JSONRenderer(default=str))
+    else:
+        processors.append(structlog.dev.ConsoleRenderer(colors=stream.isatty()))
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(_level_number(level)),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _level_number(level: str) -> int:
+    import logging
+
+    return int(logging.getLevelNamesMapping().get(level.upper(), logging.INFO))

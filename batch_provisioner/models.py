@@ -1,0 +1,94 @@
+"""Frozen records passed between the stages."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+Payload = dict[str, Any]
+
+
+class Status(enum.StrEnum):
+    CREATED = "created"
+    EXISTS = "exists"
+    UPDATED = "updated"
+    INVALID = "invalid"
+    FAILED = "failed"
+    CONFLICT = "conflict"
+    NOT_ATTEMPTED = "not_attempted"
+    ROLLED_BACK = "rolled_back"
+
+
+OK_STATUSES = frozenset({Status.CREATED, Status.EXISTS, Status.UPDATED, Status.ROLLED_BACK})
+
+
+class ActionKind(enum.StrEnum):
+    CREATE = "create"
+    EXISTS = "exists"
+    DRIFT = "drift"
+    UPDATE = "update"
+    CONFLICT = "conflict"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True)
+class ConnectionRequest:
+    """A valid row, expanded. ``payload`` holds ``SecretRef`` objects until send time."""
+
+    row: int
+    group_id: str | None
+    group_name: str | None
+    schema: str
+    payload: Payload = field(repr=False)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.group_id or f"name:{self.group_name}", self.schema)
+
+    @property
+    def is_connect_card(self) -> bool:
+        return "auth" not in self.payload
+
+
+@dataclass(frozen=True)
+class Action:
+    """What the plan decided for one request."""
+
+    kind: ActionKind
+    request: ConnectionRequest
+    connection_id: str | None = None
+    detail: str = ""
+    changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The final word on one input row. Never carries a secret."""
+
+    row: int
+    status: Status
+    action: str = ""
+    group_id: str | None = None
+    schema: str | None = None
+    connection_id: str | None = None
+    setup_state: str | None = None
+    connect_card_uri: str | None = None
+    http_status: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    attempts: int = 0
+    reconciled: bool = False
+    started_at: str | None = None
+    finished_at: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "row": self.row, "status": str(self.status), "action": self.action,
+            "group_id": self.group_id, "schema": self.schema,
+            "connection_id": self.connection_id, "setup_state": self.setup_state,
+            "connect_card_uri": self.connect_card_uri, "http_status": self.http_status,
+            "error_code": self.error_code, "error_message": self.error_message,
+            "attempts": self.attempts, "reconciled": self.reconciled,
+            "started_at": self.started_at, "finished_at": self.finished_at,
+        }

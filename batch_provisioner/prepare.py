@@ -1,0 +1,129 @@
+"""Read, apply defaults, validate and expand: from files to ``ConnectionRequest`` records."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from batch_provisioner.defaults import Defaults, apply_defaults, load_defaults
+from batch_provisioner.errors import InputError
+from batch_provisioner.fields import KNOWN_COLUMNS
+from batch_provisioner.models import ConnectionRequest
+from batch_provisioner.payload import expand
+from batch_provisioner.secrets import SecretContext
+from batch_provisioner.spreadsheet import ROW, Table, read_custom_reports, read_table
+from batch_provisioner.validation import (
+    ERROR,
+    GROUP_KEY,
+    PROBLEM_SCHEMA,
+    validate_connections,
+    validate_reports,
+)
+
+_REPORT_REQUIRED = ("schema", "table_name", "report_type", "metrics")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything the later stages need, in input order."""
+
+    table: Table
+    defaults: Defaults
+    frame: pl.DataFrame  # canonical values, one line per input row
+    problems: pl.DataFrame
+    requests: list[ConnectionRequest]
+    invalid: dict[int, str] = field(default_factory=dict)  # row -> joined error text
+
+    @property
+    def carry_columns(self) -> list[str]:
+        """The user's own columns that the job does not know: carried to every output."""
+        return [c for c in self.table.columns if c not in KNOWN_COLUMNS]
+
+    @property
+    def rows(self) -> list[int]:
+        return self.frame.get_column(ROW).to_list()
+
+    @property
+    def error_count(self) -> int:
+        return self.problems.filter(pl.col("severity") == ERROR).height
+
+
+def prepare(
+    sheet: Path,
+    *,
+    sheet_name: str | None = None,
+    defaults_path: Path | None = None,
+    custom_reports: Path | None = None,
+    secrets: SecretContext | None = None,
+) -> Prepared:
+    defaults = load_defaults(defaults_path)
+    table = read_table(sheet, sheet=sheet_name)
+    if table.frame.height == 0:
+        raise InputError("has no data rows (only a header, or blank)", path=table.label)
+    frame = apply_defaults(table.frame, defaults)
+    _require_columns(table, frame)
+    ctx = secrets or SecretContext(base_dir=sheet.resolve().parent)
+    canonical, problems = validate_connections(
+        Table(table.path, frame, table.headers, table.sheet, table.numeric_cells), ctx)
+    reports_by_row: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    reports = read_custom_reports(custom_reports, sheet)
+    if reports is not None:
+        missing = [c for c in _REPORT_REQUIRED if c not in reports.frame.columns]
+        if missing:
+            raise InputError(f"custom reports need the column(s) {', '.join(missing)}",
+                             path=reports.label, row=1, column=missing[0])
+        report_frame, report_problems = validate_reports(reports, canonical)
+        problems = pl.concat([problems, report_problems, _owner_problems(
+            report_problems, report_frame, table.label)])
+        for report in report_frame.filter(pl.col("connection_row").is_not_null()).iter_rows(
+                named=True):
+            reports_by_row[report["connection_row"]].append(report)
+    problems = problems.sort(["source", "row"], maintain_order=True)
+    invalid = _invalid_rows(problems, table.label)
+    requests = [
+        ConnectionRequest(row=row[ROW], group_id=row["group_id"], group_name=row["group_name"],
+                          schema=row["schema"],
+                          payload=expand(row, reports_by_row.get(row[ROW], ())))
+        for row in canonical.filter(~pl.col(ROW).is_in(list(invalid))).iter_rows(named=True)
+    ]
+    return Prepared(table=table, defaults=defaults, frame=canonical.drop(GROUP_KEY),
+                    problems=problems, requests=requests, invalid=invalid)
+
+
+def _require_columns(table: Table, frame: pl.DataFrame) -> None:
+    if "schema" not in frame.columns:
+        raise InputError("required column 'schema' is missing (and has no default)",
+                         path=table.label, row=1, column="schema")
+    if "group_id" not in frame.columns and "group_name" not in frame.columns:
+        raise InputError("required column 'group_id' (or 'group_name') is missing "
+                         "(and has no default)", path=table.label, row=1, column="group_id")
+
+
+def _owner_problems(report_problems: pl.DataFrame, report_frame: pl.DataFrame,
+                    label: str) -> pl.DataFrame:
+    """A connection whose custom report has an error is not sent either."""
+    bad = (report_problems.filter(pl.col("severity") == ERROR)
+           .join(report_frame.select(pl.col(ROW).alias("row"), "connection_row"), on="row")
+           .filter(pl.col("connection_row").is_not_null())
+           .group_by("connection_row", maintain_order=True)
+           .agg(pl.col("row").unique().sort().cast(pl.String).str.join(", ").alias("rows"),
+                pl.col("source").first()))
+    return bad.select(
+        pl.lit(label).alias("source"), pl.col("connection_row").alias("row"),
+        pl.lit("custom_reports").alias("column"), pl.col("rows").alias("value"),
+        pl.lit(ERROR).alias("severity"),
+        pl.format("its custom report row(s) {} in {} have errors", "rows", "source")
+        .alias("message"), pl.lit("fix the custom report rows listed").alias("hint"),
+    ).cast(PROBLEM_SCHEMA)  # type: ignore[arg-type]
+
+
+def _invalid_rows(problems: pl.DataFrame, label: str) -> dict[int, str]:
+    errors = problems.filter((pl.col("severity") == ERROR) & (pl.col("source") == label))
+    grouped = errors.group_by("row", maintain_order=True).agg(
+        pl.format("{} '{}' {}", "column", pl.col("value").fill_null(""), "message")
+        .str.join("; ").alias("error"))
+    return dict(grouped.iter_rows())

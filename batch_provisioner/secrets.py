@@ -1,0 +1,134 @@
+"""Secret references (``env:NAME``, ``file:PATH``), late resolution and redaction.
+
+A secret's value is read only when its payload is about to be sent, is registered with the
+process-wide ``REDACTOR`` at that moment, and is scrubbed from every log line and output.
+Validation checks that a reference resolves without ever reading it into a message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MASK = "******"
+_MIN_SECRET_LEN = 4
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a secret comes from. ``target`` is an env name, a path, or (literal) the value."""
+
+    kind: str  # "env" | "file" | "literal"
+    target: str = field(repr=False)
+
+    def describe(self) -> str:
+        """Safe to print: the reference itself, or the mask for a literal value."""
+        return f"{self.kind}:{self.target}" if self.kind != "literal" else MASK
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+def parse_ref(text: str) -> SecretRef:
+    match = re.match(r"^(env|file):(.*)$", text.strip(), flags=re.IGNORECASE)
+    if match:
+        return SecretRef(match.group(1).lower(), match.group(2).strip())
+    return SecretRef("literal", text)
+
+
+@dataclass(frozen=True)
+class SecretContext:
+    """What resolution needs: the environment, the folder paths are relative to, and the
+    folder that ``file:`` references must stay inside."""
+
+    env: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False)
+    base_dir: Path = field(default_factory=Path.cwd)
+    allowed_root: Path | None = None
+
+    def root(self) -> Path:
+        return (self.allowed_root or self.base_dir).resolve()
+
+
+def check_ref(ref: SecretRef, ctx: SecretContext) -> str | None:
+    """A problem description if ``ref`` cannot be resolved; never includes a secret value."""
+    if ref.kind == "env":
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", ref.target):
+            return f"'{ref.describe()}' is not a valid environment variable name"
+        if not ctx.env.get(ref.target):
+            return f"environment variable {ref.target} is not set (or empty)"
+        return None
+    if ref.kind == "file":
+        path = _file_path(ref, ctx)
+        if path is None:
+            return f"'{ref.describe()}' points outside the allowed folder {ctx.root()}"
+        if not path.is_file():
+            return f"secret file {ref.target} does not exist"
+        if not os.access(path, os.R_OK):
+            return f"secret file {ref.target} is not readable"
+        if path.stat().st_size == 0:
+            return f"secret file {ref.target} is empty"
+        return None
+    return None if ref.target else "empty secret value"
+
+
+def resolve(ref: SecretRef, ctx: SecretContext) -> str:
+    """The secret's value, registered for redaction. Raises ``ValueError`` (no value inside)."""
+    problem = check_ref(ref, ctx)
+    if problem:
+        raise ValueError(problem)
+    if ref.kind == "env":
+        value = ctx.env[ref.target]
+    elif ref.kind == "file":
+        path = _file_path(ref, ctx)
+        assert path is not None
+        value = path.read_text("utf-8").strip()
+    else:
+        value = ref.target
+    REDACTOR.add(value)
+    return value
+
+
+def _file_path(ref: SecretRef, ctx: SecretContext) -> Path | None:
+    raw = Path(ref.target).expanduser()
+    path = (raw if raw.is_absolute() else ctx.base_dir / raw).resolve()
+    return path if path.is_relative_to(ctx.root()) else None
+
+
+class Redactor:
+    """Process-wide set of known secret values; ``scrub`` masks them in any text."""
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self._lock = threading.Lock()
+
+    def add(self, value: str) -> None:
+        if len(value) < _MIN_SECRET_LEN or value in self._values:
+            return
+        with self._lock:
+            self._values.add(value)
+            ordered = sorted(self._values, key=len, reverse=True)
+            self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
+
+    def scrub(self, text: str) -> str:
+        pattern = self._pattern
+        return pattern.sub(MASK, text) if pattern is not None else text
+
+    def __contains__(self, text: object) -> bool:
+        pattern = self._pattern
+        return isinstance(text, str) and pattern is not None and bool(pattern.search(text))
+
+    def __bool__(self) -> bool:
+        return self._pattern is not None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+            self._pattern = None
+
+
+REDACTOR = Redactor()

@@ -1,0 +1,392 @@
+"""Validation: every problem of every row at once, as a frame, by row and column.
+
+Each rule is a vectorised polars expression over the whole sheet. ``canonicalise`` turns
+booleans, enums, numbers and lists into the spelling Fivetran expects; a cell that cannot be
+turned is a problem. An ``error`` keeps its row from being sent; a ``warning`` does not.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import polars as pl
+
+from batch_provisioner.fields import (
+    BOOL_FALSE,
+    BOOL_TRUE,
+    BY_NAME,
+    COLUMNS,
+    SECRET_COLUMNS,
+    SYNC_FREQUENCIES,
+    Kind,
+    catalogue,
+)
+from batch_provisioner.secrets import SecretContext, check_ref, parse_ref
+from batch_provisioner.spreadsheet import ROW, Table
+
+ERROR = "error"
+WARNING = "warning"
+PROBLEM_SCHEMA = {
+    "source": pl.String, "row": pl.Int64, "column": pl.String, "value": pl.String,
+    "severity": pl.String, "message": pl.String, "hint": pl.String,
+}
+SCHEMA_RE = r"^[a-z_][a-z0-9_]*$"
+GROUP_KEY = "_group_key"
+_LIST_SEPARATORS = r"[;|\r\n]+"
+_EXACT_DIGITS = 15
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A problem wherever ``mask`` is true, reported on ``column`` with ``message``."""
+
+    column: str
+    mask: pl.Expr
+    message: str | pl.Expr
+    hint: str = ""
+    severity: str = ERROR
+    value: pl.Expr | None = None
+
+
+def split_list(column: str) -> pl.Expr:
+    """``"a, b;c|d"`` → ``["a", "b", "c", "d"]``; blanks dropped; null stays null."""
+    return (
+        pl.col(column).str.replace_all(_LIST_SEPARATORS, ",").str.split(",")
+        .list.eval(pl.element().str.strip_chars().filter(pl.element() != ""))
+        .alias(column)
+    )
+
+
+def _bool_map() -> dict[str, str]:
+    return {**dict.fromkeys(BOOL_TRUE, "true"), **dict.fromkeys(BOOL_FALSE, "false")}
+
+
+def canonicalise(frame: pl.DataFrame) -> pl.DataFrame:
+    """Add every known column (null when absent) and turn values into canonical spelling.
+
+    Cells that cannot be turned become null here; the rules compare with the raw frame to
+    report them.
+    """
+    missing = [c.name for c in COLUMNS if c.name not in frame.columns]
+    frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(name) for name in missing)
+    exprs: list[pl.Expr] = []
+    for column in COLUMNS:
+        col = pl.col(column.name)
+        if column.kind is Kind.BOOL:
+            exprs.append(col.str.to_lowercase().replace_strict(_bool_map(), default=None))
+        elif column.kind is Kind.ENUM:
+            exprs.append(col.str.to_lowercase().replace_strict(column.canonical_map(),
+                                                              default=None))
+        elif column.kind is Kind.INT:
+            exprs.append(col.str.extract(r"^(\d+)(?:\.0+)?$", 1).str.strip_chars_start("0")
+                         .replace("", "0").alias(column.name))
+        elif column.kind is Kind.HOUR:
+            hour = col.str.extract(r"^(\d{1,2}):00(?::00)?$", 1).cast(pl.Int64, strict=False)
+            exprs.append(pl.when(hour <= 23).then(pl.format("{}:00", hour.cast(pl.String)
+                                                             .str.zfill(2)))
+                         .otherwise(None).alias(column.name))
+        elif column.kind is Kind.LIST:
+            exprs.append(split_list(column.name))
+    return frame.with_columns(exprs).with_columns(
+        pl.coalesce("group_id", pl.format("name:{}", pl.col("group_name"))).alias(GROUP_KEY)
+    )
+
+
+def _invalid_value_rules(raw: pl.DataFrame) -> list[Rule]:
+    rules: list[Rule] = []
+    for column in COLUMNS:
+        if column.kind not in (Kind.BOOL, Kind.ENUM, Kind.INT, Kind.HOUR):
+            continue
+        bad = pl.col(f"raw_{column.name}").is_not_null() & pl.col(column.name).is_null()
+        if column.kind is Kind.BOOL:
+            message, hint = "is not a boolean", "use true/false, yes/no or 1/0"
+        elif column.kind is Kind.ENUM:
+            aliases = f" (or {', '.join(column.aliases)})" if column.aliases else ""
+            message = "is not a valid value"
+            hint = f"use one of {', '.join(column.choices)}{aliases}"
+        elif column.kind is Kind.HOUR:
+            message, hint = "is not a whole hour", "use a whole hour from 00:00 to 23:00"
+        else:
+            message, hint = "is not a whole number", "use a whole number such as 0 or 1440"
+        rules.append(Rule(column.name, bad, message, hint))
+    return rules
+
+
+def _row_rules() -> list[Rule]:
+    c = pl.col
+    specific = c("sync_mode") == "SpecificAccounts"
+    n_accounts = c("accounts").list.len().fill_null(0)
+    has_token = c("access_token").is_not_null()
+    has_id, has_secret = c("client_id").is_not_null(), c("client_secret").is_not_null()
+    no_auth = ~has_token & ~has_id & ~has_secret
+    freq_ok = c("sync_frequency").is_in([str(v) for v in SYNC_FREQUENCIES])
+    accounts_joined = c("accounts").list.join(", ")
+    bad_accounts = c("accounts").list.eval(
+        pl.element().filter(~pl.element().str.contains(r"^\d+$"))).list.join(", ")
+    return [
+        Rule("sync_frequency", c("sync_frequency").is_not_null() & ~freq_ok,
+             "is not an allowed sync frequency",
+             f"use one of {', '.join(str(v) for v in SYNC_FREQUENCIES)} (minutes)"),
+        Rule("daily_sync_time",
+             c("daily_sync_time").is_not_null() & (c("sync_frequency") != "1440").fill_null(True),
+             "is only allowed with sync_frequency 1440",
+             "set sync_frequency to 1440 or clear daily_sync_time"),
+        Rule("data_delay_threshold",
+             (c("data_delay_threshold").is_not_null() & (c("data_delay_threshold") != "0")
+              & (c("data_delay_sensitivity") != "CUSTOM").fill_null(True)),
+             "is ignored unless data_delay_sensitivity is CUSTOM",
+             "set data_delay_sensitivity to CUSTOM, or the threshold to 0", WARNING),
+        Rule("proxy_agent_id",
+             (c("networking_method") == "ProxyAgent") & c("proxy_agent_id").is_null(),
+             "is required with networking_method ProxyAgent", "fill proxy_agent_id"),
+        Rule("private_link_id",
+             (c("networking_method") == "PrivateLink") & c("private_link_id").is_null(),
+             "is required with networking_method PrivateLink", "fill private_link_id"),
+        Rule("accounts", specific & (n_accounts == 0),
+             "is required with sync_mode SpecificAccounts",
+             "list the TikTok advertiser ids, or use sync_mode AllAccounts"),
+        Rule("accounts", (c("sync_mode") != "SpecificAccounts").fill_null(True) & (n_accounts > 0),
+             "is only allowed with sync_mode SpecificAccounts",
+             "set sync_mode to SpecificAccounts, or clear accounts", value=accounts_joined),
+        Rule("accounts", bad_accounts.fill_null("") != "",
+             pl.format("has ids that are not all digits: {}", bad_accounts),
+             "TikTok advertiser ids are digits only", value=accounts_joined),
+        Rule("accounts", (n_accounts > c("accounts").list.unique().list.len().fill_null(0)),
+             "lists the same id more than once", "remove the duplicate ids", WARNING,
+             value=accounts_joined),
+        Rule("schema", c("schema").is_null(), "is required",
+             "fill a destination schema name, e.g. tiktok_acme"),
+        Rule("schema", c("schema").is_not_null() & ~c("schema").str.contains(SCHEMA_RE),
+             "is not a valid schema name",
+             "use lowercase letters, digits and underscores, starting with a letter or _"),
+        Rule("schema",
+             c("schema").is_not_null() & (pl.len().over([GROUP_KEY, "schema"]) > 1)
+             & c(GROUP_KEY).is_not_null(),
+             pl.format("is used by {} rows in the same group",
+                       pl.len().over([GROUP_KEY, "schema"])),
+             "a schema name is unique within a group: rename or remove the duplicates"),
+        Rule("group_id", c("group_id").is_null() & c("group_name").is_null(),
+             "is required (or fill group_name)", "fill the Fivetran group id"),
+        Rule("client_secret", has_id & ~has_secret, "is required with client_id",
+             "fill both client_id and client_secret, or neither"),
+        Rule("client_id", has_secret & ~has_id, "is required with client_secret",
+             "fill both client_id and client_secret, or neither"),
+        Rule("redirect_uri", no_auth & c("redirect_uri").is_null(),
+             "is required for a connect-card row (a row with no access_token or client keys)",
+             "fill redirect_uri, or give access_token / client_id + client_secret"),
+        Rule("redirect_uri",
+             c("redirect_uri").is_not_null()
+             & ~c("redirect_uri").str.contains(r"^https://[A-Za-z0-9.\-]+(:\d+)?(/\S*)?$"),
+             "is not an absolute https URL", "use a full URL such as https://agency.example/done"),
+        Rule("run_setup_tests", no_auth & (c("run_setup_tests") == "true"),
+             "is sent as false for a connect-card row: the client has not authorised yet",
+             "leave run_setup_tests blank for connect-card rows", WARNING),
+    ]
+
+
+def _secret_rules(frame: pl.DataFrame, ctx: SecretContext) -> list[Rule]:
+    rules: list[Rule] = []
+    for name in SECRET_COLUMNS:
+        values = frame.get_column(name).drop_nulls().unique().to_list()
+        problems: dict[str, str] = {}
+        literals: list[str] = []
+        for text in values:
+            ref = parse_ref(text)
+            if ref.kind == "literal":
+                literals.append(text)
+            elif (problem := check_ref(ref, ctx)) is not None:
+                problems[text] = problem
+        if problems:
+            rules.append(Rule(name, pl.col(name).is_in(list(problems)),
+                              pl.col(name).replace_strict(problems, default=""),
+                              "use env:NAME for an environment variable or file:PATH for a file"))
+        if literals:
+            rules.append(Rule(name, pl.col(name).is_in(literals),
+                              "holds a literal secret value in the sheet",
+                              "use env:NAME or file:PATH so the secret stays out of the file",
+                              WARNING))
+    return rules
+
+
+def _numeric_cell_rules(table: Table) -> list[tuple[int, str, str, str]]:
+    out = []
+    for row, raw in table.numeric_cells.get("accounts", []):
+        try:
+            number = float(raw)
+        except ValueError:
+            continue
+        digits = len(str(int(number))) if number.is_integer() else 99
+        if "e" in raw.lower() or digits > _EXACT_DIGITS or not number.is_integer():
+            out.append((row, raw, "is stored as a number, so Excel has already changed the id",
+                        "format the accounts column as Text and type the ids again"))
+    return out
+
+
+def _render_value(column: str, available: list[str]) -> pl.Expr:
+    """The offending value as the user wrote it; secrets only as their reference."""
+    if column in SECRET_COLUMNS:
+        return (pl.when(pl.col(column).str.contains(r"(?i)^(env|file):"))
+                .then(pl.col(column)).otherwise(pl.lit("******")))
+    return pl.col(f"raw_{column}") if f"raw_{column}" in available else pl.col(column)
+
+
+_RAW_NAMES = frozenset(f"raw_{c.name}" for c in COLUMNS if c.kind is not Kind.SECRET)
+
+
+def _collect(frame: pl.DataFrame, rules: Iterable[Rule], source: str) -> pl.DataFrame:
+    parts = []
+    for rule in rules:
+        value = rule.value if rule.value is not None else _render_value(rule.column,
+                                                                        frame.columns)
+        message = rule.message if isinstance(rule.message, pl.Expr) else pl.lit(rule.message)
+        parts.append(frame.filter(rule.mask.fill_null(False)).select(
+            pl.lit(source).alias("source"), pl.col(ROW).alias("row"),
+            pl.lit(rule.column).alias("column"), value.cast(pl.String).alias("value"),
+            pl.lit(rule.severity).alias("severity"), message.alias("message"),
+            pl.lit(rule.hint).alias("hint"),
+        ))
+    return pl.concat(parts) if parts else pl.DataFrame(schema=PROBLEM_SCHEMA)
+
+
+def empty_problems() -> pl.DataFrame:
+    return pl.DataFrame(schema=PROBLEM_SCHEMA)
+
+
+def validate_connections(table: Table, ctx: SecretContext) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(canonical frame, problems) for the connections sheet."""
+    raw = table.frame.select(
+        [pl.col(ROW)] + [pl.col(c).alias(f"raw_{c}") for c in table.columns
+                         if f"raw_{c}" in _RAW_NAMES])
+    frame = canonicalise(table.frame)
+    joined = frame.join(raw, on=ROW, how="left")
+    for name in _RAW_NAMES:
+        if name not in joined.columns:
+            joined = joined.with_columns(pl.lit(None, dtype=pl.String).alias(name))
+    rules = _invalid_value_rules(joined) + _row_rules() + _secret_rules(frame, ctx)
+    problems = _collect(joined, rules, table.label)
+    numeric = _numeric_cell_rules(table)
+    if numeric:
+        problems = pl.concat([problems, pl.DataFrame(
+            [(table.label, row, "accounts", raw_value, ERROR, message, hint)
+             for row, raw_value, message, hint in numeric],
+            schema=PROBLEM_SCHEMA, orient="row")])
+    return frame, problems
+
+
+def _name_rules(column: str, known: frozenset[str], pattern: str, is_list: bool) -> list[Rule]:
+    """Malformed names are errors; well-formed but unknown ones get a did-you-mean warning."""
+    c = pl.col(column)
+    if is_list:
+        malformed = c.list.eval(pl.element().filter(~pl.element().str.contains(pattern)))
+        unknown = c.list.eval(pl.element().filter(
+            pl.element().str.contains(pattern) & ~pl.element().is_in(list(known))))
+        return [
+            Rule(column, malformed.list.len() > 0,
+                 pl.format("has malformed names: {}", malformed.list.join(", ")),
+                 "names are lowercase letters, digits and underscores",
+                 value=c.list.join(", ")),
+            Rule(column, unknown.list.len() > 0,
+                 pl.format("has names not in the catalogue: {}", unknown.list.join(", ")),
+                 "check the spelling; unknown names are sent as they are", WARNING,
+                 value=c.list.join(", ")),
+        ]
+    return [
+        Rule(column, c.is_not_null() & ~c.str.contains(pattern), "is malformed",
+             "names are lowercase letters, digits and underscores"),
+        Rule(column, c.is_not_null() & c.str.contains(pattern) & ~c.is_in(list(known)),
+             "is not in the catalogue of known values", "", WARNING),
+    ]
+
+
+def did_you_mean(value: str, known: Iterable[str]) -> str:
+    match = difflib.get_close_matches(value, list(known), n=1, cutoff=0.6)
+    return f"did you mean {match[0]!r}?" if match else "check the spelling"
+
+
+def _add_suggestions(problems: pl.DataFrame, known: dict[str, frozenset[str]]) -> pl.DataFrame:
+    if problems.is_empty():
+        return problems
+    hints = []
+    for column, value, severity, hint in problems.select(
+            "column", "value", "severity", "hint").iter_rows():
+        if severity == WARNING and column in known and value:
+            names = [v.strip() for v in re.split(r",\s*", value)]
+            unknown = [n for n in names if n not in known[column]]
+            hints.append("; ".join(f"{n}: {did_you_mean(n, known[column])}" for n in unknown)
+                         or hint)
+        else:
+            hints.append(hint)
+    return problems.with_columns(pl.Series("hint", hints, dtype=pl.String))
+
+
+def validate_reports(
+    reports: Table, connections: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(canonical report frame with the connection row it belongs to, problems)."""
+    cat = catalogue()
+    frame = reports.frame
+    for name in ("schema", "group_id", "table_name", "report_type", "metrics", "dimensions",
+                 "aggregate"):
+        if name not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(name))
+    frame = frame.with_columns(split_list("metrics"), split_list("dimensions"),
+                               pl.col("report_type").str.strip_chars(),
+                               pl.col("aggregate").str.strip_chars())
+    owners = connections.filter(pl.col("schema").is_not_null()).select(
+        pl.col(ROW).alias("connection_row"), "schema", pl.col("group_id").alias("_owner_group"),
+        pl.col(GROUP_KEY))
+    counts = owners.group_by("schema").agg(pl.len().alias("_owners"))
+    frame = frame.join(counts, on="schema", how="left").with_columns(
+        pl.col("_owners").fill_null(0))
+    by_schema = owners.filter(pl.len().over("schema") == 1).select("schema", "connection_row")
+    by_group = owners.select(pl.col("schema"), pl.col("_owner_group").alias("group_id"),
+                             pl.col("connection_row").alias("_group_row"))
+    frame = (frame.join(by_schema, on="schema", how="left")
+             .join(by_group, on=["schema", "group_id"], how="left")
+             .with_columns(pl.coalesce("_group_row", "connection_row").alias("connection_row"))
+             .drop("_group_row"))
+    c = pl.col
+    rules = [
+        Rule("schema", c("schema").is_null(), "is required",
+             "name the connection's schema this report belongs to"),
+        Rule("schema", c("schema").is_not_null() & (c("_owners") == 0),
+             "matches no connection row", "use a schema from the connections sheet"),
+        Rule("group_id", (c("_owners") > 1) & c("connection_row").is_null(),
+             "is required: this schema is used in several groups",
+             "fill group_id to say which connection the report belongs to"),
+        Rule("table_name", c("table_name").is_null(), "is required", "fill a table name"),
+        Rule("table_name", c("table_name").is_not_null() & ~c("table_name").str.contains(SCHEMA_RE),
+             "is not a valid table name",
+             "use lowercase letters, digits and underscores, starting with a letter or _"),
+        Rule("table_name", c("table_name").is_not_null() & c("connection_row").is_not_null()
+             & (pl.len().over(["connection_row", "table_name"]) > 1),
+             "is used twice in the same connection", "table names are unique per connection"),
+        Rule("metrics", c("metrics").list.len().fill_null(0) == 0, "is required",
+             "list at least one metric, e.g. spend, impressions"),
+        Rule("report_type", c("report_type").is_null(), "is required",
+             "e.g. auction_basic_campaign_report"),
+        *_name_rules("report_type", cat.report_types, SCHEMA_RE, False),
+        *_name_rules("aggregate", cat.aggregates, SCHEMA_RE, False),
+        *_name_rules("metrics", cat.metrics, SCHEMA_RE, True),
+        *_name_rules("dimensions", cat.dimensions, SCHEMA_RE, True),
+    ]
+    problems = _collect(frame, rules, reports.label)
+    problems = _add_suggestions(problems, {
+        "report_type": cat.report_types, "aggregate": cat.aggregates,
+        "metrics": cat.metrics, "dimensions": cat.dimensions})
+    return frame, problems
+
+
+def errors_by_row(problems: pl.DataFrame, source: str) -> pl.DataFrame:
+    """One line per row with an error: (row, error) — the row's problems joined."""
+    return (problems.filter((pl.col("severity") == ERROR) & (pl.col("source") == source))
+            .group_by("row", maintain_order=True)
+            .agg(pl.format("{} '{}': {}", "column", pl.col("value").fill_null(""), "message")
+                 .str.join("; ").alias("error")))
+
+
+__all__ = ["BY_NAME", "ERROR", "WARNING", "canonicalise", "validate_connections",
+           "validate_reports"]
