@@ -134,6 +134,86 @@ def template(out_dir: Annotated[Path, typer.Option("--out", help="Folder to writ
         out.print(f"wrote {path}")
 
 
+ApiUrlOpt = Annotated[str | None, typer.Option(
+    "--api-url", help="Fivetran API base URL (default FIVETRAN_API_URL or api.fivetran.com).")]
+SandboxOpt = Annotated[bool, typer.Option(
+    "--sandbox", help="Start the embedded Fivetran sandbox (profile fast) and run against it.")]
+SandboxUrlOpt = Annotated[str | None, typer.Option(
+    "--sandbox-url", help="Run against a sandbox already serving at URL; adopt its limits.")]
+ConcurrencyOpt = Annotated[int | None, typer.Option(
+    "--concurrency", min=1, max=256, help="Requests in flight at once (default 8).")]
+LogFormatOpt = Annotated[str, typer.Option(
+    "--log-format", help="auto (console on a TTY, JSON otherwise), json or console.")]
+
+
+def _limit_flags(concurrency: int | None, calls_per_hour: int | None,
+                 creates_per_minute: int | None, setup_tests_per_minute: int | None,
+                 setup_tests_per_hour: int | None, max_attempts: int | None,
+                 max_wait: str | None, connect_timeout: float | None,
+                 read_timeout: float | None) -> dict[str, float | None]:
+    from batch_provisioner.cli_apply import parse_duration
+
+    return {
+        "concurrency": concurrency, "calls_per_hour": calls_per_hour,
+        "creates_per_minute": creates_per_minute,
+        "setup_tests_per_minute": setup_tests_per_minute,
+        "setup_tests_per_hour": setup_tests_per_hour, "max_attempts": max_attempts,
+        "max_wait_seconds": parse_duration(max_wait) if max_wait else None,
+        "connect_timeout": connect_timeout, "read_timeout": read_timeout,
+    }
+
+
+@app.command()
+def apply(
+    sheet: SheetArg, defaults: DefaultsOpt = None, custom_reports: ReportsOpt = None,
+    sheet_name: SheetNameOpt = None, secrets_dir: SecretsDirOpt = None,
+    api_url: ApiUrlOpt = None, sandbox: SandboxOpt = False, sandbox_url: SandboxUrlOpt = None,
+    concurrency: ConcurrencyOpt = None, run_id: RunIdOpt = None,
+    resume: Annotated[str | None, typer.Option(
+        "--resume", help="Carry on an earlier run: skip its finished rows.")] = None,
+    deadline: Annotated[str | None, typer.Option(
+        "--deadline", help="Start no new row after this long (e.g. 45m); exit 4.")] = None,
+    update: Annotated[bool, typer.Option(
+        "--update", help="PATCH drifted connections (mutable fields only).")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Resume even though the input file changed.")] = False,
+    reports_dir: ReportsDirOpt = Path("reports"),
+    max_attempts: Annotated[int | None, typer.Option("--max-attempts", min=1,
+                                                      help="Tries per row (default 5).")] = None,
+    max_wait: Annotated[str | None, typer.Option(
+        "--max-wait", help="Longest Retry-After to wait (default 1h); longer fails the row.")]
+    = None,
+    calls_per_hour: Annotated[int | None, typer.Option("--calls-per-hour", min=0)] = None,
+    creates_per_minute: Annotated[int | None, typer.Option(
+        "--creates-per-minute", min=0, help="Create budget (off unless set; 0 = off).")] = None,
+    setup_tests_per_minute: Annotated[int | None, typer.Option("--setup-tests-per-minute",
+                                                                min=0)] = None,
+    setup_tests_per_hour: Annotated[int | None, typer.Option("--setup-tests-per-hour",
+                                                              min=0)] = None,
+    connect_timeout: Annotated[float | None, typer.Option("--connect-timeout", min=0.1)] = None,
+    read_timeout: Annotated[float | None, typer.Option("--read-timeout", min=0.1)] = None,
+    log_format: LogFormatOpt = "auto",
+) -> None:
+    """Create every valid row's connection, inside Fivetran's budgets; write the reports."""
+    from batch_provisioner.cli_apply import apply_command, parse_duration
+
+    if resume and run_id and resume != run_id:
+        raise InputError("--resume and --run-id name different runs; give one of them")
+    prepared = _load(sheet, defaults, custom_reports, sheet_name, secrets_dir)
+    if prepared.invalid:
+        print_problems(prepared, err)
+    ctx = SecretContext(base_dir=sheet.resolve().parent, allowed_root=secrets_dir)
+    flags = _limit_flags(concurrency, calls_per_hour, creates_per_minute, setup_tests_per_minute,
+                         setup_tests_per_hour, max_attempts, max_wait, connect_timeout,
+                         read_timeout)
+    code = apply_command(
+        prepared, secrets=ctx, reports_dir=reports_dir, run_id=resume or run_id or new_run_id(),
+        api_url=api_url, sandbox=sandbox, sandbox_url=sandbox_url, flags=flags,
+        deadline=parse_duration(deadline) if deadline else None, update=update, force=force,
+        log_format=log_format, input_paths=(sheet, defaults, custom_reports))
+    raise typer.Exit(code)
+
+
 def _version_callback(value: bool) -> None:
     if value:
         out.print(f"batch-provisioner {__version__}")

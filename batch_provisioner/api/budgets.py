@@ -1,0 +1,414 @@
+"""Rolling-window budgets, the in-flight cap and the global 429 pause, shared by every worker.
+
+One :class:`BudgetGate` guards every request of a run::
+
+    async with gate.slot("create") as slot:
+        response = await http.post(...)
+
+``slot`` waits for (1) any global pause to end, (2) room in every rolling-window budget that
+applies to the kind of request and (3) a place under the in-flight cap, then reserves one event
+in each applicable budget. An in-flight event always counts as inside every window; when the
+slot exits, the event is stamped with its *completion* time. The server saw the request
+somewhere between send and completion, so a window counted from completion can never overrun the
+server's own rolling window, whatever the latency.
+
+Waiting is exact, not polled: the head waiter of each request kind sleeps until the moment the
+oldest counted event leaves the window (or, when only in-flight events fill it, until one of them
+completes). Waiters of one kind queue FIFO behind a lock, so nobody stampedes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+import structlog
+
+from batch_provisioner.errors import RetriableApiError
+from batch_provisioner.settings import Budget
+
+__all__ = ["KIND_APPLIES_TO", "BudgetGate", "GateStats", "Slot"]
+
+#: Which budgets (by ``Budget.applies_to``) one request of each kind counts against.
+KIND_APPLIES_TO: dict[str, tuple[str, ...]] = {
+    "call": ("all",),
+    "create": ("all", "create"),
+    "setup_test_create": ("all", "create", "setup_test"),
+    "setup_test_update": ("all", "setup_test"),
+}
+
+#: ``X-Rate-Limit`` / ``X-Rate-Limit-Remaining`` describe the hourly all-calls budget.
+HEADER_WINDOW_SECONDS = 3600.0
+_HISTORY_FLOOR_SECONDS = 3600.0
+
+_log = structlog.get_logger(__name__)
+
+
+@dataclass
+class GateStats:
+    """Counters a run reports in its summary."""
+
+    calls_sent: int = 0
+    throttles: int = 0
+    pauses: int = 0
+    seconds_paused: float = 0.0
+    budget_waits: int = 0
+    seconds_waited_for_budget: float = 0.0
+
+
+@dataclass
+class Slot:
+    """One reserved request. ``sent_at``/``completed_at`` are readings of the gate's clock."""
+
+    kind: str
+    sent_at: float
+    completed_at: float | None = None
+    sent: bool = True
+    _gate: BudgetGate | None = field(default=None, repr=False)
+
+    def not_sent(self) -> None:
+        """Give the reservation back: the request never left (e.g. a connect error)."""
+        if self.sent and self._gate is not None:
+            self.sent = False
+            self._gate._release(self, completed=False)
+
+
+class BudgetGate:
+    """Rolling-window budgets + in-flight cap + global pause, shared by all workers."""
+
+    def __init__(
+        self,
+        budgets: Sequence[Budget],
+        concurrency: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        max_wait: float,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        for budget in budgets:
+            _check_budget(budget)
+        self._budgets: list[Budget] = list(budgets)
+        self._clock = clock
+        self._sleep = sleep
+        self.max_wait = max_wait
+        self._limiter = anyio.CapacityLimiter(concurrency)
+        self._kind_locks = {kind: anyio.Lock() for kind in KIND_APPLIES_TO}
+        # Completion stamps (sorted) and in-flight counts, per ``applies_to``.
+        self._done: dict[str, list[float]] = {"all": [], "create": [], "setup_test": []}
+        self._in_flight: dict[str, int] = dict.fromkeys(self._done, 0)
+        self._pause_until = float("-inf")
+        self._refuse_until = float("-inf")
+        self._refuse_seconds = 0.0
+        self._phantom = 0  # calls the server counted that we did not (X-Rate-Limit-Remaining)
+        self._phantom_at = float("-inf")
+        self._changed: anyio.Event | None = None
+        self.stats = GateStats()
+
+    # -- public -----------------------------------------------------------------------------
+
+    @property
+    def budgets(self) -> list[Budget]:
+        """The budgets in force now (configured ones, tightened or extended by ``learn``)."""
+        return list(self._budgets)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests currently holding a slot."""
+        return self._in_flight["all"]
+
+    def now(self) -> float:
+        """The gate's clock (monotonic seconds, or the injected fake)."""
+        return self._clock()
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep on the gate's (possibly fake) clock; used for retry backoff too."""
+        await self._sleep(seconds)
+
+    @asynccontextmanager
+    async def slot(self, kind: str) -> AsyncIterator[Slot]:
+        """Wait for pause, budgets and in-flight cap, then hold one reservation for ``kind``."""
+        if kind not in KIND_APPLIES_TO:
+            raise ValueError(
+                f"unknown request kind {kind!r}; expected one of {list(KIND_APPLIES_TO)}"
+            )
+        async with self._kind_locks[kind]:
+            await self._admit(kind)
+            slot = self._reserve(kind)
+        try:
+            yield slot
+        finally:
+            if slot.sent:
+                slot.sent = False
+                self._release(slot, completed=True)
+            self._limiter.release()
+
+    def pause(self, seconds: float, reason: str) -> None:
+        """Pause every worker for ``seconds`` from now (extends, never shortens, a pause).
+
+        Raises :class:`RetriableApiError` instead when ``seconds`` exceeds ``max_wait``; until
+        that long wait has passed, new slots fail the same way at once rather than hang.
+        """
+        self.stats.throttles += 1
+        now = self._clock()
+        if seconds > self.max_wait:
+            self._refuse_until = max(self._refuse_until, now + seconds)
+            self._refuse_seconds = seconds
+            _log.warning(
+                "budget.pause_refused", seconds=seconds, max_wait=self.max_wait, reason=reason
+            )
+            raise RetriableApiError(
+                f"Retry-After of {seconds:g}s exceeds --max-wait {self.max_wait:g}s",
+                retry_after=seconds,
+            )
+        until = now + max(0.0, seconds)
+        if until <= self._pause_until:
+            return
+        self.stats.pauses += 1
+        self.stats.seconds_paused += until - max(now, self._pause_until)
+        self._pause_until = until
+        _log.warning("budget.paused", seconds=round(seconds, 3), reason=reason)
+
+    def learn(self, applies_to: str, limit: int, window_seconds: float) -> Budget | None:
+        """Install or tighten a budget; returns the new budget, or None if nothing changed.
+
+        A budget with the same ``applies_to`` and window is tightened (never loosened); any
+        other is added. Events already sent count against it straight away.
+        """
+        budget = Budget(
+            _learned_name(applies_to, window_seconds), limit, window_seconds, applies_to
+        )
+        _check_budget(budget)
+        for index, current in enumerate(self._budgets):
+            if current.applies_to == applies_to and current.window_seconds == window_seconds:
+                if current.limit <= limit:
+                    return None
+                budget = Budget(current.name, limit, window_seconds, applies_to)
+                self._budgets[index] = budget
+                break
+        else:
+            self._budgets.append(budget)
+        _log.info("budget.learned", name=budget.name, limit=limit, window=window_seconds)
+        self._notify()
+        return budget
+
+    def observe_headers(self, limit: int | None, remaining: int | None) -> None:
+        """Pace from ``X-Rate-Limit`` (hourly limit) and ``X-Rate-Limit-Remaining``.
+
+        A smaller server limit becomes our hourly all-calls budget. When the server says fewer
+        calls remain than our own count implies (other clients share the account), the gap is
+        counted as extra events in that budget until the window has passed, so we slow down
+        before a 429 rather than after.
+        """
+        if limit is not None and limit >= 1:
+            self.learn("all", limit, HEADER_WINDOW_SECONDS)
+        if remaining is None:
+            return
+        budget = self._header_budget()
+        if budget is None:
+            return
+        now = self._clock()
+        believed = budget.limit - self._count(budget, now, include_phantom=False)
+        phantom = max(0, believed - max(0, remaining))
+        if phantom != self._phantom:
+            relaxed = phantom < self._phantom
+            self._phantom = phantom
+            if relaxed:
+                self._notify()
+        self._phantom_at = now
+
+    def ideal_seconds(self, n_calls: int, n_creates: int = 0, n_setup_tests: int = 0) -> float:
+        """The ideal wall time set by the tightest budget.
+
+        In a rolling window of ``window`` seconds, ``limit`` events may go at once, so N events
+        need ``(ceil(N / limit) - 1) * window`` seconds at the very least: the moment the last
+        batch may start. (The steady-state ``N / limit * window`` overstates it by one window.)
+        ``n_calls`` is every request (creates included), ``n_creates`` the creates and
+        ``n_setup_tests`` the creates/updates that run setup tests. 0 when no budget applies.
+        """
+        events = {"all": n_calls, "create": n_creates, "setup_test": n_setup_tests}
+        return max(
+            (
+                (math.ceil(events.get(b.applies_to, 0) / b.limit) - 1) * b.window_seconds
+                for b in self._budgets
+                if events.get(b.applies_to, 0) > 0
+            ),
+            default=0.0,
+        )
+
+    # -- admission --------------------------------------------------------------------------
+
+    async def _admit(self, kind: str) -> None:
+        """Return holding a limiter token, with no pause and room in every budget."""
+        while True:
+            await self._wait_until_open(kind)
+            try:
+                self._limiter.acquire_nowait()
+                return
+            except anyio.WouldBlock:
+                await self._limiter.acquire()
+            if self._delay(kind, self._clock()) == 0.0:
+                return
+            self._limiter.release()
+
+    async def _wait_until_open(self, kind: str) -> None:
+        counted = False
+        while True:
+            now = self._clock()
+            if now < self._refuse_until:
+                raise RetriableApiError(
+                    f"Retry-After of {self._refuse_seconds:g}s exceeds --max-wait "
+                    f"{self.max_wait:g}s; not sending until it has passed",
+                    retry_after=self._refuse_until - now,
+                )
+            delay = self._delay(kind, now)
+            if delay == 0.0:
+                return
+            budget_bound = now >= self._pause_until
+            if budget_bound and not counted:
+                counted = True
+                self.stats.budget_waits += 1
+            if delay is None:
+                await self._changed_event().wait()
+            else:
+                await self._sleep(delay)
+            if budget_bound:
+                self.stats.seconds_waited_for_budget += max(0.0, self._clock() - now)
+
+    def _delay(self, kind: str, now: float) -> float | None:
+        """0 when a request of ``kind`` may go now, seconds to wait, or None (wait for a change)."""
+        wait = max(0.0, self._pause_until - now)
+        applies = KIND_APPLIES_TO[kind]
+        for budget in self._budgets:
+            if budget.applies_to not in applies:
+                continue
+            budget_wait = self._budget_delay(budget, now)
+            if budget_wait is None:
+                return None
+            wait = max(wait, budget_wait)
+        return wait
+
+    def _budget_delay(self, budget: Budget, now: float) -> float | None:
+        stamps = self._window(budget, now)
+        phantom = self._phantom_count(budget, now)
+        in_window = len(stamps) + phantom + self._in_flight[budget.applies_to]
+        need = in_window - budget.limit + 1  # events that must leave before one more fits
+        if need <= 0:
+            return 0.0
+        leave = _nth_leaving(stamps, phantom, self._phantom_at, need)
+        if leave is None:
+            return None  # only in-flight events would free room: wait for one to complete
+        return max(0.0, leave + budget.window_seconds - now)
+
+    def _reserve(self, kind: str) -> Slot:
+        for applies_to in KIND_APPLIES_TO[kind]:
+            self._in_flight[applies_to] += 1
+        self.stats.calls_sent += 1
+        return Slot(kind=kind, sent_at=self._clock(), _gate=self)
+
+    def _release(self, slot: Slot, *, completed: bool) -> None:
+        now = self._clock()
+        for applies_to in KIND_APPLIES_TO[slot.kind]:
+            self._in_flight[applies_to] -= 1
+            if completed:
+                stamps = self._done[applies_to]
+                if not stamps or stamps[-1] <= now:
+                    stamps.append(now)
+                else:  # a clock that is not monotonic; keep the list sorted anyway
+                    bisect.insort(stamps, now)
+                self._prune(applies_to, now)
+        if completed:
+            slot.completed_at = now
+        else:
+            self.stats.calls_sent -= 1
+        self._notify()
+
+    # -- windows ----------------------------------------------------------------------------
+
+    def _window(self, budget: Budget, now: float) -> list[float]:
+        stamps = self._done[budget.applies_to]
+        return stamps[_first_in_window(stamps, budget.window_seconds, now) :]
+
+    def _count(self, budget: Budget, now: float, *, include_phantom: bool = True) -> int:
+        stamps = self._done[budget.applies_to]
+        start = _first_in_window(stamps, budget.window_seconds, now)
+        phantom = self._phantom_count(budget, now) if include_phantom else 0
+        return len(stamps) - start + self._in_flight[budget.applies_to] + phantom
+
+    def _prune(self, applies_to: str, now: float) -> None:
+        horizon = max(
+            [_HISTORY_FLOOR_SECONDS]
+            + [b.window_seconds for b in self._budgets if b.applies_to == applies_to]
+        )
+        stamps = self._done[applies_to]
+        cut = bisect.bisect_right(stamps, now - horizon)
+        if cut > 1024 or (cut and cut * 2 > len(stamps)):
+            del stamps[:cut]
+
+    def _header_budget(self) -> Budget | None:
+        return min((b for b in self._budgets if _is_header_budget(b)), key=_limit, default=None)
+
+    def _phantom_count(self, budget: Budget, now: float) -> int:
+        if self._phantom <= 0 or not _is_header_budget(budget):
+            return 0
+        return self._phantom if now < self._phantom_at + budget.window_seconds else 0
+
+    # -- wake-ups ---------------------------------------------------------------------------
+
+    def _changed_event(self) -> anyio.Event:
+        if self._changed is None:
+            self._changed = anyio.Event()
+        return self._changed
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+
+def _first_in_window(stamps: list[float], window: float, now: float) -> int:
+    """Index of the first stamp still inside the window: ``stamp + window > now``.
+
+    The same expression decides the wait (``stamp + window - now``), so float rounding can never
+    make the count and the wait disagree.
+    """
+    return bisect.bisect_right(stamps, now, key=lambda stamp: stamp + window)
+
+
+def _nth_leaving(stamps: list[float], phantom: int, phantom_at: float, need: int) -> float | None:
+    """The stamp of the ``need``-th event to leave: completed ``stamps`` plus ``phantom`` events
+    stamped at ``phantom_at``. None when completed events are too few (in-flight ones must end).
+    """
+    if need > len(stamps) + phantom:
+        return None
+    before = bisect.bisect_right(stamps, phantom_at)
+    if need <= before:
+        return stamps[need - 1]
+    if need <= before + phantom:
+        return phantom_at
+    return stamps[need - phantom - 1]
+
+
+def _is_header_budget(budget: Budget) -> bool:
+    return budget.applies_to == "all" and budget.window_seconds == HEADER_WINDOW_SECONDS
+
+
+def _limit(budget: Budget) -> int:
+    return budget.limit
+
+
+def _learned_name(applies_to: str, window_seconds: float) -> str:
+    return f"learned_{applies_to}_per_{window_seconds:g}s"
+
+
+def _check_budget(budget: Budget) -> None:
+    if budget.limit < 1 or budget.window_seconds <= 0:
+        raise ValueError(f"budget {budget.name!r} needs limit >= 1 and window > 0")
+    if budget.applies_to not in ("all", "create", "setup_test"):
+        raise ValueError(f"budget {budget.name!r} applies to unknown {budget.applies_to!r}")

@@ -1,0 +1,427 @@
+"""``FivetranClient``: the Fivetran REST API over one ``httpx.AsyncClient``.
+
+This is the single place where httpx exceptions and HTTP statuses become the error tree of
+:mod:`batch_provisioner.errors`. Every request goes through the shared :class:`BudgetGate`.
+Reads are retried here (:func:`retry_idempotent`); creates and updates are single attempts, and
+the runner decides what an ambiguous answer means (it looks the connection up first).
+
+Error messages name the method, the path, the status and Fivetran's code and message. They never
+carry headers, credentials or request body values, and are raised outside ``except`` blocks so
+that no httpx exception (which holds the request) hangs off them as ``__context__``.
+"""
+
+from __future__ import annotations
+
+import random
+from base64 import b64encode
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import quote
+
+import httpx
+import structlog
+
+import batch_provisioner
+from batch_provisioner.api.budgets import BudgetGate
+from batch_provisioner.api.retry import (
+    error_for_status,
+    error_for_transport,
+    make_redactor,
+    parse_limit_message,
+    parse_retry_after,
+    request_kind,
+    retry_idempotent,
+)
+from batch_provisioner.errors import (
+    ApiError,
+    FatalApiError,
+    NotFoundApiError,
+    RetriableApiError,
+    ThrottledError,
+)
+from batch_provisioner.settings import ApiCredentials, Budget, ClientSettings
+
+__all__ = ["ClientStats", "FivetranClient"]
+
+JSON = dict[str, Any]
+T = TypeVar("T")
+_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+_MAX_PAGE = 1000
+
+_log = structlog.get_logger(__name__)
+
+
+@dataclass
+class ClientStats:
+    """Counters for the run summary."""
+
+    calls: int = 0
+    throttled: int = 0
+    retries: int = 0
+    transport_errors: int = 0
+    by_status: dict[int, int] = field(default_factory=dict)
+
+
+class FivetranClient:
+    """Async Fivetran API client. Use as ``async with FivetranClient(...) as client``."""
+
+    def __init__(
+        self,
+        credentials: ApiCredentials,
+        settings: ClientSettings | None = None,
+        *,
+        gate: BudgetGate | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        rng: random.Random | None = None,
+        default_retry_after: float = 2.0,
+    ) -> None:
+        self._settings = settings or ClientSettings()
+        self._gate = gate or BudgetGate(
+            self._settings.budgets,
+            self._settings.concurrency,
+            max_wait=self._settings.retry.max_wait,
+        )
+        self._rng = rng or random.Random()
+        self._default_retry_after = default_retry_after
+        basic = f"{credentials.api_key}:{credentials.api_secret}".encode()
+        # Scrubbed from server messages: the key, the secret and the Authorization value.
+        self._secrets = (credentials.api_key, credentials.api_secret, b64encode(basic).decode())
+        concurrency = self._settings.concurrency
+        timeouts = self._settings.timeouts
+        self._http = httpx.AsyncClient(
+            base_url=credentials.base_url,
+            auth=httpx.BasicAuth(credentials.api_key, credentials.api_secret),
+            headers={
+                "Accept": "application/json;version=2",
+                "User-Agent": f"batch-provisioner/{batch_provisioner.__version__}",
+            },
+            timeout=httpx.Timeout(
+                connect=timeouts.connect,
+                read=timeouts.read,
+                write=timeouts.write,
+                pool=timeouts.pool,
+            ),
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            transport=transport,
+            follow_redirects=False,
+        )
+        self.stats = ClientStats()
+
+    @property
+    def gate(self) -> BudgetGate:
+        """The budget gate every request of this client goes through."""
+        return self._gate
+
+    async def __aenter__(self) -> Self:
+        await self._http.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    # -- endpoints ---------------------------------------------------------------------------
+
+    async def create_connection(self, payload: Mapping[str, Any]) -> JSON:
+        """``POST /v1/connections``, one attempt. 5xx/timeouts after send are ambiguous."""
+        return _data(await self._send("POST", "/v1/connections", body=payload))
+
+    async def get_connection(self, connection_id: str) -> JSON:
+        """``GET /v1/connections/{id}`` (retried)."""
+        path = f"/v1/connections/{_seg(connection_id)}"
+        return _data(await self._read("GET", path))
+
+    async def list_connections(
+        self, group_id: str, *, schema: str | None = None, limit: int = _MAX_PAGE
+    ) -> list[JSON]:
+        """Every connection of a group (or those matching ``schema``), following ``next_cursor``."""
+        if schema is None:
+            return await self._paginate(f"/v1/groups/{_seg(group_id)}/connections", {}, limit)
+        params = {"group_id": group_id, "schema": schema}
+        return await self._paginate("/v1/connections", params, limit)
+
+    async def find_connection(self, group_id: str, schema: str) -> JSON | None:
+        """The connection with exactly this (group_id, schema), or None; used to reconcile."""
+        for item in await self.list_connections(group_id, schema=schema):
+            if _schema_of(item) == schema and item.get("group_id", group_id) == group_id:
+                return item
+        return None
+
+    async def list_groups(self) -> list[JSON]:
+        """Every group of the account (``GET /v1/groups``, paginated)."""
+        return await self._paginate("/v1/groups", {}, _MAX_PAGE)
+
+    async def update_connection(self, connection_id: str, fields: Mapping[str, Any]) -> JSON:
+        """``PATCH /v1/connections/{id}``, one attempt."""
+        return _data(
+            await self._send("PATCH", f"/v1/connections/{_seg(connection_id)}", body=fields)
+        )
+
+    async def delete_connection(self, connection_id: str) -> None:
+        """``DELETE /v1/connections/{id}`` (retried; a 404 on a retry means an earlier try won)."""
+        path = f"/v1/connections/{_seg(connection_id)}"
+        attempts = 0
+
+        async def attempt() -> None:
+            nonlocal attempts
+            attempts += 1
+            try:
+                await self._send("DELETE", path)
+            except NotFoundApiError:
+                if attempts == 1:
+                    raise
+
+        await self._retrying(attempt)
+
+    async def connect_card(
+        self, connection_id: str, redirect_uri: str, hide_setup_guide: bool = False
+    ) -> JSON:
+        """``POST /v1/connections/{id}/connect-card``; safe to repeat, so retried."""
+        body = {
+            "connect_card_config": {
+                "redirect_uri": redirect_uri,
+                "hide_setup_guide": hide_setup_guide,
+            }
+        }
+        path = f"/v1/connections/{_seg(connection_id)}/connect-card"
+        return _data(await self._read("POST", path, body=body))
+
+    async def sandbox_limits(self) -> list[Budget]:
+        """The sandbox profile's budgets (``GET /sandbox/limits``)."""
+        envelope = await self._read("GET", "/sandbox/limits")
+        body: JSON = _data(envelope) if "budgets" in _data(envelope) else envelope
+        try:
+            return [
+                Budget(
+                    name=str(item["name"]),
+                    limit=int(item["limit"]),
+                    window_seconds=float(item["window_seconds"]),
+                    applies_to=str(item.get("applies_to", "all")),
+                )
+                for item in body["budgets"]
+            ]
+        except (KeyError, TypeError, ValueError):
+            raise FatalApiError(
+                "GET /sandbox/limits: unexpected answer (expected {'budgets': [...]})",
+                method="GET",
+                path="/sandbox/limits",
+            ) from None
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    async def _paginate(self, path: str, params: dict[str, str], limit: int) -> list[JSON]:
+        items: list[JSON] = []
+        cursor: str | None = None
+        seen: set[str] = set()
+        page_size = str(max(1, min(_MAX_PAGE, limit)))
+        while True:
+            query = {**params, "limit": page_size} | ({"cursor": cursor} if cursor else {})
+            data = _data(await self._read("GET", path, params=query))
+            items.extend(item for item in data.get("items") or [] if isinstance(item, dict))
+            next_cursor = data.get("next_cursor")
+            if not next_cursor:
+                return items
+            cursor = str(next_cursor)
+            if cursor in seen:
+                raise FatalApiError(f"GET {path}: the API repeated a page cursor", path=path)
+            seen.add(cursor)
+
+    async def _read(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> JSON:
+        async def attempt() -> JSON:
+            return await self._send(method, path, params=params, body=body, idempotent=True)
+
+        return await self._retrying(attempt)
+
+    async def _retrying(self, op: Callable[[], Awaitable[T]]) -> T:
+        return await retry_idempotent(
+            op,
+            policy=self._settings.retry,
+            gate=self._gate,
+            rng=self._rng,
+            on_retry=self._count_retry,
+        )
+
+    def _count_retry(self, attempt: int, error: RetriableApiError, delay: float) -> None:
+        self.stats.retries += 1
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+        idempotent: bool | None = None,
+    ) -> JSON:
+        """One attempt through the gate; returns the envelope or raises from the error tree."""
+        if idempotent is None:
+            idempotent = method in _IDEMPOTENT_METHODS
+        async with self._gate.slot(request_kind(method, path, body)) as slot:
+            self.stats.calls += 1
+            response: httpx.Response | None = None
+            failure: ApiError | None = None
+            try:
+                response = await self._http.request(
+                    method, path, params=params, json=dict(body) if body is not None else None
+                )
+            except _NOT_SENT as exc:
+                slot.not_sent()
+                failure = error_for_transport(
+                    method, path, type(exc).__name__, sent=False, idempotent=idempotent
+                )
+            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+                slot.not_sent()
+                failure = FatalApiError(
+                    f"{method} {path}: {type(exc).__name__}; check the API base URL",
+                    method=method,
+                    path=path,
+                )
+            except httpx.HTTPError as exc:
+                failure = error_for_transport(
+                    method, path, type(exc).__name__, sent=True, idempotent=idempotent
+                )
+            # Raised here, outside the except blocks: no httpx exception (which holds the
+            # request, headers included) is chained to the error as its __context__.
+            if response is None:
+                assert failure is not None
+                self.stats.transport_errors += 1
+                _log.info("request.failed", method=method, path=path, error=failure.message)
+                raise failure
+            return self._answer(
+                method, path, response, idempotent, make_redactor(self._secrets, body)
+            )
+
+    def _answer(
+        self,
+        method: str,
+        path: str,
+        response: httpx.Response,
+        idempotent: bool,
+        redact: Callable[[str], str],
+    ) -> JSON:
+        status = response.status_code
+        self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
+        self._observe_rate_headers(response)
+        envelope = _read_envelope(response)
+        _log.debug("request.completed", method=method, path=path, status=status)
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        error = error_for_status(
+            method,
+            path,
+            status,
+            envelope,
+            idempotent=idempotent,
+            retry_after=retry_after,
+            redact=redact,
+        )
+        if isinstance(error, ThrottledError):
+            self._throttled(error, envelope, redact)
+        if error is not None:
+            raise error
+        if envelope is None and response.content.strip():
+            raise FatalApiError(
+                f"{method} {path}: HTTP {status} is not a Fivetran API answer "
+                f"({response.headers.get('content-type', 'no content type')}); "
+                "check the API base URL",
+                http_status=status,
+                method=method,
+                path=path,
+            )
+        return envelope or {}
+
+    def _throttled(
+        self, error: ThrottledError, envelope: JSON | None, redact: Callable[[str], str]
+    ) -> None:
+        """Learn what the 429 reveals and pause every worker (or fail fast past --max-wait)."""
+        self.stats.throttled += 1
+        message = redact(str(envelope.get("message") or "")) if envelope else ""
+        revealed = parse_limit_message(message) if message else None
+        if revealed is not None:
+            self._gate.learn(*revealed)
+        _log.warning(
+            "request.throttled",
+            method=error.method,
+            path=error.path,
+            retry_after=error.retry_after,
+            code=error.code,
+            message=message or None,
+        )
+        wait = error.retry_after if error.retry_after is not None else self._default_retry_after
+        try:
+            self._gate.pause(wait, reason=message or "HTTP 429")
+        except RetriableApiError as exc:
+            too_long = exc
+        else:
+            return
+        raise RetriableApiError(
+            f"{error.message}; {too_long.message}",
+            retry_after=wait,
+            http_status=429,
+            code=error.code,
+            method=error.method,
+            path=error.path,
+        )
+
+    def _observe_rate_headers(self, response: httpx.Response) -> None:
+        limit = _header_int(response, "x-rate-limit")
+        remaining = _header_int(response, "x-rate-limit-remaining")
+        if limit is not None or remaining is not None:
+            self._gate.observe_headers(limit, remaining)
+
+
+def _read_envelope(response: httpx.Response) -> JSON | None:
+    """The JSON object of a Fivetran answer, or None when the body is not one."""
+    if not response.content.strip():
+        return None
+    try:
+        parsed = response.json()
+    except ValueError:
+        return None
+    if not isinstance(parsed, dict) or not ({"code", "data", "budgets"} & parsed.keys()):
+        return None
+    return parsed
+
+
+def _seg(value: str) -> str:
+    """One URL path segment: an id can never reach another path or carry a query."""
+    return quote(str(value), safe="")
+
+
+def _data(envelope: JSON) -> JSON:
+    data = envelope.get("data")
+    return data if isinstance(data, dict) else {}
+
+
+def _schema_of(item: Mapping[str, Any]) -> Any:
+    if "schema" in item:
+        return item["schema"]
+    config = item.get("config")
+    return config.get("schema") if isinstance(config, dict) else None
+
+
+def _header_int(response: httpx.Response, name: str) -> int | None:
+    value = response.headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value.strip())
+    except ValueError:
+        return None

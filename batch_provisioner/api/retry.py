@@ -1,0 +1,362 @@
+"""Classification and delays: status → error, Retry-After, backoff, 429 messages, retries.
+
+Everything here except :func:`retry_idempotent` is a pure function. ``retry_idempotent`` waits
+through the gate's injectable ``sleep`` so tests never wait for real.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol, TypeVar
+
+import structlog
+
+from batch_provisioner.errors import (
+    AmbiguousApiError,
+    ApiError,
+    ConflictApiError,
+    FatalApiError,
+    NotFoundApiError,
+    RetriableApiError,
+    RowApiError,
+    ThrottledError,
+)
+from batch_provisioner.settings import RetryPolicy
+
+__all__ = [
+    "OnRetry",
+    "SupportsSleep",
+    "backoff_delay",
+    "error_for_status",
+    "error_for_transport",
+    "make_redactor",
+    "parse_limit_message",
+    "parse_retry_after",
+    "request_kind",
+    "retry_idempotent",
+]
+
+T = TypeVar("T")
+
+#: ``on_retry(attempt_that_failed, error, delay_seconds)``, called before each new attempt.
+OnRetry = Callable[[int, RetriableApiError, float], None]
+
+_log = structlog.get_logger(__name__)
+
+
+class SupportsSleep(Protocol):
+    """Anything with an awaitable ``sleep(seconds)``; the :class:`BudgetGate` is one."""
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` (on a real or a fake clock)."""
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Return the delay a ``Retry-After`` header asks for, in seconds, or None.
+
+    Accepts whole or fractional seconds and RFC 7231 HTTP dates (counted from ``now``, by
+    default the current UTC time). The result is never negative; a date in the past gives 0.
+    Absent, empty or unparseable values give None.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        return _seconds_until_http_date(text, now)
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _seconds_until_http_date(text: str, now: datetime | None) -> float | None:
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:  # pragma: no cover - older Pythons returned None instead of raising
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    reference = now if now is not None else datetime.now(UTC)
+    if reference.tzinfo is None:
+        reference = reference.replace(tzinfo=UTC)
+    return max(0.0, (when - reference).total_seconds())
+
+
+def backoff_delay(attempt: int, policy: RetryPolicy, rng: random.Random) -> float:
+    """Exponential backoff with full jitter for the retry after failed attempt ``attempt``.
+
+    ``uniform(0, min(backoff_max, backoff_base * 2 ** (attempt - 1)))``; ``attempt`` starts at 1.
+    """
+    exponent = min(max(attempt, 1) - 1, 64)  # 2**64 already dwarfs any sane backoff_max
+    ceiling = min(policy.backoff_max, policy.backoff_base * float(2**exponent))
+    return rng.uniform(0.0, max(0.0, ceiling))
+
+
+_NUMBER_WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "five": 5, "ten": 10, "fifteen": 15}
+_UNIT_SECONDS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
+
+_WINDOW = r"(?:(?P<count>\d+|a|an|one|two|five|ten|fifteen)[\s-]*)?(?P<unit>second|minute|hour|day)"
+
+# "No more than 20 connectors can be created in one-minute time period"
+_CREATE_RE = re.compile(
+    r"no more than\s+(?P<limit>[\d,]+)\s+(?:connectors|connections)\s+can be created\s+"
+    r"(?:in|per|within)\s+(?:an?\s+|the\s+)?" + _WINDOW,
+    re.IGNORECASE,
+)
+# "Max 20000 api calls allowed in one-hour rolling time period"; also setup tests / requests.
+_MAX_RE = re.compile(
+    r"max(?:imum)?\s+(?:of\s+)?(?P<limit>[\d,]+)\s+(?P<subject>[a-z\s-]+?)\s+allowed\s+"
+    r"(?:in|per|within)\s+(?:an?\s+|the\s+)?" + _WINDOW,
+    re.IGNORECASE,
+)
+
+
+def parse_limit_message(message: str) -> tuple[str, int, float] | None:
+    """Recognise a Fivetran 429 message and return ``(applies_to, limit, window_seconds)``.
+
+    >>> parse_limit_message("No more than 20 connectors can be created in one-minute time period")
+    ('create', 20, 60.0)
+    >>> parse_limit_message("Max 20000 api calls allowed in one-hour rolling time period")
+    ('all', 20000, 3600.0)
+
+    Returns None for messages that reveal no budget this job can model.
+    """
+    match = _CREATE_RE.search(message)
+    applies_to: str | None = "create"
+    if match is None:
+        match = _MAX_RE.search(message)
+        if match is None:
+            return None
+        applies_to = _subject_to_budget(match.group("subject"))
+    if applies_to is None:
+        return None
+    limit = int(match.group("limit").replace(",", ""))
+    count_text = (match.group("count") or "1").lower()
+    count = int(count_text) if count_text.isdigit() else _NUMBER_WORDS[count_text]
+    window = count * _UNIT_SECONDS[match.group("unit").lower()]
+    if limit < 1 or window <= 0:
+        return None
+    return applies_to, limit, window
+
+
+def _subject_to_budget(subject: str) -> str | None:
+    text = subject.lower()
+    if "setup" in text and "test" in text:
+        return "setup_test"
+    if ("connector" in text or "connection" in text) and "creat" in text:
+        return "create"
+    if "source" in text:  # source-touching calls have no budget kind of their own here
+        return None
+    if "call" in text or "request" in text:
+        return "all"
+    return None
+
+
+async def retry_idempotent(
+    op: Callable[[], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    gate: SupportsSleep,
+    rng: random.Random,
+    on_retry: OnRetry | None = None,
+) -> T:
+    """Run an idempotent call, retrying :class:`RetriableApiError` up to ``policy.max_attempts``.
+
+    A :class:`ThrottledError` is retried at once: the client has already paused the shared gate,
+    so the next attempt waits for the pause inside ``gate.slot``. Other retriable errors wait a
+    full-jitter backoff (or their own ``retry_after`` when the server sent one). An error whose
+    ``retry_after`` exceeds ``policy.max_wait`` is not retried. Ambiguous, row and fatal errors
+    propagate untouched; after the last attempt the last error is re-raised.
+    """
+    attempts = max(1, policy.max_attempts)
+    attempt = 1
+    while True:
+        try:
+            return await op()
+        except RetriableApiError as exc:
+            if attempt >= attempts or _waits_too_long(exc, policy):
+                raise
+            delay = _delay_before_retry(exc, attempt, policy, rng)
+            _log.info(
+                "request.retry_scheduled",
+                attempt=attempt,
+                delay=round(delay, 3),
+                error=type(exc).__name__,
+                http_status=exc.http_status,
+                method=exc.method,
+                path=exc.path,
+            )
+            if on_retry is not None:
+                on_retry(attempt, exc, delay)
+        if delay > 0:
+            await gate.sleep(delay)
+        attempt += 1
+
+
+def _waits_too_long(exc: RetriableApiError, policy: RetryPolicy) -> bool:
+    return exc.retry_after is not None and exc.retry_after > policy.max_wait
+
+
+def _delay_before_retry(
+    exc: RetriableApiError, attempt: int, policy: RetryPolicy, rng: random.Random
+) -> float:
+    if isinstance(exc, ThrottledError):
+        return 0.0  # the gate's global pause is the wait
+    if exc.retry_after is not None:
+        return exc.retry_after
+    return backoff_delay(attempt, policy, rng)
+
+
+# -- classification ---------------------------------------------------------------------------
+
+_SCHEMA_EXISTS = re.compile(
+    r"already\s+(?:exists|in use|taken|used)|exists already|duplicate|not unique|must be unique",
+    re.IGNORECASE,
+)
+_MESSAGE_MAX = 500
+
+
+def error_for_status(
+    method: str,
+    path: str,
+    status: int,
+    envelope: Mapping[str, Any] | None,
+    *,
+    idempotent: bool,
+    retry_after: float | None = None,
+    redact: Callable[[str], str] = str,
+) -> ApiError | None:
+    """The error an HTTP answer stands for, or None for a 2xx.
+
+    ``envelope`` is the parsed Fivetran envelope (``{"code", "message", "data"}``) or None when
+    the body was not one. ``idempotent`` says whether sending again is safe (GET, DELETE, ...):
+    a 5xx is then retriable; on a create or update it is ambiguous (it may have been applied).
+    A 429 gives a :class:`ThrottledError`; pausing the gate is the client's job.
+    """
+    if 200 <= status < 300:
+        return None
+    code = _text(envelope, "code")
+    message = redact(_text(envelope, "message"))[:_MESSAGE_MAX]
+    described = f"{method} {path}: HTTP {status}"
+    if code or message:
+        described += f" {code or '(no code)'}: {message or '(no message)'}"
+    kw: dict[str, Any] = {
+        "http_status": status,
+        "code": code or None,
+        "method": method,
+        "path": path,
+    }
+    if status == 429:
+        return ThrottledError(described, retry_after=retry_after, **kw)
+    if status in (401, 403):
+        return FatalApiError(f"{described} (check FIVETRAN_API_KEY / FIVETRAN_API_SECRET)", **kw)
+    if status >= 500 or status == 408:
+        if idempotent:
+            return RetriableApiError(described, retry_after=retry_after, **kw)
+        return AmbiguousApiError(f"{described} (the request may have been applied)", **kw)
+    if envelope is None or not code:
+        if status == 404 or status < 400:
+            return FatalApiError(
+                f"{described}: not a Fivetran API answer; check the API base URL", **kw
+            )
+        return RowApiError(described, **kw)
+    if status == 404 and code.startswith("NotFound"):
+        return NotFoundApiError(described, **kw)
+    if status == 409 or (status == 400 and _names_existing_schema(message)):
+        return ConflictApiError(described, **kw)
+    if 400 <= status < 500:
+        return RowApiError(described, **kw)
+    return FatalApiError(f"{described}: unexpected status", **kw)
+
+
+def error_for_transport(
+    method: str, path: str, error_name: str, *, sent: bool, idempotent: bool
+) -> ApiError:
+    """The error a transport failure stands for; ``error_name`` is the httpx class name.
+
+    Before the request left (connect error, pool timeout): retriable. After (read timeout,
+    reset, protocol error): retriable when ``idempotent``, otherwise ambiguous.
+    """
+    kw: dict[str, Any] = {"method": method, "path": path}
+    if not sent:
+        return RetriableApiError(f"{method} {path}: {error_name} before the request was sent", **kw)
+    if idempotent:
+        return RetriableApiError(f"{method} {path}: {error_name} after the request was sent", **kw)
+    return AmbiguousApiError(
+        f"{method} {path}: {error_name} after the request was sent (it may have been applied)",
+        **kw,
+    )
+
+
+def request_kind(method: str, path: str, body: Mapping[str, Any] | None = None) -> str:
+    """The budget kind of a request (a key of ``KIND_APPLIES_TO`` in budgets.py).
+
+    A create with auth and ``run_setup_tests`` not false (Fivetran's default is true) runs setup
+    tests; so does an update that asks for them explicitly.
+    """
+    method = method.upper()
+    parts = [part for part in path.split("?")[0].split("/") if part]
+    body = body or {}
+    if method == "POST" and parts == ["v1", "connections"]:
+        runs_tests = body.get("run_setup_tests", True) is not False and bool(body.get("auth"))
+        return "setup_test_create" if runs_tests else "create"
+    if method == "PATCH" and len(parts) == 3 and parts[:2] == ["v1", "connections"]:
+        return "setup_test_update" if body.get("run_setup_tests") is True else "call"
+    return "call"
+
+
+#: Body keys whose string values are secrets; they are scrubbed from any server message.
+_SECRET_KEYS = frozenset(
+    {"access_token", "refresh_token", "client_secret", "client_id", "password", "api_secret"}
+)
+
+
+def make_redactor(
+    known: Iterable[str], body: Mapping[str, Any] | None = None
+) -> Callable[[str], str]:
+    """A function that replaces every ``known`` secret and every secret in ``body`` by ******.
+
+    Used on Fivetran's own messages before they go into an error, in case one echoes a value.
+    """
+    secrets = sorted({s for s in (*known, *_secret_values(body)) if len(s) >= 4}, key=len)
+
+    def redact(text: str) -> str:
+        for secret in reversed(secrets):
+            text = text.replace(secret, "******")
+        return text
+
+    return redact
+
+
+def _secret_values(body: Any) -> Iterable[str]:
+    """Every string value under a secret-looking key, anywhere in a JSON body."""
+    if isinstance(body, Mapping):
+        for key, value in body.items():
+            if key in _SECRET_KEYS and isinstance(value, str):
+                yield value
+            else:
+                yield from _secret_values(value)
+    elif isinstance(body, list | tuple):
+        for value in body:
+            yield from _secret_values(value)
+
+
+def _text(envelope: Mapping[str, Any] | None, key: str) -> str:
+    if envelope is None:
+        return ""
+    value = envelope.get(key)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _names_existing_schema(message: str) -> bool:
+    return "schema" in message.lower() and _SCHEMA_EXISTS.search(message) is not None

@@ -1,0 +1,218 @@
+"""The apply job end to end: resume state, plan, run, and the outcome of every input row.
+
+Pure orchestration over the stages; the CLI owns printing, signals, exit and the sandbox.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import structlog
+
+from batch_provisioner import __version__
+from batch_provisioner.api.budgets import BudgetGate
+from batch_provisioner.api.client import FivetranClient
+from batch_provisioner.errors import ExitCode, FatalApiError
+from batch_provisioner.journal import Journal, check_resumable, fingerprint, load, now_iso
+from batch_provisioner.models import Action, ActionKind, ConnectionRequest, Outcome, Status
+from batch_provisioner.planner import Plan, make_plan
+from batch_provisioner.prepare import Prepared
+from batch_provisioner.runner import RunControl, Runner
+from batch_provisioner.secrets import SecretContext
+from batch_provisioner.settings import ApiCredentials, Budget, ClientSettings
+
+_log = structlog.get_logger("batch_provisioner.job")
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    run_id: str
+    run_dir: Path
+    client: ClientSettings = field(default_factory=ClientSettings)
+    deadline_seconds: float | None = None
+    update: bool = False
+    force: bool = False
+    adopt_sandbox_limits: bool = False
+    input_paths: tuple[Path | None, ...] = ()
+
+
+@dataclass
+class RunResult:
+    outcomes: list[Outcome]
+    exit_code: ExitCode
+    summary: dict[str, Any]
+    plan: Plan | None = None
+
+
+def exit_code_for(outcomes: list[Outcome], control: RunControl) -> ExitCode:
+    """3 fatal API error; 4 stopped by a signal or the deadline; 1 some rows not ok; else 0."""
+    if control.fatal is not None:
+        return ExitCode.FATAL_API
+    skipped = any(o.status is Status.NOT_ATTEMPTED for o in outcomes)
+    if control.interrupted or (skipped and control.stop_reason() == "deadline"):
+        return ExitCode.INTERRUPTED
+    bad = {Status.INVALID, Status.FAILED, Status.CONFLICT, Status.NOT_ATTEMPTED}
+    return ExitCode.ROWS_FAILED if any(o.status in bad for o in outcomes) else ExitCode.OK
+
+
+async def run_apply(
+    prepared: Prepared,
+    options: ApplyOptions,
+    credentials: ApiCredentials,
+    secrets: SecretContext,
+    *,
+    control: RunControl | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    on_outcome: Callable[[Outcome], None] = lambda _o: None,
+    on_plan: Callable[[Plan, BudgetGate], None] = lambda _p, _g: None,
+) -> RunResult:
+    """Plan and apply every valid row; returns one outcome per input row, in input order."""
+    control = control or RunControl()
+    started, wall0 = now_iso(), time.monotonic()
+    if options.deadline_seconds is not None:
+        control.deadline = anyio.current_time() + options.deadline_seconds
+    sha = fingerprint(*options.input_paths)
+    previous = load(options.run_dir)
+    check_resumable(previous, sha, force=options.force, run_dir=options.run_dir)
+    if previous.torn_lines:
+        _log.warning("journal.torn_line_skipped", lines=previous.torn_lines)
+    journal = Journal(options.run_dir)
+    journal.header(options.run_id, prepared.table.path, sha, "apply")
+    settings = options.client
+    gate = BudgetGate(settings.budgets, settings.concurrency, max_wait=settings.retry.max_wait)
+    client_stats: Any = None
+    done: dict[int, Outcome] = dict(previous.outcomes)
+    for row, error in prepared.invalid.items():
+        done[row] = Outcome(row=row, status=Status.INVALID, action="invalid",
+                            error_code="InvalidRow", error_message=error)
+    pending = [r for r in prepared.requests if r.row not in done]
+    plan: Plan | None = None
+    runner: Runner | None = None
+    try:
+        if options.adopt_sandbox_limits:
+            settings = replace(settings, budgets=tuple(
+                await _sandbox_budgets(credentials, settings, transport)))
+        gate = BudgetGate(settings.budgets, settings.concurrency,
+                          max_wait=settings.retry.max_wait)
+        async with FivetranClient(credentials, settings, gate=gate, transport=transport) as client:
+            client_stats = client.stats
+            if pending:
+                plan = await make_plan(client, pending)
+                on_plan(plan, gate)
+                runner = Runner(client=client, secrets=secrets, policy=settings.retry,
+                                sleep=gate.sleep, journal=journal, control=control,
+                                on_outcome=on_outcome,
+                                started_before=frozenset(previous.started))
+                to_run = _settle_planned(plan, previous.started, done, options.update,
+                                         {r.row: r for r in pending})
+                for row_outcome in [done[r.row] for r in pending if r.row in done]:
+                    on_outcome(row_outcome)
+                with anyio.CancelScope() as scope:
+                    control.abort_scope = scope
+                    await runner.run(to_run, settings.concurrency)
+                done.update(runner.outcomes)
+    except FatalApiError as exc:
+        control.fatal = control.fatal or exc
+        _log.error("run.fatal", http_status=exc.http_status, error=exc.message)
+    finally:
+        journal.close()
+    for request in prepared.requests:
+        if request.row not in done:
+            reason = control.stop_reason() or "stopped"
+            done[request.row] = Outcome(
+                row=request.row, status=Status.NOT_ATTEMPTED, action="create",
+                group_id=request.group_id, schema=request.schema, error_code=reason,
+                error_message=_fatal_message(control) or (
+                "aborted while in flight: a resume looks it up before resending"
+                if control.aborted else f"not started: run {reason}"))
+    outcomes = [done[row] for row in prepared.rows]
+    code = exit_code_for(outcomes, control)
+    created = {o.row for o in outcomes if o.status is Status.CREATED}
+    setup_tests = sum(1 for r in prepared.requests if r.row in created and "auth" in r.payload
+                      and r.payload.get("run_setup_tests") is True)
+    summary = _summary(outcomes, code, started, time.monotonic() - wall0, gate,
+                       client_stats=client_stats, runner=runner, control=control, options=options,
+        setup_tests=setup_tests)
+    return RunResult(outcomes=outcomes, exit_code=code, summary=summary, plan=plan)
+
+
+async def _sandbox_budgets(credentials: ApiCredentials, settings: ClientSettings,
+                           transport: httpx.AsyncBaseTransport | None) -> list[Budget]:
+    """The sandbox's own budgets (``/sandbox/limits``), adopted exactly as announced."""
+    probe = BudgetGate((), 1, max_wait=settings.retry.max_wait)
+    async with FivetranClient(credentials, settings, gate=probe, transport=transport) as client:
+        budgets = await client.sandbox_limits()
+    _log.info("budget.adopted", budgets=[f"{b.name}={b.limit}/{b.window_seconds}s"
+                                          for b in budgets])
+    return budgets
+
+
+def _settle_planned(plan: Plan, started_before: set[int], done: dict[int, Outcome],
+                    update: bool, requests: dict[int, ConnectionRequest]) -> list[Action]:
+    """Outcomes for rows the plan settles without a request; the actions left to run."""
+    to_run: list[Action] = []
+    for row, problem in plan.group_problems.items():
+        request = requests[row]
+        done[row] = Outcome(row=row, status=Status.FAILED, action="create",
+                            group_id=request.group_id, schema=request.schema,
+                            http_status=problem.http_status, error_code=problem.code,
+                            error_message=problem.message, finished_at=now_iso())
+    for action in plan.actions:
+        request = action.request
+        base: dict[str, Any] = {
+            "row": request.row, "action": str(action.kind), "group_id": request.group_id,
+            "schema": request.schema, "connection_id": action.connection_id,
+            "finished_at": now_iso()}
+        existing = plan.existing.get((request.group_id or "", request.schema), {})
+        state = existing.get("status", {}).get("setup_state") if existing else None
+        if action.kind is ActionKind.CREATE:
+            to_run.append(action)
+        elif action.kind is ActionKind.CONFLICT:
+            done[request.row] = Outcome(status=Status.CONFLICT, error_code="Conflict",
+                                        error_message=action.detail, **base)
+        elif action.kind is ActionKind.UPDATE and update:
+            to_run.append(action)
+        elif request.row in started_before:  # a crashed run sent it: it is ours
+            done[request.row] = Outcome(status=Status.CREATED, reconciled=True,
+                                        setup_state=state, **base)
+        else:
+            done[request.row] = Outcome(status=Status.EXISTS, setup_state=state, **base)
+    return to_run
+
+
+def _fatal_message(control: RunControl) -> str | None:
+    if control.fatal is None:
+        return None
+    return f"not started: the run stopped on a fatal API error ({control.fatal.message})"
+
+
+def _summary(outcomes: list[Outcome], code: ExitCode, started: str, wall: float,
+             gate: BudgetGate, *, client_stats: Any, runner: Runner | None,
+             control: RunControl, options: ApplyOptions, setup_tests: int) -> dict[str, Any]:
+    counts: dict[str, int] = {str(s): 0 for s in Status}
+    for outcome in outcomes:
+        counts[str(outcome.status)] += 1
+    creates = counts[str(Status.CREATED)]
+    ideal = gate.ideal_seconds(n_calls=getattr(client_stats, "calls", 0), n_creates=creates,
+                               n_setup_tests=setup_tests)
+    return {
+        "run_id": options.run_id, "version": __version__, "exit_code": int(code),
+        "started_at": started, "finished_at": now_iso(), "rows": len(outcomes),
+        "counts": counts, "wall_seconds": round(wall, 3), "ideal_seconds": round(ideal, 3),
+        "calls": getattr(client_stats, "calls", 0),
+        "throttled_429": getattr(client_stats, "throttled", 0),
+        "retries": (runner.stats.retries if runner else 0) + getattr(client_stats, "retries", 0),
+        "reconciliations": runner.stats.reconciliations if runner else 0,
+        "lookups": runner.stats.lookups if runner else 0,
+        "write_attempts": runner.stats.attempts if runner else 0,
+        "stop_reason": control.stop_reason(),
+        "budgets": [{"name": b.name, "limit": b.limit, "window_seconds": b.window_seconds,
+                     "applies_to": b.applies_to} for b in gate.budgets],
+        "concurrency": options.client.concurrency,
+    }

@@ -1,0 +1,72 @@
+"""Shared helpers for the apply tests: generated sheets and a one-call job runner."""
+
+from __future__ import annotations
+
+import csv
+import functools
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+from batch_provisioner.job import ApplyOptions, RunResult, run_apply
+from batch_provisioner.prepare import Prepared, prepare
+from batch_provisioner.runner import RunControl
+from batch_provisioner.secrets import SecretContext
+from batch_provisioner.settings import ApiCredentials, ClientSettings, RetryPolicy, Timeouts
+
+TOKEN = "tt-token-0123456789-do-not-leak"
+ENV = {"TT_TOKEN": TOKEN}
+GROUPS = ("decent_dropsy", "happy_harbor", "quiet_quasar")
+HEADER = ["group_id", "schema", "sync_mode", "accounts", "access_token", "redirect_uri",
+          "sync_frequency", "client_ref"]
+
+
+def write_sheet(path: Path, n: int, *, connect_card_every: int = 0, prefix: str = "tt",
+                groups: tuple[str, ...] = GROUPS) -> Path:
+    """``n`` valid rows spread over ``groups``; every k-th row a connect-card row."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        for i in range(n):
+            card = connect_card_every and i % connect_card_every == 0
+            writer.writerow([
+                groups[i % len(groups)], f"{prefix}_{i:05d}",
+                "SpecificAccounts" if i % 2 else "AllAccounts",
+                f"70123456789012{i:05d}" if i % 2 else "",
+                "" if card else "env:TT_TOKEN",
+                "https://agency.example/done" if card else "",
+                "1440", f"CLIENT-{i}",
+            ])
+    return path
+
+
+def load(path: Path, env: dict[str, str] | None = None) -> Prepared:
+    return prepare(path, secrets=SecretContext(env=env or ENV, base_dir=path.parent))
+
+
+def settings(concurrency: int = 8, *, read_timeout: float = 5.0, max_attempts: int = 5,
+             max_wait: float = 3600.0) -> ClientSettings:
+    return ClientSettings(
+        concurrency=concurrency,
+        timeouts=Timeouts(connect=5.0, read=read_timeout),
+        retry=RetryPolicy(max_attempts=max_attempts, backoff_base=0.05, backoff_max=0.5,
+                          max_wait=max_wait),
+    )
+
+
+def run_job(prepared: Prepared, url: str, run_dir: Path, *, client: ClientSettings | None = None,
+            adopt: bool = True, transport: httpx.AsyncBaseTransport | None = None,
+            control: RunControl | None = None, **options: Any) -> RunResult:
+    opts = ApplyOptions(run_id=run_dir.name, run_dir=run_dir, client=client or settings(),
+                        adopt_sandbox_limits=adopt, input_paths=(prepared.table.path,),
+                        **options)
+    call = functools.partial(run_apply, prepared, opts, ApiCredentials("sandbox", "sandbox", url),
+                             SecretContext(env=ENV, base_dir=prepared.table.path.parent),
+                             transport=transport, control=control)
+    return anyio.run(call)
+
+
+def creations(ledger: dict[str, Any]) -> dict[tuple[str, str], int]:
+    return {(c["group_id"], c["schema"]): c["creations"] for c in ledger["creates"]}
