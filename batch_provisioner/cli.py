@@ -232,11 +232,29 @@ def _register_subcommands() -> None:
     app.add_typer(sandbox_app, name="sandbox", help="Run the embedded Fivetran API sandbox.")
 
 
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first real error inside (nested) exception groups, preferring our own errors."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    return next((e for e in leaves if isinstance(e, ProvisionerError)), leaves[0])
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: never a traceback for the user; the exit code says what happened."""
     _register_subcommands()
     try:
-        code = app(args=argv, standalone_mode=False, prog_name="batch-provisioner")
+        try:
+            code = app(args=argv, standalone_mode=False, prog_name="batch-provisioner")
+        except BaseExceptionGroup as group:  # a task group's error: report its first cause
+            raise _first_leaf(group) from None
     except click.exceptions.Abort:
         err.print("interrupted")
         code = ExitCode.INTERRUPTED

@@ -24,6 +24,7 @@ from batch_provisioner import logs
 from batch_provisioner.api.budgets import BudgetGate
 from batch_provisioner.errors import ExitCode, InputError
 from batch_provisioner.job import ApplyOptions, RunResult, run_apply
+from batch_provisioner.journal import RunLock
 from batch_provisioner.models import ActionKind, Outcome, Status
 from batch_provisioner.planner import Plan
 from batch_provisioner.prepare import Prepared
@@ -200,7 +201,11 @@ def apply_command(
     run_dir.mkdir(parents=True, exist_ok=True)
     logs.configure(log_format=log_format, run_log=run_dir / "run.log.jsonl")
     settings = client_settings(prepared, flags)
-    with target(api_url, sandbox, sandbox_url, prepared, reports_dir) as tgt:
+    with RunLock(run_dir) as lock, target(api_url, sandbox, sandbox_url, prepared,
+                                          reports_dir) as tgt:
+        if lock.took_over_from is not None:
+            _log.warning("run.lock_taken_over", previous=lock.took_over_from,
+                         note="the process holding the lock is gone")
         options = ApplyOptions(run_id=run_id, run_dir=run_dir, client=settings,
                                deadline_seconds=deadline, update=update, force=force,
                                adopt_sandbox_limits=tgt.adopt_sandbox_limits,
@@ -208,7 +213,9 @@ def apply_command(
         tty = sys.stderr.isatty() and log_format != "json"
         with ProgressReporter(len(prepared.rows), tty) as reporter:
             result = anyio.run(_apply_async, prepared, options, tgt, secrets, reporter)
-    paths = write_results(run_dir, prepared, result.outcomes, result.summary)
+        paths = write_results(run_dir, prepared, result.outcomes, result.summary,
+                              result.timeline)
+    logs.close_run_log()
     _print_summary(result, paths)
     return int(result.exit_code)
 

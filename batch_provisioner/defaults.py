@@ -74,12 +74,41 @@ def _as_text(value: object, path: Path, key: str) -> str:
     raise InputError("must be text, a number, a boolean or a list", path=str(path), column=key)
 
 
+def _applies(frame: pl.DataFrame, name: str) -> pl.Expr:
+    """Where a default for ``name`` means something.
+
+    A default ``daily_sync_time`` fills only the daily (``sync_frequency`` 1440) rows, and a
+    default ``hide_setup_guide`` only the connect-card rows (those with a ``redirect_uri``):
+    elsewhere they would turn a good row into an error or a setting that is never sent.
+    """
+    if name == "daily_sync_time":
+        if "sync_frequency" not in frame.columns:
+            return pl.lit(False)
+        return pl.col("sync_frequency").str.contains(r"^0*1440(?:\.0+)?$").fill_null(False)
+    if name == "hide_setup_guide":
+        if "redirect_uri" not in frame.columns:
+            return pl.lit(False)
+        return pl.col("redirect_uri").is_not_null()
+    return pl.lit(True)
+
+
 def apply_defaults(frame: pl.DataFrame, defaults: Defaults) -> pl.DataFrame:
     """Fill blank cells (and absent columns) from the defaults; cells always win."""
     exprs = []
+    later: dict[str, str] = {}
     for name, value in defaults.values.items():
-        if name in frame.columns:
+        if name in ("daily_sync_time", "hide_setup_guide"):
+            later[name] = value
+        elif name in frame.columns:
             exprs.append(pl.col(name).fill_null(pl.lit(value)))
         else:
             exprs.append(pl.lit(value, dtype=pl.String).alias(name))
-    return frame.with_columns(exprs) if exprs else frame
+    frame = frame.with_columns(exprs) if exprs else frame
+    conditional = []
+    for name, value in later.items():
+        fill = pl.when(_applies(frame, name)).then(pl.lit(value, dtype=pl.String))
+        if name in frame.columns:
+            conditional.append(pl.col(name).fill_null(fill).alias(name))
+        else:
+            conditional.append(fill.otherwise(None).alias(name))
+    return frame.with_columns(conditional) if conditional else frame

@@ -48,6 +48,7 @@ class RunResult:
     exit_code: ExitCode
     summary: dict[str, Any]
     plan: Plan | None = None
+    timeline: list[tuple[float, str, int]] = field(default_factory=list)
 
 
 def exit_code_for(outcomes: list[Outcome], control: RunControl) -> ExitCode:
@@ -139,7 +140,8 @@ async def run_apply(
     summary = _summary(outcomes, code, started, time.monotonic() - wall0, gate,
                        client_stats=client_stats, runner=runner, control=control, options=options,
         setup_tests=setup_tests)
-    return RunResult(outcomes=outcomes, exit_code=code, summary=summary, plan=plan)
+    return RunResult(outcomes=outcomes, exit_code=code, summary=summary, plan=plan,
+                     timeline=list(getattr(client_stats, "timeline", [])))
 
 
 async def _sandbox_budgets(credentials: ApiCredentials, settings: ClientSettings,

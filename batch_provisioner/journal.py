@@ -10,10 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import anyio
+import anyio.to_thread
 
 from batch_provisioner import __version__
 from batch_provisioner.errors import InputError
@@ -52,17 +56,59 @@ class JournalState:
 
 
 class Journal:
-    """Appends records to ``<run_dir>/journal.jsonl``, each one flushed and fsynced."""
+    """Appends records to ``<run_dir>/journal.jsonl``; none is acknowledged before its fsync.
+
+    ``awrite`` is a group commit: records that arrive while an fsync is under way (in a worker
+    thread, so the event loop keeps serving the other rows) share the next fsync.
+    """
 
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / JOURNAL_NAME
         run_dir.mkdir(parents=True, exist_ok=True)
         self._handle = self.path.open("a", encoding="utf-8")
+        self._pending: list[str] = []
+        self._queued = 0  # records handed to awrite
+        self._durable = 0  # records known to be on disk
+        self._flushing = False
+        self._flushed: anyio.Event | None = None
 
     def write(self, record: dict[str, Any]) -> None:
-        self._handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        """Synchronous append + fsync (used outside the event loop)."""
+        self._handle.write(_line(record))
         self._handle.flush()
         os.fsync(self._handle.fileno())
+
+    async def awrite(self, record: dict[str, Any]) -> None:
+        """Append ``record`` and return once it is fsynced."""
+        self._pending.append(_line(record))
+        self._queued += 1
+        mine = self._queued
+        if self._flushing:
+            while self._durable < mine:
+                if self._flushed is None:
+                    self._flushed = anyio.Event()
+                await self._flushed.wait()
+            return
+        self._flushing = True
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                upto = self._queued
+                self._handle.write("".join(batch))
+                self._handle.flush()
+                await anyio.to_thread.run_sync(os.fsync, self._handle.fileno())
+                self._durable = upto
+                if self._flushed is not None:
+                    self._flushed.set()
+                    self._flushed = None
+        finally:
+            self._flushing = False
+
+    async def astart(self, row: int, key: tuple[str, str], kind: str = "create") -> None:
+        await self.awrite(_start(row, key, kind))
+
+    async def aoutcome(self, outcome: Outcome, *, retriable: bool = False) -> None:
+        await self.awrite(_outcome_record(outcome, retriable))
 
     def header(self, run_id: str, input_path: Path, input_sha: str, command: str) -> None:
         self.write({"type": "run", "run_id": run_id, "command": command,
@@ -70,14 +116,26 @@ class Journal:
                     "version": __version__, "t": now_iso()})
 
     def start(self, row: int, key: tuple[str, str], kind: str = "create") -> None:
-        self.write({"type": "start", "row": row, "key": list(key), "op": kind, "t": now_iso()})
+        self.write(_start(row, key, kind))
 
     def outcome(self, outcome: Outcome, *, retriable: bool = False) -> None:
-        self.write({"type": "outcome", "final": is_final(outcome, retriable),
-                    **outcome.as_dict(), "t": now_iso()})
+        self.write(_outcome_record(outcome, retriable))
 
     def close(self) -> None:
         self._handle.close()
+
+
+def _line(record: dict[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, default=str) + "\n"
+
+
+def _start(row: int, key: tuple[str, str], kind: str) -> dict[str, Any]:
+    return {"type": "start", "row": row, "key": list(key), "op": kind, "t": now_iso()}
+
+
+def _outcome_record(outcome: Outcome, retriable: bool) -> dict[str, Any]:
+    return {"type": "outcome", "final": is_final(outcome, retriable), **outcome.as_dict(),
+            "t": now_iso()}
 
 
 def load(run_dir: Path) -> JournalState:
@@ -134,3 +192,70 @@ def check_resumable(state: JournalState, input_sha: str, *, force: bool, run_dir
             f"({state.header.get('input')}); use a new --run-id, or --force to resume anyway",
             path=str(run_dir / JOURNAL_NAME),
         )
+
+
+class RunLock:
+    """``<run_dir>/lock`` holds the pid and host of the run that owns the directory.
+
+    A second run on the same id is refused while that pid lives; a lock left by a dead
+    process (a crash or a kill -9) is taken over, with a warning.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / "lock"
+        self.took_over_from: dict[str, Any] | None = None
+
+    def acquire(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "t": now_iso()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder is not None and _alive(holder):
+                    raise InputError(
+                        f"run {self.path.parent.name} is already running (pid "
+                        f"{holder.get('pid')} on {holder.get('host')}); wait for it or pick "
+                        "another --run-id", path=str(self.path)) from None
+                self.took_over_from = holder or {}
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(me, handle)
+            return self
+        raise InputError("could not take the run lock", path=str(self.path))
+
+    def release(self) -> None:
+        holder = self._holder()
+        if holder is not None and holder.get("pid") == os.getpid():
+            self.path.unlink(missing_ok=True)
+
+    def _holder(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.path.read_text("utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
+
+
+def _alive(holder: dict[str, Any]) -> bool:
+    """Is the lock's process still running? Another host's lock is assumed alive."""
+    if holder.get("host") != socket.gethostname():
+        return True
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -47,12 +47,26 @@ class _JsonFileTee:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._handle = path.open("a", encoding="utf-8", buffering=1)  # line-buffered
 
     def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
         line = json.dumps(event, default=str, ensure_ascii=False)
-        with _FILE_LOCK, self.path.open("a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
+        with _FILE_LOCK:
+            self._handle.write(line + "\n")
         return event
+
+    def close(self) -> None:
+        with _FILE_LOCK:
+            self._handle.close()
+
+
+_TEE: list[_JsonFileTee] = []
+
+
+def close_run_log() -> None:
+    """Close the ``run.log.jsonl`` tee, if one is open (the CLI calls this at the end)."""
+    while _TEE:
+        _TEE.pop().close()
 
 
 def configure(
@@ -68,9 +82,11 @@ def configure(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,
     ]
+    close_run_log()
     if run_log is not None:
         run_log.parent.mkdir(parents=True, exist_ok=True)
-        processors.append(_JsonFileTee(run_log))
+        _TEE.append(_JsonFileTee(run_log))
+        processors.append(_TEE[-1])
     if use_json:
         processors.append(structlog.processors.JSONRenderer(default=str))
     else:

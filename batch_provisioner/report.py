@@ -78,8 +78,11 @@ def results_frame(prepared: Prepared, outcomes: Sequence[Outcome]) -> pl.DataFra
 
 
 def write_results(run_dir: Path, prepared: Prepared, outcomes: Sequence[Outcome],
-                  summary: dict[str, Any]) -> dict[str, Path]:
-    """results.csv/.parquet/.xlsx, failed_rows.csv and summary.json in ``run_dir``."""
+                  summary: dict[str, Any],
+                  timeline: Sequence[tuple[float, str, int]] = ()) -> dict[str, Path]:
+    """results.csv/.parquet/.xlsx, failed_rows.csv, summary.json and report.html."""
+    from batch_provisioner.report_html import write_html
+
     run_dir.mkdir(parents=True, exist_ok=True)
     frame = scrub_frame(results_frame(prepared, outcomes))
     paths = {
@@ -88,11 +91,13 @@ def write_results(run_dir: Path, prepared: Prepared, outcomes: Sequence[Outcome]
         "results.xlsx": run_dir / "results.xlsx",
         "failed_rows.csv": run_dir / "failed_rows.csv",
         "summary.json": run_dir / "summary.json",
+        "report.html": run_dir / "report.html",
     }
     neutralise(frame).write_csv(paths["results.csv"])
     frame.write_parquet(paths["results.parquet"])
     write_xlsx(neutralise(frame), paths["results.xlsx"])
     write_failed_rows(prepared, outcomes, paths["failed_rows.csv"])
+    write_html(paths["report.html"], frame, summary, timeline, prepared.carry_columns)
     paths["summary.json"].write_text(
         REDACTOR.scrub(json.dumps(summary, indent=2, default=str)) + "\n", encoding="utf-8")
     return paths

@@ -107,7 +107,7 @@ class Runner:
                     outcome = await self.process(action)
                     outcomes[action.request.row] = outcome
                     if self.journal is not None:
-                        self.journal.outcome(outcome, retriable=_retriable(outcome))
+                        await self.journal.aoutcome(outcome, retriable=_retriable(outcome))
                     self.on_outcome(outcome)
 
         async with anyio.create_task_group() as tg:
@@ -126,7 +126,7 @@ class Runner:
                             error_message=f"not started: run stopped ({reason})")
         started = now_iso()
         if self.journal is not None:
-            self.journal.start(request.row, request.key, str(action.kind))
+            await self.journal.astart(request.row, request.key, str(action.kind))
         try:
             if action.kind is ActionKind.UPDATE:
                 return await self._update(action, log, started)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 MASK = "******"
 _MIN_SECRET_LEN = 4
+_REF_RE = re.compile(r"^(env|file):(.*)$", flags=re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class SecretRef:
 
 
 def parse_ref(text: str) -> SecretRef:
-    match = re.match(r"^(env|file):(.*)$", text.strip(), flags=re.IGNORECASE)
+    match = _REF_RE.match(text.strip())
     if match:
         return SecretRef(match.group(1).lower(), match.group(2).strip())
     return SecretRef("literal", text)

@@ -24,6 +24,10 @@ ROW = "source_row"
 CUSTOM_REPORTS_SHEET = "custom_reports"
 _XLSX_MAGIC = b"PK\x03\x04"
 _PARQUET_MAGIC = b"PAR1"
+# First bytes of formats that people save under a .csv name by mistake (PNG, JPEG, GIF, PDF,
+# old Office, gzip, Parquet).
+_BINARY_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"%PDF", b"\xd0\xcf\x11\xe0",
+                 b"\x1f\x8b", _PARQUET_MAGIC)
 _EXACT_FLOAT_DIGITS = 15  # Excel keeps 15 significant digits; beyond that a number is mangled
 
 
@@ -77,7 +81,10 @@ def detect_format(path: Path) -> str:
         return "parquet"
     if suffix in (".csv", ".txt", ".tsv"):
         if head == _XLSX_MAGIC:
-            raise InputError("is an XLSX workbook saved with a .csv name; rename it to .xlsx",
+            raise InputError("is a ZIP file (an XLSX workbook?) with a .csv name, not CSV text; "
+                             "rename a workbook to .xlsx", path=str(path))
+        if head.startswith(_BINARY_MAGIC):
+            raise InputError("holds binary data (an image, PDF or other file?), not CSV text",
                              path=str(path))
         return "csv"
     if suffix == ".xls":

@@ -137,7 +137,8 @@ def defaults_toml() -> str:
     lines = [
         "# Job-wide defaults for batch-provisioner: any column of the connections sheet.",
         "# A non-blank cell always wins over the value here. Delete a line to use Fivetran's",
-        "# own default instead. Use: batch-provisioner apply SHEET --defaults defaults.toml",
+        "# own default instead. Use it with: "
+        "batch-provisioner apply SHEET --defaults defaults.toml",
         "",
     ]
     values = {

@@ -37,6 +37,7 @@ SCHEMA_RE = r"^[a-z_][a-z0-9_]*$"
 GROUP_KEY = "_group_key"
 _LIST_SEPARATORS = r"[;|\r\n]+"
 _EXACT_DIGITS = 15
+_HOUR_RE = r"^(?:1899-12-3[01][ T])?(\d{1,2}):00(?::00)?$"
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ def canonicalise(frame: pl.DataFrame) -> pl.DataFrame:
             exprs.append(col.str.extract(r"^(\d+)(?:\.0+)?$", 1).str.strip_chars_start("0")
                          .replace("", "0").alias(column.name))
         elif column.kind is Kind.HOUR:
-            hour = col.str.extract(r"^(\d{1,2}):00(?::00)?$", 1).cast(pl.Int64, strict=False)
+            # An Excel time cell (formatted hh:mm) reads as "1899-12-31 14:00:00".
+            hour = col.str.extract(_HOUR_RE, 1).cast(pl.Int64, strict=False)
             exprs.append(pl.when(hour <= 23).then(pl.format("{}:00", hour.cast(pl.String)
                                                              .str.zfill(2)))
                          .otherwise(None).alias(column.name))
@@ -181,6 +183,10 @@ def _row_rules() -> list[Rule]:
              c("redirect_uri").is_not_null()
              & ~c("redirect_uri").str.contains(r"^https://[A-Za-z0-9.\-]+(:\d+)?(/\S*)?$"),
              "is not an absolute https URL", "use a full URL such as https://agency.example/done"),
+        Rule("hide_setup_guide",
+             c("hide_setup_guide").is_not_null() & c("redirect_uri").is_null(),
+             "is only sent with redirect_uri (a connect card); it is ignored here",
+             "fill redirect_uri, or clear hide_setup_guide", WARNING),
         Rule("run_setup_tests", no_auth & (c("run_setup_tests") == "true"),
              "is sent as false for a connect-card row: the client has not authorised yet",
              "leave run_setup_tests blank for connect-card rows", WARNING),

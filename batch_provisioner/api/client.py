@@ -63,6 +63,8 @@ class ClientStats:
     retries: int = 0
     transport_errors: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
+    # (seconds since the client opened, method, HTTP status or 0 for no answer), per request
+    timeline: list[tuple[float, str, int]] = field(default_factory=list)
 
 
 class FivetranClient:
@@ -109,6 +111,7 @@ class FivetranClient:
             follow_redirects=False,
         )
         self.stats = ClientStats()
+        self._opened = self._gate.now()
 
     @property
     def gate(self) -> BudgetGate:
@@ -300,6 +303,9 @@ class FivetranClient:
                 )
             # Raised here, outside the except blocks: no httpx exception (which holds the
             # request, headers included) is chained to the error as its __context__.
+            self.stats.timeline.append((
+                round(self._gate.now() - self._opened, 4), method,
+                response.status_code if response is not None else 0))
             if response is None:
                 assert failure is not None
                 self.stats.transport_errors += 1
