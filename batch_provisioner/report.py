@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from batch_provisioner.fields import SECRET_COLUMNS
 from batch_provisioner.models import Outcome, Status
 from batch_provisioner.secrets import REDACTOR
 from batch_provisioner.spreadsheet import ROW
@@ -141,6 +142,15 @@ def write_failed_rows(prepared: Prepared, outcomes: Sequence[Outcome], path: Pat
               if o.status in FAILED_STATUSES}
     original = prepared.table.frame
     rows = original.filter(pl.col(ROW).is_in(list(failed)))
+    for name in SECRET_COLUMNS:  # a literal secret never leaves the input file
+        if name in rows.columns:
+            literal = ~pl.col(name).str.contains(r"(?i)^(env|file):").fill_null(True)
+            dropped = rows.filter(literal).get_column(ROW).to_list()
+            for row in dropped:
+                failed[row] += (f" [the literal {name} was removed from this file: put it back, "
+                                "or better use env:NAME or file:PATH]")
+            rows = rows.with_columns(pl.when(literal).then(None).otherwise(pl.col(name))
+                                     .alias(name))
     headers = prepared.table.headers
     errors = pl.DataFrame({ROW: list(failed), "error": list(failed.values())},
                           schema={ROW: pl.Int64, "error": pl.String})

@@ -24,7 +24,7 @@ from batch_provisioner.fields import (
     Kind,
     catalogue,
 )
-from batch_provisioner.secrets import SecretContext, check_ref, parse_ref
+from batch_provisioner.secrets import REDACTOR, SecretContext, check_ref, parse_ref
 from batch_provisioner.spreadsheet import ROW, Table
 
 ERROR = "error"
@@ -203,6 +203,7 @@ def _secret_rules(frame: pl.DataFrame, ctx: SecretContext) -> list[Rule]:
             ref = parse_ref(text)
             if ref.kind == "literal":
                 literals.append(text)
+                REDACTOR.add(text)  # already in memory: make sure no output can echo it
             elif (problem := check_ref(ref, ctx)) is not None:
                 problems[text] = problem
         if problems:

@@ -1,11 +1,9 @@
-"""Test-wide setup: quiet structlog (tests that read events use ``capture_logs``)."""
+"""Test-wide setup: structlog events go nowhere (tests that read them use ``capture_logs``)."""
 
 from __future__ import annotations
 
-import logging
-
 import structlog
 
-structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-                    logger_factory=structlog.PrintLoggerFactory(),
+structlog.configure(processors=[structlog.processors.KeyValueRenderer()],
+                    logger_factory=structlog.ReturnLoggerFactory(),
                     cache_logger_on_first_use=False)
