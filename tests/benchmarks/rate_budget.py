@@ -73,7 +73,11 @@ def summarise(prepared: Prepared, wall: float, ledger: dict[str, Any], limits: d
     ideal = (ideal_seconds(len(prepared.requests), create_budget["limit"],
                            create_budget["window_seconds"]) if create_budget else None)
     calls = ledger["counts"]["requests"]
+    posts = [r["t"] for r in ledger["requests"] if r["method"] == "POST"]
+    span = (max(posts) - min(posts)) if len(posts) > 1 else 0.0
     return {
+        "create_phase_seconds": round(span, 3),
+        "create_phase_rows_per_second": round((len(posts) - 1) / span, 2) if span else None,
         "rows": len(prepared.requests), "wall_seconds": round(wall, 3),
         "ideal_seconds": ideal, "wall_over_ideal": round(wall / ideal, 4) if ideal else None,
         "calls": calls, "http_429": ledger["counts"]["429"],
@@ -143,7 +147,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=600)
     parser.add_argument("--sequential-rows", type=int, default=60)
+    parser.add_argument("--only", default="", help="quick look: a comma list of a,d (no JSON)")
     args = parser.parse_args()
+    if args.only:
+        quick(args.rows, set(args.only.split(",")))
+        return
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         rows = load(write_sheet(tmp / "rows.csv", args.rows, connect_card_every=10))
@@ -169,6 +177,17 @@ def main() -> None:
     OUT.write_text(json.dumps(figures, indent=2) + "\n")
     print_table(figures)
     print(f"\nwritten to {OUT.relative_to(ROOT)}")
+
+
+def quick(n: int, cases: set[str]) -> None:
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        rows = load(write_sheet(tmp / "rows.csv", n, connect_card_every=10))
+        if "a" in cases:
+            print("a", ours(rows, tmp, "a"))
+        if "d" in cases:
+            print("d", ours(rows, tmp, "d", concurrency=32, profile="unlimited",
+                            faults="latency_ms=100..100"))
 
 
 def print_table(figures: dict[str, Any]) -> None:
