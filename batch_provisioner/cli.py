@@ -98,7 +98,7 @@ def validate(
     write_csv(prepared.problems, run_dir / "validation.csv")
     print_problems(prepared, out)
     out.print(f"Problems written to {run_dir / 'validation.csv'}")
-    raise typer.Exit(ExitCode.ROWS_FAILED if prepared.invalid else ExitCode.OK)
+    raise typer.Exit(ExitCode.ROWS_FAILED if prepared.error_count else ExitCode.OK)
 
 
 @app.command()
@@ -123,7 +123,7 @@ def render(
                 handle.write(line + "\n")
     if prepared.invalid:
         print_problems(prepared, err)
-    raise typer.Exit(ExitCode.ROWS_FAILED if prepared.invalid else ExitCode.OK)
+    raise typer.Exit(ExitCode.ROWS_FAILED if prepared.error_count else ExitCode.OK)
 
 
 @app.command()

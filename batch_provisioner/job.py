@@ -5,8 +5,11 @@ Pure orchestration over the stages; the CLI owns printing, signals, exit and the
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,10 +21,18 @@ import structlog
 from batch_provisioner import __version__
 from batch_provisioner.api.budgets import BudgetGate
 from batch_provisioner.api.client import FivetranClient
+from batch_provisioner.drift import format_changes
 from batch_provisioner.errors import ExitCode, FatalApiError
-from batch_provisioner.journal import Journal, check_resumable, fingerprint, load, now_iso
+from batch_provisioner.journal import (
+    JOURNAL_NAME,
+    Journal,
+    check_resumable,
+    fingerprint,
+    load,
+    now_iso,
+)
 from batch_provisioner.models import Action, ActionKind, ConnectionRequest, Outcome, Status
-from batch_provisioner.planner import Plan, make_plan
+from batch_provisioner.planner import DriftCheck, Plan, make_plan
 from batch_provisioner.prepare import Prepared
 from batch_provisioner.runner import RunControl, Runner
 from batch_provisioner.secrets import SecretContext
@@ -85,6 +96,7 @@ async def run_apply(
         _log.warning("journal.torn_line_skipped", lines=previous.torn_lines)
     journal = Journal(options.run_dir)
     journal.header(options.run_id, prepared.table.path, sha, "apply")
+    journal.write(_inputs_record(prepared, options))
     settings = options.client
     gate = BudgetGate(settings.budgets, settings.concurrency, max_wait=settings.retry.max_wait)
     client_stats: Any = None
@@ -104,14 +116,19 @@ async def run_apply(
         async with FivetranClient(credentials, settings, gate=gate, transport=transport) as client:
             client_stats = client.stats
             if pending:
-                plan = await make_plan(client, pending)
+                # --update reads every existing connection; otherwise drift is noted from
+                # what the listing shows, at no extra call (see planner.DriftCheck).
+                plan = await make_plan(
+                    client, pending, update=options.update,
+                    drift=DriftCheck.FULL if options.update else DriftCheck.LISTING)
                 on_plan(plan, gate)
                 runner = Runner(client=client, secrets=secrets, policy=settings.retry,
                                 sleep=gate.sleep, journal=journal, control=control,
                                 on_outcome=on_outcome,
                                 started_before=frozenset(previous.started))
                 to_run = _settle_planned(plan, previous.started, done, options.update,
-                                         {r.row: r for r in pending})
+                                         {r.row: r for r in pending},
+                                         _started_updates(options.run_dir, previous.started))
                 for row_outcome in [done[r.row] for r in pending if r.row in done]:
                     on_outcome(row_outcome)
                 with anyio.CancelScope() as scope:
@@ -155,9 +172,36 @@ async def _sandbox_budgets(credentials: ApiCredentials, settings: ClientSettings
     return budgets
 
 
+def _inputs_record(prepared: Prepared, options: ApplyOptions) -> dict[str, Any]:
+    """Where this run's input came from, so that later commands (connect-cards) can re-read it."""
+    paths = [str(p.resolve()) if p is not None else None for p in options.input_paths]
+    paths += [None] * (3 - len(paths))
+    return {"type": "inputs", "sheet": paths[0] or str(prepared.table.path.resolve()),
+            "sheet_name": prepared.table.sheet, "defaults": paths[1],
+            "custom_reports": paths[2], "t": now_iso()}
+
+
+def _started_updates(run_dir: Path, started: set[int]) -> set[int]:
+    """Rows of ``started`` whose unfinished request was a PATCH (an update), not a create."""
+    ops: dict[int, str] = {}
+    path = run_dir / JOURNAL_NAME
+    if started and path.exists():
+        for line in path.read_text("utf-8", errors="replace").splitlines():
+            if '"start"' in line:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    record = json.loads(line)
+                    ops[int(record["row"])] = str(record.get("op"))
+    return {row for row in started if ops.get(row) == str(ActionKind.UPDATE)}
+
+
 def _settle_planned(plan: Plan, started_before: set[int], done: dict[int, Outcome],
-                    update: bool, requests: dict[int, ConnectionRequest]) -> list[Action]:
-    """Outcomes for rows the plan settles without a request; the actions left to run."""
+                    update: bool, requests: dict[int, ConnectionRequest],
+                    started_updates: AbstractSet[int] = frozenset()) -> list[Action]:
+    """Outcomes for rows the plan settles without a request; the actions left to run.
+
+    Drift that is not applied (no ``--update``) is an ``exists`` row whose error_code is
+    ``Drift`` and whose error_message lists the differences.
+    """
     to_run: list[Action] = []
     for row, problem in plan.group_problems.items():
         request = requests[row]
@@ -180,7 +224,16 @@ def _settle_planned(plan: Plan, started_before: set[int], done: dict[int, Outcom
                                         error_message=action.detail, **base)
         elif action.kind is ActionKind.UPDATE and update:
             to_run.append(action)
-        elif request.row in started_before:  # a crashed run sent it: it is ours
+        elif request.row in started_updates and action.kind is ActionKind.EXISTS:
+            done[request.row] = Outcome(status=Status.UPDATED, reconciled=True,
+                                        setup_state=state, **base)  # the lost PATCH landed
+        elif action.kind in (ActionKind.DRIFT, ActionKind.UPDATE):
+            done[request.row] = Outcome(
+                status=Status.EXISTS, setup_state=state, error_code="Drift",
+                error_message="drift left alone (apply --update to PATCH it): "
+                + format_changes(action.changes), **base)
+        elif request.row in started_before and request.row not in started_updates:
+            # a crashed run sent the create: it is ours
             done[request.row] = Outcome(status=Status.CREATED, reconciled=True,
                                         setup_state=state, **base)
         else:

@@ -3,10 +3,18 @@
 A group of 500 rows costs a few list calls, not 500 lookups. A row whose (group_id, schema)
 already exists is ``exists`` and is never sent, which makes a rerun idempotent. A schema taken
 by another service is a ``conflict``.
+
+An existing connection is compared with its row (:mod:`batch_provisioner.drift`) as
+``DriftCheck`` says: ``full`` reads each one (``GET /v1/connections/{id}``, one call per
+existing row; ``plan`` and ``apply --update``), ``listing`` compares what the listing already
+returned (no extra call; fields the listing leaves out are not compared), ``off`` compares
+nothing. A mutable difference is ``drift`` (``update`` when updating); an immutable one
+(schema, timeframe_months) is a ``conflict``.
 """
 
 from __future__ import annotations
 
+import enum
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -15,17 +23,26 @@ from typing import Any, Protocol
 import anyio
 
 from batch_provisioner import SERVICE
+from batch_provisioner.drift import diff, format_changes
 from batch_provisioner.errors import ApiError, FatalApiError, NotFoundApiError
 from batch_provisioner.models import Action, ActionKind, ConnectionRequest
 from batch_provisioner.payload import with_group_id
 
 JSON = dict[str, Any]
 _LIST_CONCURRENCY = 4
+_GET_CONCURRENCY = 8
+
+
+class DriftCheck(enum.StrEnum):
+    OFF = "off"
+    LISTING = "listing"
+    FULL = "full"
 
 
 class PlanningClient(Protocol):
     async def list_connections(self, group_id: str) -> list[JSON]: ...
     async def list_groups(self) -> list[JSON]: ...
+    async def get_connection(self, connection_id: str) -> JSON: ...
 
 
 @dataclass(frozen=True)
@@ -121,12 +138,14 @@ async def list_existing(
     return found, problems
 
 
-async def make_plan(client: PlanningClient, requests: Sequence[ConnectionRequest]) -> Plan:
+async def make_plan(client: PlanningClient, requests: Sequence[ConnectionRequest], *,
+                    drift: DriftCheck = DriftCheck.OFF, update: bool = False) -> Plan:
     """Resolve group names, list each group once, and decide an action for every request."""
     resolved, problems = await resolve_group_names(client, requests)
     group_ids = sorted({r.group_id for r in resolved if r.group_id and r.row not in problems})
     existing, group_errors = await list_existing(client, group_ids)
     plan = Plan(group_problems=problems, list_calls=len(group_ids))
+    found: list[tuple[ConnectionRequest, JSON]] = []
     for request in resolved:
         if request.row in problems:
             continue
@@ -138,16 +157,73 @@ async def make_plan(client: PlanningClient, requests: Sequence[ConnectionRequest
         if current is None:
             plan.actions.append(Action(ActionKind.CREATE, request))
             continue
-        plan.existing[(request.group_id, request.schema)] = current
         service = current.get("service")
         if service and service != SERVICE:
+            plan.existing[(request.group_id, request.schema)] = current
             plan.actions.append(Action(
                 ActionKind.CONFLICT, request, connection_id=str(current.get("id")),
                 detail=f"schema {request.schema!r} is already used by a {service} connection"))
         else:
-            plan.actions.append(Action(ActionKind.EXISTS, request,
-                                       connection_id=str(current.get("id"))))
+            found.append((request, current))
+    if drift is DriftCheck.FULL:
+        found = await _read_each(client, found, plan)
+    for request, current in found:
+        assert request.group_id is not None
+        plan.existing[(request.group_id, request.schema)] = current
+        plan.actions.append(_compare(request, current, drift, update))
+    order = {r.row: i for i, r in enumerate(requests)}
+    plan.actions.sort(key=lambda a: order.get(a.request.row, 0))
     return plan
+
+
+def _compare(request: ConnectionRequest, current: JSON, drift: DriftCheck,
+             update: bool) -> Action:
+    """exists, drift/update or (immutable difference) conflict for an existing connection."""
+    connection_id = str(current.get("id"))
+    if drift is DriftCheck.OFF:
+        return Action(ActionKind.EXISTS, request, connection_id=connection_id)
+    mutable, immutable = diff(request.payload, current,
+                              known_only=drift is DriftCheck.LISTING)
+    if immutable:
+        return Action(ActionKind.CONFLICT, request, connection_id=connection_id,
+                      changes=immutable,
+                      detail="fixed at creation, can't change: " + format_changes(immutable))
+    if mutable:
+        kind = ActionKind.UPDATE if update else ActionKind.DRIFT
+        return Action(kind, request, connection_id=connection_id, changes=mutable,
+                      detail=format_changes(mutable))
+    return Action(ActionKind.EXISTS, request, connection_id=connection_id)
+
+
+async def _read_each(client: PlanningClient, found: list[tuple[ConnectionRequest, JSON]],
+                     plan: Plan) -> list[tuple[ConnectionRequest, JSON]]:
+    """``GET`` every existing connection; a row whose read fails becomes a row problem."""
+    current: dict[int, JSON] = {}
+    fatal: list[FatalApiError] = []
+    limiter = anyio.CapacityLimiter(_GET_CONCURRENCY)
+
+    async def read_one(request: ConnectionRequest, listed: JSON) -> None:
+        async with limiter:
+            if fatal:
+                return
+            connection_id = str(listed.get("id"))
+            try:
+                current[request.row] = await client.get_connection(connection_id)
+            except FatalApiError as exc:
+                fatal.append(exc)
+            except ApiError as exc:
+                gone = isinstance(exc, NotFoundApiError)
+                plan.group_problems[request.row] = GroupProblem(
+                    f"connection {connection_id} vanished while planning; plan again" if gone
+                    else f"reading connection {connection_id} failed: {exc.message}",
+                    exc.code, exc.http_status)
+
+    async with anyio.create_task_group() as tg:
+        for request, listed in found:
+            tg.start_soon(read_one, request, listed)
+    if fatal:
+        raise fatal[0]
+    return [(request, current[request.row]) for request, _ in found if request.row in current]
 
 
 def _schema_of(item: JSON) -> str:
