@@ -45,7 +45,7 @@ def ensure_env() -> None:
     _run(py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
          "--require-hashes", "-r", LOCK)
     _run(py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "--no-deps", "--no-build-isolation", "-e", ".")
+         "--no-deps", "-e", ".")
     STAMP.write_text(want)
 
 

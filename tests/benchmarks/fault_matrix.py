@@ -78,11 +78,13 @@ def _apply(sheet: Path, url: str, reports: Path, concurrency: int, *extra: str) 
             "1", "--max-attempts", "10", "--log-format", "json", *extra]
 
 
-def one_run(index: int, seed: int, rows: int, tmp: Path) -> RunFigures:
+def one_run(index: int, seed: int, rows: int, tmp: Path, kill: bool | None = None) -> RunFigures:
     rng = random.Random(seed)
     figures = RunFigures(run=index, seed=seed, rows=rows, concurrency=rng.randint(1, 32),
                          create_limit=rng.choice([20, 40, 100]), faults=_spec(rng),
                          killed=rng.random() < 0.35)
+    if kill is not None:
+        figures.killed = kill
     work = tmp / f"run{index}"
     work.mkdir()
     sheet = write_sheet(work / "in.csv", rows, connect_card_every=rng.randint(3, 12))
@@ -106,7 +108,7 @@ def one_run(index: int, seed: int, rows: int, tmp: Path) -> RunFigures:
         ledger = box.ledger()
     figures.exit_code = done.returncode
     _check(figures, reports / "r", ledger, sheet, done.stderr)
-    figures.ideal_seconds = float((math.ceil(rows / figures.create_limit) - 1))
+    figures.ideal_seconds = float(math.ceil(rows / figures.create_limit) - 1)
     figures.wall_over_ideal = round(figures.wall_seconds / max(figures.ideal_seconds, 1.0), 2)
     return figures
 
@@ -145,12 +147,15 @@ def _check(figures: RunFigures, run_dir: Path, ledger: dict[str, Any], sheet: Pa
         figures.problems.append(f"exit code {figures.exit_code}, expected {expected_exit}")
 
 
-def run_matrix(runs: int, rows: int, seed: int) -> dict[str, Any]:
+def run_matrix(runs: int, rows: int, seed: int,
+               kills: list[bool] | None = None) -> dict[str, Any]:
+    """``kills`` forces which runs are killed and resumed (else about a third, at random)."""
     master = random.Random(seed)
     results: list[RunFigures] = []
     with tempfile.TemporaryDirectory() as name:
         for index in range(runs):
-            figures = one_run(index, master.randrange(1 << 30), rows, Path(name))
+            figures = one_run(index, master.randrange(1 << 30), rows, Path(name),
+                              kills[index] if kills else None)
             results.append(figures)
             print(_row(figures), flush=True)
     totals = {
