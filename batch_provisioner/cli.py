@@ -5,6 +5,7 @@ This is the only module that prints for the user, exits, or configures logging.
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import secrets as _random
@@ -14,11 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
-import click
 import polars as pl
 import typer
 from rich.console import Console
 from rich.table import Table as RichTable
+from typer._click import exceptions as typer_errors  # typer vendors click: its own errors
 
 from batch_provisioner import __version__
 from batch_provisioner.errors import ExitCode, InputError, ProvisionerError
@@ -142,7 +143,13 @@ SandboxUrlOpt = Annotated[str | None, typer.Option(
     "--sandbox-url", help="Run against a sandbox already serving at URL; adopt its limits.")]
 ConcurrencyOpt = Annotated[int | None, typer.Option(
     "--concurrency", min=1, max=256, help="Requests in flight at once (default 8).")]
-LogFormatOpt = Annotated[str, typer.Option(
+class LogFormat(enum.StrEnum):
+    AUTO = "auto"
+    JSON = "json"
+    CONSOLE = "console"
+
+
+LogFormatOpt = Annotated[LogFormat, typer.Option(
     "--log-format", help="auto (console on a TTY, JSON otherwise), json or console.")]
 
 
@@ -192,7 +199,7 @@ def apply(
                                                               min=0)] = None,
     connect_timeout: Annotated[float | None, typer.Option("--connect-timeout", min=0.1)] = None,
     read_timeout: Annotated[float | None, typer.Option("--read-timeout", min=0.1)] = None,
-    log_format: LogFormatOpt = "auto",
+    log_format: LogFormatOpt = LogFormat.AUTO,
 ) -> None:
     """Create every valid row's connection, inside Fivetran's budgets; write the reports."""
     from batch_provisioner.cli_apply import apply_command, parse_duration
@@ -210,7 +217,7 @@ def apply(
         prepared, secrets=ctx, reports_dir=reports_dir, run_id=resume or run_id or new_run_id(),
         api_url=api_url, sandbox=sandbox, sandbox_url=sandbox_url, flags=flags,
         deadline=parse_duration(deadline) if deadline else None, update=update, force=force,
-        log_format=log_format, input_paths=(sheet, defaults, custom_reports))
+        log_format=str(log_format), input_paths=(sheet, defaults, custom_reports))
     raise typer.Exit(code)
 
 
@@ -230,6 +237,7 @@ def _register_subcommands() -> None:
     from batch_provisioner.sandbox.cli import sandbox_app
 
     app.add_typer(sandbox_app, name="sandbox", help="Run the embedded Fivetran API sandbox.")
+    from batch_provisioner.cli_lifecycle import register; register(app)  # noqa: E702, I001
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -255,10 +263,13 @@ def main(argv: list[str] | None = None) -> None:
             code = app(args=argv, standalone_mode=False, prog_name="batch-provisioner")
         except BaseExceptionGroup as group:  # a task group's error: report its first cause
             raise _first_leaf(group) from None
-    except click.exceptions.Abort:
+    except typer.Abort:
         err.print("interrupted")
         code = ExitCode.INTERRUPTED
-    except click.exceptions.ClickException as exc:
+    except typer_errors.NoArgsIsHelpError as exc:
+        exc.show()
+        code = ExitCode.OK if argv == [] else ExitCode.INPUT_ERROR
+    except typer_errors.ClickException as exc:  # usage errors: bad option, missing argument
         exc.show()
         code = ExitCode.INPUT_ERROR
     except InputError as exc:

@@ -108,7 +108,8 @@ def test_no_secret_reaches_any_output_through_success_failure_and_crash(
 
 def test_formula_cells_are_neutralised_as_text(tmp_path: Path, box: SandboxHandle) -> None:
     box.reset()
-    attacks = ["=HYPERLINK(\"http://evil\",\"x\")", "+1+1", "-2+3", "@SUM(A1)", "=cmd|' /C calc'!A0"]
+    attacks = ['=HYPERLINK("http://evil","x")', "+1+1", "-2+3", "@SUM(A1)",
+               "=cmd|' /C calc'!A0"]
     sheet = write_sheet(tmp_path / "in.csv", len(attacks))
     frame = pl.read_csv(sheet, infer_schema=False).with_columns(
         pl.Series("client_ref", attacks))
