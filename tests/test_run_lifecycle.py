@@ -170,3 +170,26 @@ def test_a_torn_last_journal_line_is_tolerated(tmp_path: Path) -> None:
     state = load(run_dir)
     assert state.torn_lines == 1
     assert set(state.outcomes) == {2} and state.started == {3}
+
+
+def test_ctrl_c_finishes_in_flight_rows_writes_the_report_and_exits_4(tmp_path: Path) -> None:
+    sheet = write_sheet(tmp_path / "in.csv", 200)
+    reports = tmp_path / "reports"
+    with run_in_process(profile="fast", faults="latency_ms=50..80") as slow:
+        process = subprocess.Popen(apply_cmd(sheet, slow, reports, "--run-id", "int"),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, **ENV}, cwd=ROOT)
+        time.sleep(3.0)
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=60)
+        made = creations(slow.ledger())
+    assert process.returncode == 4, err[-2000:]
+    assert "Traceback" not in err
+    table = results(reports, "int")
+    statuses = table["status"].value_counts()
+    counts = dict(zip(statuses["status"].to_list(), statuses["count"].to_list(), strict=True))
+    assert set(counts) == {"created", "not_attempted"} and 0 < counts["created"] < 200
+    # every in-flight create finished and was recorded: nothing created is missing
+    assert counts["created"] == len(made) and set(made.values()) == {1}
+    summary = json.loads((reports / "int" / "summary.json").read_text())
+    assert summary["exit_code"] == 4 and summary["stop_reason"] == "interrupted"
