@@ -3,12 +3,18 @@
 ``load_schema("tiktok_ads_NewConnectorRequestV1")`` returns a self-contained JSON Schema: the
 named component with every schema it references embedded under ``components/schemas``, so
 ``#/components/schemas/...`` references resolve, and two quirks of the published spec
-normalised:
+normalised. The same normalisation serves the sandbox's answers (``response_validator``,
+``component_validator``). The published spec's quirks, fixed here:
 
 * enum fields declared ``"type": "object"`` whose enum values are strings (``sync_mode``,
   ``timeframe_months``, ...) are treated as strings;
 * enum values whose JSON type differs from the declared type (``sync_frequency`` is declared
-  ``integer`` with the enum ``["1", "5", ...]``) are coerced to the declared type.
+  ``integer`` with the enum ``["1", "5", ...]``) are coerced to the declared type;
+* ``nullable: true`` becomes ``type: [T, "null"]``;
+* ``ConnectorResponse.config.additionalProperties: {type: object}`` is dropped: config values
+  are strings and lists for every connector (the service-specific schemas type them so);
+* optional ``date-time`` properties may be ``null``: Fivetran sends ``succeeded_at`` /
+  ``failed_at`` as null until a sync happened (as in the official Go SDK's fixtures).
 
 OpenAPI-only keywords (``discriminator``, ``example``, ``format``) are ignored by JSON Schema
 validators, so they are left as they are. The spec lives in ``shared/reference`` beside the
@@ -63,6 +69,17 @@ def normalise(node: Any) -> Any:
             out["type"] = "string"
         else:
             out["enum"] = [_coerce(v, declared) for v in enum]
+    if out.pop("nullable", False) is True and isinstance(out.get("type"), str):
+        out["type"] = [out["type"], "null"]
+    if out.get("additionalProperties") == {"type": "object"}:
+        del out["additionalProperties"]
+    properties = out.get("properties")
+    if isinstance(properties, dict):
+        required = set(out.get("required", []))
+        for name, prop in properties.items():
+            if (isinstance(prop, dict) and name not in required
+                    and prop.get("format") == "date-time" and prop.get("type") == "string"):
+                prop["type"] = ["string", "null"]
     return out
 
 
@@ -114,6 +131,25 @@ def errors(name: str, instance: Any) -> list[str]:
         f"{'/'.join(str(p) for p in error.absolute_path) or '<root>'}: {error.message}"
         for error in validator(name).iter_errors(instance)
     ]
+
+
+def component_validator(name: str) -> jsonschema.protocols.Validator:
+    """A validator for ``#/components/schemas/<name>`` (an alias kept for the sandbox tests)."""
+    return validator(name)
+
+
+def response_validator(path: str, method: str, status: str) -> jsonschema.protocols.Validator:
+    """A validator for the JSON answer of ``method path`` with ``status``."""
+    answer = _spec()["paths"][path][method]["responses"][status]
+    schema: dict[str, Any] = normalise(answer["content"]["application/json"]["schema"])
+    schema["components"] = _normalised_components()
+    return jsonschema.Draft7Validator(schema)
+
+
+def validator_errors(checker: jsonschema.protocols.Validator, document: Any) -> list[str]:
+    """Every violation of ``document`` under ``checker`` as ``path: message`` lines."""
+    return [f"{'/'.join(str(p) for p in error.absolute_path) or '<root>'}: {error.message}"
+            for error in checker.iter_errors(document)]
 
 
 def property_paths(name: str) -> set[tuple[str, ...]]:

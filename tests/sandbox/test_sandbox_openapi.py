@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openapi as openapi_schema
 import pytest
 
 from batch_provisioner.sandbox import SandboxHandle
 
-from . import openapi_schema
 from .helpers import make_payload
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fivetran_responses"
@@ -143,9 +143,9 @@ def test_shape_check_notices_differences() -> None:
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
     try:
-        return openapi_schema.load_spec()
+        return openapi_schema._spec()
     except FileNotFoundError:
-        pytest.skip(f"Fivetran's OpenAPI spec is not at {openapi_schema.SPEC_PATH}")
+        pytest.skip(f"Fivetran's OpenAPI spec is not at {openapi_schema.spec_path()}")
 
 
 ENVELOPES = {
@@ -167,7 +167,7 @@ def test_answer_is_valid_against_the_spec(
 ) -> None:
     validator = openapi_schema.response_validator(*ENVELOPES[kind])
 
-    assert openapi_schema.errors(validator, answers[kind].json()) == []
+    assert openapi_schema.validator_errors(validator, answers[kind].json()) == []
 
 
 @pytest.mark.parametrize("kind", ["create", "get", "patch"])
@@ -176,7 +176,7 @@ def test_connection_data_is_a_valid_tiktok_ads_response(
 ) -> None:
     validator = openapi_schema.component_validator("tiktok_ads_ConnectorResponseV1")
 
-    assert openapi_schema.errors(validator, answers[kind].json()["data"]) == []
+    assert openapi_schema.validator_errors(validator, answers[kind].json()["data"]) == []
 
 
 @pytest.mark.parametrize(
@@ -188,13 +188,13 @@ def test_fixtures_are_valid_against_the_spec(
 ) -> None:
     validator = openapi_schema.response_validator(*envelope)
 
-    assert openapi_schema.errors(validator, _fixture(fixture)) == []
+    assert openapi_schema.validator_errors(validator, _fixture(fixture)) == []
 
 
 def test_test_payload_is_a_valid_tiktok_ads_request(spec: dict[str, Any]) -> None:
     validator = openapi_schema.component_validator("tiktok_ads_NewConnectorRequestV1")
 
-    assert openapi_schema.errors(validator, _seed_payload("tiktok_ads_acme")) == []
+    assert openapi_schema.validator_errors(validator, _seed_payload("tiktok_ads_acme")) == []
 
 
 def test_spec_validation_catches_a_wrong_answer(spec: dict[str, Any]) -> None:
@@ -204,4 +204,4 @@ def test_spec_validation_catches_a_wrong_answer(spec: dict[str, Any]) -> None:
     wrong["sync_frequency"] = 45
     del wrong["status"]
 
-    assert len(openapi_schema.errors(validator, wrong)) == 3
+    assert len(openapi_schema.validator_errors(validator, wrong)) == 3
