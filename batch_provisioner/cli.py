@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import re
 import secrets as _random
 import sys
 import traceback
@@ -19,6 +20,7 @@ import polars as pl
 import typer
 from rich.console import Console
 from rich.table import Table as RichTable
+from rich.text import Text
 from typer._click import exceptions as typer_errors  # typer vendors click: its own errors
 
 from batch_provisioner import __version__
@@ -35,6 +37,10 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 MAX_PRINTED_PROBLEMS = 200
+_SHOWN_CHARS = 300  # a cell of the problem table; the whole text is in validation.csv
+# Terminal controls a hostile cell could carry: C0/C1 controls (escape sequences, bells,
+# carriage returns) and the bidirectional overrides that reorder what a reader sees.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 SheetArg = Annotated[Path, typer.Argument(help="Input sheet: .csv, .xlsx or .parquet.",
                                           show_default=False)]
@@ -61,20 +67,33 @@ def _load(sheet: Path, defaults: Path | None, custom_reports: Path | None,
                    custom_reports=custom_reports, secrets=ctx)
 
 
+def shown(text: object, limit: int = _SHOWN_CHARS) -> Text:
+    """User data as inert terminal text: no markup, no control sequences, not endless."""
+    value = "" if text is None else str(text)
+    if len(value) > limit:
+        value = value[: limit - 1] + "…"
+    return Text(_CONTROLS.sub(_escape_control, value))
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def print_problems(prepared: Prepared, console: Console) -> None:
     problems = prepared.problems
     if problems.is_empty():
         console.print(f"[green]{len(prepared.rows)} rows checked: no problems.[/green]")
         return
-    table = RichTable(title=f"Problems in {prepared.table.label}", show_lines=False)
+    table = RichTable(title=shown(f"Problems in {prepared.table.label}"), show_lines=False)
     for name in ("row", "column", "value", "severity", "message", "hint"):
         table.add_column(name, overflow="fold")
     for source, row, column, value, severity, message, hint in problems.head(
             MAX_PRINTED_PROBLEMS).iter_rows():
         style = "red" if severity == ERROR else "yellow"
         where = str(row) if source == prepared.table.label else f"{source} row {row}"
-        table.add_row(where, column, (value or "")[:60], f"[{style}]{severity}[/{style}]",
-                      message, hint)
+        table.add_row(shown(where), shown(column), shown(value, 60), Text(severity, style=style),
+                      shown(message), shown(hint))
     console.print(table)
     if problems.height > MAX_PRINTED_PROBLEMS:
         console.print(f"... and {problems.height - MAX_PRINTED_PROBLEMS} more problems")
@@ -98,7 +117,7 @@ def validate(
 
     write_csv(prepared.problems, run_dir / "validation.csv")
     print_problems(prepared, out)
-    out.print(f"Problems written to {run_dir / 'validation.csv'}")
+    out.print(shown(f"Problems written to {run_dir / 'validation.csv'}", 10_000))
     raise typer.Exit(ExitCode.ROWS_FAILED if prepared.error_count else ExitCode.OK)
 
 
@@ -234,8 +253,11 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version_c
 
 
 def _register_subcommands() -> None:
+    """Add the ``sandbox`` group once, however often ``main`` runs in one process."""
     from batch_provisioner.sandbox.cli import sandbox_app
 
+    if any(group.typer_instance is sandbox_app for group in app.registered_groups):
+        return
     app.add_typer(sandbox_app, name="sandbox", help="Run the embedded Fivetran API sandbox.")
     from batch_provisioner.cli_lifecycle import register; register(app)  # noqa: E702, I001
 
@@ -272,18 +294,15 @@ def main(argv: list[str] | None = None) -> None:
     except typer_errors.ClickException as exc:  # usage errors: bad option, missing argument
         exc.show()
         code = ExitCode.INPUT_ERROR
-    except InputError as exc:
-        err.print(f"error: {REDACTOR.scrub(exc.message)}", markup=False)
-        code = exc.exit_code
-    except ProvisionerError as exc:
-        err.print(f"error: {REDACTOR.scrub(exc.message)}", markup=False)
+    except ProvisionerError as exc:  # InputError included: a file's own text is made inert
+        err.print(shown(f"error: {REDACTOR.scrub(exc.message)}", 2_000))
         code = exc.exit_code
     except KeyboardInterrupt:
         err.print("interrupted")
         code = ExitCode.INTERRUPTED
     except Exception as exc:  # the last net: a scrubbed one-line message, never a raw traceback
-        err.print(f"internal error: {type(exc).__name__}: {REDACTOR.scrub(str(exc))}",
-                  markup=False)
+        err.print(shown(f"internal error: {type(exc).__name__}: {REDACTOR.scrub(str(exc))}",
+                        2_000))
         if os.environ.get("BATCH_PROVISIONER_DEBUG"):
             err.print(REDACTOR.scrub("".join(traceback.format_exception(exc))), markup=False)
         code = 70

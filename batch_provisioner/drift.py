@@ -14,6 +14,8 @@ Rules (they are the documented contract of ``plan`` and ``apply --update``):
   booleans, text trimmed, ``config.accounts`` as a set (order and repeats carry no meaning for
   Fivetran), ``config.custom_reports`` as a set keyed by ``table_name`` with each report's
   ``metrics`` and ``dimensions`` as sets, comparing only the keys the row's report sets.
+* ``daily_sync_time`` is compared only when the sync frequency is 1440 (daily): it means
+  nothing otherwise, and Fivetran need not echo it.
 * Paths are dotted (``sync_frequency``, ``config.accounts``); a change is ``(old, new)`` with
   the answer's value and the row's value as given, so the PATCH sends ``new`` as is.
 """
@@ -34,6 +36,7 @@ _INTEGERS = frozenset({"sync_frequency", "data_delay_threshold"})
 _SETS = frozenset({"config.accounts"})
 _REPORT_SETS = frozenset({"metrics", "dimensions"})
 _MISSING = object()
+_DAILY = 1440
 
 
 def diff(desired: Mapping[str, Any], current: Mapping[str, Any], *,
@@ -46,7 +49,10 @@ def diff(desired: Mapping[str, Any], current: Mapping[str, Any], *,
     """
     mutable: Changes = {}
     immutable: Changes = {}
+    frequency = desired.get("sync_frequency", current.get("sync_frequency"))
     for path, new in _leaves(desired):
+        if path == "daily_sync_time" and _canon("sync_frequency", frequency) != _DAILY:
+            continue  # only meaningful with daily syncs; Fivetran need not echo it otherwise
         old = _current_value(current, path)
         if old is _MISSING:
             if known_only:

@@ -18,15 +18,20 @@ import enum
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
+import polars as pl
 
 from batch_provisioner import SERVICE
 from batch_provisioner.drift import diff, format_changes
 from batch_provisioner.errors import ApiError, FatalApiError, NotFoundApiError
 from batch_provisioner.models import Action, ActionKind, ConnectionRequest
 from batch_provisioner.payload import with_group_id
+from batch_provisioner.spreadsheet import ROW
+
+if TYPE_CHECKING:
+    from batch_provisioner.prepare import Prepared
 
 JSON = dict[str, Any]
 _LIST_CONCURRENCY = 4
@@ -231,3 +236,28 @@ def _schema_of(item: JSON) -> str:
     if not schema and isinstance(item.get("config"), dict):
         schema = item["config"].get("schema")
     return str(schema) if schema else ""
+
+
+def plan_frame(prepared: Prepared, result: Plan) -> pl.DataFrame:
+    """One line per input row: key and carry-through columns, action, changes, detail."""
+    decided: list[dict[str, Any]] = []
+    for row, error in prepared.invalid.items():
+        decided.append({ROW: row, "action": "invalid", "detail": error})
+    for row, problem in result.group_problems.items():
+        decided.append({ROW: row, "action": "invalid", "detail": problem.message})
+    for action in result.actions:
+        request = action.request
+        drifted = action.kind in (ActionKind.DRIFT, ActionKind.UPDATE)
+        decided.append({
+            ROW: request.row, "resolved_group_id": request.group_id,
+            "action": str(ActionKind.DRIFT if drifted else action.kind),
+            "connection_id": action.connection_id,
+            "changes": ", ".join(action.changes) or None, "detail": action.detail or None})
+    schema = {ROW: pl.Int64, "resolved_group_id": pl.String, "action": pl.String,
+              "connection_id": pl.String, "changes": pl.String, "detail": pl.String}
+    actions = pl.DataFrame(decided, schema=schema)
+    base = prepared.frame.select(ROW, "group_id", "group_name", "schema",
+                                 *prepared.carry_columns)
+    return (base.join(actions, on=ROW, how="left", maintain_order="left")
+            .with_columns(pl.coalesce("resolved_group_id", "group_id").alias("group_id"))
+            .drop("resolved_group_id"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import anyio
@@ -18,6 +18,7 @@ import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from batch_provisioner.api.retry import backoff_delay
+from batch_provisioner.drift import format_changes
 from batch_provisioner.errors import (
     AmbiguousApiError,
     ApiError,
@@ -230,7 +231,8 @@ class Runner:
             except RowApiError as exc:
                 return _failed(action, exc, attempt, started)
             log.info("row.updated", connection_id=action.connection_id)
-            return _from_connection(action, data, Status.UPDATED, attempt, started)
+            outcome = _from_connection(action, data, Status.UPDATED, attempt, started)
+            return replace(outcome, error_message="updated " + format_changes(action.changes))
         assert last is not None
         return _failed(action, last, self.policy.max_attempts, started)
 

@@ -1,0 +1,400 @@
+"""After apply: ``status``, ``connect-cards`` and ``rollback`` of one run, by its id.
+
+A run is its folder ``reports/<run_id>/``: the journal (what this run created and rolled back)
+and the results (every row, with carry-through columns and the ids of rows that existed).
+
+* ``status`` reads each connection (``GET``) for its ``setup_state`` and setup tests.
+* ``connect-cards`` asks Fivetran for fresh connect-card URIs for connections still
+  ``incomplete``, with the row's ``redirect_uri`` / ``hide_setup_guide`` (from the
+  connection's own ``connect_card_config``, else from the run's input files).
+* ``rollback`` deletes exactly the connections the journal says this run ``created``; each one
+  deleted is journaled ``rolled_back`` at once, so a rerun after a crash skips it, and a 404
+  means already gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import polars as pl
+import structlog
+
+from batch_provisioner.api.budgets import BudgetGate
+from batch_provisioner.api.client import FivetranClient
+from batch_provisioner.errors import ApiError, FatalApiError, InputError, NotFoundApiError
+from batch_provisioner.journal import JOURNAL_NAME, Journal, JournalState, load, now_iso
+from batch_provisioner.models import Outcome, Status
+from batch_provisioner.report import neutralise, scrub_frame, write_xlsx
+from batch_provisioner.report_html import render_html
+from batch_provisioner.secrets import REDACTOR
+from batch_provisioner.settings import ApiCredentials, ClientSettings
+from batch_provisioner.spreadsheet import ROW
+
+JSON = dict[str, Any]
+CARD_LIFETIME = timedelta(days=1)
+_READ_CONCURRENCY = 8
+_log = structlog.get_logger("batch_provisioner.lifecycle")
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One input row of a finished (or stopped) run, as the journal and results tell it."""
+
+    row: int
+    group_id: str | None
+    schema: str | None
+    status: str
+    connection_id: str | None
+    carry: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunState:
+    run_id: str
+    run_dir: Path
+    journal: JournalState
+    rows: list[RunRow]
+    results: pl.DataFrame | None  # results.parquet, when the run wrote one
+    carry: list[str]
+
+    def connections(self) -> list[RunRow]:
+        """Rows that point at a live connection (created, exists or updated; not rolled back)."""
+        live = {str(Status.CREATED), str(Status.EXISTS), str(Status.UPDATED)}
+        return [r for r in self.rows if r.connection_id and r.status in live]
+
+
+def load_run(reports_dir: Path, run_id: str) -> RunState:
+    """The run's rows: results.parquet overlaid with the journal's final outcomes."""
+    run_dir = reports_dir / run_id
+    if not (run_dir / JOURNAL_NAME).is_file():
+        raise InputError(f"no run {run_id!r} in {reports_dir} (no {JOURNAL_NAME}); "
+                         "give the run id that apply printed, and the same --reports-dir")
+    journal = load(run_dir)
+    results_path = run_dir / "results.parquet"
+    results = pl.read_parquet(results_path) if results_path.is_file() else None
+    carry: list[str] = []
+    rows: dict[int, RunRow] = {}
+    if results is not None:
+        columns = results.columns
+        carry = columns[columns.index("schema") + 1:columns.index("action")]
+        for rec in results.iter_rows(named=True):
+            rows[rec[ROW]] = RunRow(rec[ROW], rec["group_id"], rec["schema"], rec["status"],
+                                    rec["connection_id"], {c: rec[c] for c in carry})
+    for row, outcome in journal.outcomes.items():
+        before = rows.get(row) or RunRow(row, None, None, "", None)
+        rows[row] = RunRow(row, outcome.group_id or before.group_id,
+                           outcome.schema or before.schema, str(outcome.status),
+                           outcome.connection_id or before.connection_id, before.carry)
+    return RunState(run_id, run_dir, journal, [rows[r] for r in sorted(rows)], results, carry)
+
+
+@contextlib.asynccontextmanager
+async def open_client(credentials: ApiCredentials, settings: ClientSettings, *, adopt: bool,
+                      transport: httpx.AsyncBaseTransport | None = None
+                      ) -> AsyncIterator[FivetranClient]:
+    """A client inside the budgets; a sandbox's own budgets are adopted when ``adopt``."""
+    if adopt:
+        probe = BudgetGate((), 1, max_wait=settings.retry.max_wait)
+        async with FivetranClient(credentials, settings, gate=probe,
+                                  transport=transport) as client:
+            settings = replace(settings, budgets=tuple(await client.sandbox_limits()))
+    async with FivetranClient(credentials, settings, transport=transport) as client:
+        yield client
+
+
+async def for_each(rows: Sequence[RunRow], work: Callable[[RunRow], Awaitable[None]],
+                   concurrency: int = _READ_CONCURRENCY) -> None:
+    """Run ``work`` for every row, ``concurrency`` at a time; a FatalApiError stops the rest."""
+    limiter = anyio.CapacityLimiter(max(1, concurrency))
+    fatal: list[FatalApiError] = []
+
+    async def one(row: RunRow) -> None:
+        async with limiter:
+            if fatal:
+                return
+            try:
+                await work(row)
+            except FatalApiError as exc:
+                fatal.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        for row in rows:
+            tg.start_soon(one, row)
+    if fatal:
+        raise fatal[0]
+
+
+async def read_connections(client: FivetranClient, rows: Sequence[RunRow]
+                           ) -> dict[int, JSON | ApiError]:
+    """``GET`` each row's connection: the answer, or the row's error (404: it is gone)."""
+    found: dict[int, JSON | ApiError] = {}
+
+    async def read(row: RunRow) -> None:
+        assert row.connection_id is not None
+        try:
+            found[row.row] = await client.get_connection(row.connection_id)
+        except FatalApiError:
+            raise
+        except ApiError as exc:
+            found[row.row] = exc
+
+    await for_each(rows, read)
+    return found
+
+
+def setup_tests_text(connection: JSON) -> str | None:
+    """``3/3 passed`` or ``FAILED: title: message; ...``; None when no tests ran."""
+    tests = connection.get("setup_tests")
+    if not isinstance(tests, list) or not tests:
+        return None
+    bad = [t for t in tests if isinstance(t, dict) and t.get("status") not in ("PASSED",
+                                                                                  "SKIPPED")]
+    if not bad:
+        return f"{len(tests)}/{len(tests)} passed"
+    return "; ".join(f"{t.get('status')}: {t.get('title')}"
+                     + (f": {t['message']}" if t.get("message") else "") for t in bad)
+
+
+def status_line(row: RunRow, answer: JSON | ApiError) -> dict[str, Any]:
+    """One line of status.csv: the row's keys, carry-through columns, setup state and tests."""
+    line = {"row": row.row, "group_id": row.group_id, "schema": row.schema,
+            "connection_id": row.connection_id, **row.carry}
+    if isinstance(answer, ApiError):
+        return {**line, "setup_state": None, "setup_tests": None,
+                "error": read_error(row, answer)}
+    return {**line, "setup_state": setup_state_of(answer),
+            "setup_tests": setup_tests_text(answer), "error": None}
+
+
+def setup_state_of(connection: JSON) -> str | None:
+    status = connection.get("status")
+    return str(status.get("setup_state")) if isinstance(status, dict) else None
+
+
+@dataclass(frozen=True)
+class CardResult:
+    row: RunRow
+    setup_state: str | None = None
+    uri: str | None = None
+    expires_at: str | None = None
+    error: str | None = None
+
+
+CardConfig = tuple[str, bool | None]  # (redirect_uri, hide_setup_guide)
+
+
+async def refresh_cards(client: FivetranClient, rows: Sequence[RunRow],
+                        fallback: Callable[[], dict[int, CardConfig]]) -> list[CardResult]:
+    """A fresh URI for each connection still ``incomplete``; the others are reported as is."""
+    current = await read_connections(client, rows)
+    results: dict[int, CardResult] = {}
+    inputs: dict[int, CardConfig] | None = None
+    wanted: list[tuple[RunRow, CardConfig]] = []
+    for row in rows:
+        answer = current[row.row]
+        if isinstance(answer, ApiError):
+            results[row.row] = CardResult(row, error=read_error(row, answer))
+            continue
+        state = setup_state_of(answer)
+        if state != "incomplete":
+            results[row.row] = CardResult(row, setup_state=state)
+            continue
+        config = _card_config(answer)
+        if config is None:
+            inputs = fallback() if inputs is None else inputs
+            config = inputs.get(row.row)
+        if config is None:
+            results[row.row] = CardResult(row, state, error="no redirect_uri known for this row "
+                                          "(not on the connection, not in the run's input)")
+            continue
+        wanted.append((row, config))
+    configs = {row.row: config for row, config in wanted}
+
+    async def ask(row: RunRow) -> None:
+        assert row.connection_id is not None
+        redirect, hide = configs[row.row]
+        try:
+            data = await client.connect_card(row.connection_id, redirect, bool(hide))
+        except FatalApiError:
+            raise
+        except ApiError as exc:
+            results[row.row] = CardResult(row, "incomplete", error=exc.message)
+            return
+        card = data.get("connect_card") if isinstance(data.get("connect_card"), dict) else {}
+        expires = datetime.now(UTC) + CARD_LIFETIME
+        results[row.row] = CardResult(
+            row, "incomplete", uri=str((card or {}).get("uri") or "") or None,
+            expires_at=expires.isoformat(timespec="seconds").replace("+00:00", "Z"))
+
+    await for_each([row for row, _ in wanted], ask)
+    return [results[row.row] for row in rows if row.row in results]
+
+
+def _card_config(connection: JSON) -> CardConfig | None:
+    config = connection.get("connect_card_config")
+    if isinstance(config, dict) and config.get("redirect_uri"):
+        hide = config.get("hide_setup_guide")
+        return str(config["redirect_uri"]), hide if isinstance(hide, bool) else None
+    return None
+
+
+def input_card_configs(run_dir: Path) -> dict[int, CardConfig]:
+    """redirect_uri / hide_setup_guide per row, re-read from the run's recorded input files."""
+    from batch_provisioner.prepare import prepare
+
+    record = _last_record(run_dir, "inputs") or {}
+    header = _last_record(run_dir, "run") or {}
+    sheet = record.get("sheet") or header.get("input")
+    if not sheet:
+        return {}
+    try:
+        prepared = prepare(Path(sheet), sheet_name=record.get("sheet_name"),
+                           defaults_path=_path(record.get("defaults")),
+                           custom_reports=_path(record.get("custom_reports")))
+    except InputError as exc:
+        _log.warning("connect_cards.input_unreadable", path=sheet, error=exc.message)
+        return {}
+    frame = prepared.frame
+    if "redirect_uri" not in frame.columns:
+        return {}
+    hide = (frame.get_column("hide_setup_guide") if "hide_setup_guide" in frame.columns
+            else pl.Series([None] * frame.height, dtype=pl.String))
+    return {row: (uri, None if flag is None else flag == "true")
+            for row, uri, flag in zip(frame.get_column(ROW).to_list(),
+                                      frame.get_column("redirect_uri").to_list(),
+                                      hide.to_list(), strict=True) if uri}
+
+
+def _path(value: Any) -> Path | None:
+    return Path(value) if value else None
+
+
+def _last_record(run_dir: Path, kind: str) -> JSON | None:
+    found: JSON | None = None
+    for line in (run_dir / JOURNAL_NAME).read_text("utf-8", errors="replace").splitlines():
+        if f'"{kind}"' in line:
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict) and record.get("type") == kind:
+                    found = record
+    return found
+
+
+def read_error(row: RunRow, exc: ApiError) -> str:
+    if isinstance(exc, NotFoundApiError):
+        return f"connection {row.connection_id} no longer exists"
+    return f"reading connection {row.connection_id} failed: {exc.message}"
+
+
+def rollback_candidates(state: RunState) -> tuple[list[RunRow], list[RunRow], list[int]]:
+    """(to delete, already rolled back, creates left in flight by a stopped run)."""
+    by_row = {r.row: r for r in state.rows}
+    created = [by_row[row] for row, o in sorted(state.journal.outcomes.items())
+               if o.status is Status.CREATED and o.connection_id]
+    done = [by_row[row] for row in sorted(state.journal.rolled_back) if row in by_row]
+    return created, done, sorted(state.journal.started)
+
+
+async def delete_created(client: FivetranClient, rows: Sequence[RunRow], journal: Journal,
+                         concurrency: int, on_outcome: Callable[[Outcome], None] = lambda _o: None
+                         ) -> tuple[list[Outcome], FatalApiError | None]:
+    """DELETE each connection; journal ``rolled_back`` as each lands (404: already gone)."""
+    outcomes: dict[int, Outcome] = {}
+
+    async def delete(row: RunRow) -> None:
+        assert row.connection_id is not None
+        base = _rollback_outcome(row, Status.ROLLED_BACK, started_at=now_iso())
+        try:
+            await client.delete_connection(row.connection_id)
+            outcome = replace(base, finished_at=now_iso())
+        except NotFoundApiError as exc:
+            outcome = replace(base, http_status=exc.http_status, finished_at=now_iso(),
+                              error_message="already gone (404): nothing to delete")
+        except FatalApiError as exc:
+            outcomes[row.row] = replace(base, status=Status.FAILED, error_code="Fatal",
+                                        http_status=exc.http_status, error_message=exc.message,
+                                        finished_at=now_iso())
+            raise
+        except ApiError as exc:
+            outcome = replace(base, status=Status.FAILED, http_status=exc.http_status,
+                              error_code=exc.code or type(exc).__name__,
+                              error_message=exc.message, finished_at=now_iso())
+        if outcome.status is Status.ROLLED_BACK:
+            await journal.aoutcome(outcome)  # durable before it counts: a rerun skips it
+        outcomes[row.row] = outcome
+        on_outcome(outcome)
+
+    fatal: FatalApiError | None = None
+    try:
+        await for_each(rows, delete, concurrency)
+    except FatalApiError as exc:
+        fatal = exc
+    for row in rows:
+        outcomes.setdefault(row.row, _rollback_outcome(
+            row, Status.NOT_ATTEMPTED, error_code="fatal",
+            error_message="not started: the rollback stopped on a fatal API error"))
+    return [outcomes[r.row] for r in rows], fatal
+
+
+def _rollback_outcome(row: RunRow, status: Status, **fields: Any) -> Outcome:
+    return Outcome(row=row.row, status=status, action="rollback", group_id=row.group_id,
+                   schema=row.schema, connection_id=row.connection_id, **fields)
+
+
+def refresh_report(state: RunState, updates: dict[int, dict[str, Any]],
+                   summary_note: dict[str, Any]) -> list[Path]:
+    """Rewrite results.csv/.parquet/.xlsx, report.html and summary.json with ``updates``.
+
+    ``updates`` maps a row to new cell values (new columns are added at the end). The HTML's
+    request timeline is kept from the page apply wrote. No-op when the run has no results.
+    """
+    if state.results is None or not updates:
+        return []
+    frame = state.results
+    for column in sorted({c for cells in updates.values() for c in cells}):
+        mapping = {row: cells[column] for row, cells in updates.items() if column in cells}
+        if column not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(column))
+        dtype = frame.schema[column]
+        frame = frame.with_columns(pl.col(ROW).replace_strict(
+            list(mapping), list(mapping.values()), default=pl.col(column),
+            return_dtype=dtype).alias(column))
+    frame = scrub_frame(frame)
+    run_dir = state.run_dir
+    summary_path = run_dir / "summary.json"
+    summary: JSON = (json.loads(summary_path.read_text("utf-8")) if summary_path.is_file()
+                     else {"run_id": state.run_id})
+    counts = {str(s): 0 for s in Status}
+    for status in frame.get_column("status").to_list():
+        counts[str(status)] = counts.get(str(status), 0) + 1
+    summary.update(summary_note, counts=counts)
+    neutralise(frame).write_csv(run_dir / "results.csv")
+    frame.write_parquet(run_dir / "results.parquet")
+    write_xlsx(neutralise(frame), run_dir / "results.xlsx")
+    extra = [c for c in ("setup_tests",) if c in frame.columns]
+    page = render_html(frame, summary, (), [*state.carry, *extra])
+    html_path = run_dir / "report.html"
+    if html_path.is_file():
+        page = _keep_timeline(html_path.read_text("utf-8"), page)
+    html_path.write_text(page, encoding="utf-8")
+    summary_path.write_text(REDACTOR.scrub(json.dumps(summary, indent=2, default=str)) + "\n",
+                            encoding="utf-8")
+    state.results = frame
+    return [run_dir / n for n in ("results.csv", "results.parquet", "results.xlsx",
+                                  "report.html", "summary.json")]
+
+
+def _keep_timeline(old: str, new: str) -> str:
+    start, end = "<h2>Requests over time</h2>", "<h2>Rows"
+    if not all(start in page and end in page for page in (old, new)):
+        return new
+    kept = old[old.index(start):old.index(end)]
+    return new[:new.index(start)] + kept + new[new.index(end):]
