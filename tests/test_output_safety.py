@@ -91,6 +91,21 @@ def test_no_secret_reaches_any_output_through_success_failure_and_crash(
                                str(sheet), "--reports-dir", str(reports)],
                               capture_output=True, text=True, env=_env(), timeout=60)
     captured["validate"] = validate.stdout + validate.stderr
+    box_url = ["--sandbox-url", box.url, "--reports-dir", str(reports)]
+    lifecycle = {
+        "plan": ["plan", str(sheet), *box_url, "--run-id", "plan"],
+        "status": ["status", "ok-json", *box_url],
+        "connect-cards": ["connect-cards", "ok-json", *box_url],
+        "rollback": ["rollback", "crash", "--yes", *box_url],
+    }
+    for name, args in lifecycle.items():
+        done = subprocess.run([sys.executable, "-m", "batch_provisioner", *args],
+                              capture_output=True, text=True, timeout=120,
+                              env={**_env(), "COLUMNS": "200"})
+        assert "Traceback" not in done.stderr, (name, done.stderr[-1500:])
+        captured[name] = done.stdout + done.stderr
+    assert (reports / "ok-json" / "connect_cards.csv").exists()
+    assert (reports / "crash" / "rollback" / "results.csv").exists()
     files = [p for p in reports.rglob("*") if p.is_file()]
     assert {p.name for p in files} >= {"results.csv", "results.xlsx", "results.parquet",
                                        "failed_rows.csv", "summary.json", "report.html",
