@@ -6,7 +6,7 @@ import gc
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,15 +70,14 @@ def prepare(
     frame = apply_defaults(table.frame, defaults)
     _require_columns(table, frame)
     ctx = secrets or SecretContext(base_dir=sheet.resolve().parent)
-    canonical, problems = validate_connections(
-        Table(table.path, frame, table.headers, table.sheet, table.numeric_cells), ctx)
+    canonical, problems = validate_connections(replace(table, frame=frame), ctx)
     reports_by_row: dict[int, list[dict[str, Any]]] = defaultdict(list)
     reports = read_custom_reports(custom_reports, sheet)
     if reports is not None:
         missing = [c for c in _REPORT_REQUIRED if c not in reports.frame.columns]
         if missing:
             raise InputError(f"custom reports need the column(s) {', '.join(missing)}",
-                             path=reports.label, row=1, column=missing[0])
+                             path=reports.label, row=reports.header_row, column=missing[0])
         report_frame, report_problems = validate_reports(reports, canonical)
         problems = pl.concat([problems, report_problems, _owner_problems(
             report_problems, report_frame, canonical, table.label)])
@@ -129,10 +128,11 @@ def _expand_rows(
 def _require_columns(table: Table, frame: pl.DataFrame) -> None:
     if "schema" not in frame.columns:
         raise InputError("required column 'schema' is missing (and has no default)",
-                         path=table.label, row=1, column="schema")
+                         path=table.label, row=table.header_row, column="schema")
     if "group_id" not in frame.columns and "group_name" not in frame.columns:
         raise InputError("required column 'group_id' (or 'group_name') is missing "
-                         "(and has no default)", path=table.label, row=1, column="group_id")
+                         "(and has no default)", path=table.label, row=table.header_row,
+                         column="group_id")
 
 
 def _owner_problems(report_problems: pl.DataFrame, report_frame: pl.DataFrame,

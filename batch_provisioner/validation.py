@@ -38,6 +38,9 @@ GROUP_KEY = "_group_key"
 _LIST_SEPARATORS = r"[;|\r\n]+"
 _EXACT_DIGITS = 15
 _HOUR_RE = r"^(?:1899-12-3[01][ T])?(\d{1,2}):00(?::00)?$"
+GROUP_ID_RE = r"^[A-Za-z0-9_\-]+$"  # Fivetran's ids; never "." or ".." (a URL path segment)
+MAX_TEXT = 2048  # longest text cell a known column takes (a URL's usual limit)
+MAX_SHOWN = 1000  # a problem's value and message are cut to this many characters
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,14 @@ def _row_rules() -> list[Rule]:
              "a schema name is unique within a group: rename or remove the duplicates"),
         Rule("group_id", c("group_id").is_null() & c("group_name").is_null(),
              "is required (or fill group_name)", "fill the Fivetran group id"),
+        Rule("group_id", c("group_id").is_not_null() & ~c("group_id").str.contains(GROUP_ID_RE),
+             "is not a Fivetran group id",
+             "group ids are letters, digits, _ and - (e.g. decent_dropsy); "
+             "put a group's name in group_name"),
+        *(Rule(column.name, c(column.name).str.len_chars() > MAX_TEXT,
+               pl.format("is {} characters long", c(column.name).str.len_chars()),
+               f"use at most {MAX_TEXT} characters")
+          for column in COLUMNS if column.kind in (Kind.TEXT, Kind.URL, Kind.SCHEMA)),
         Rule("client_secret", has_id & ~has_secret, "is required with client_id",
              "fill both client_id and client_secret, or neither"),
         Rule("client_id", has_secret & ~has_id, "is required with client_secret",
@@ -218,7 +229,8 @@ def _secret_rules(frame: pl.DataFrame, ctx: SecretContext) -> list[Rule]:
     return rules
 
 
-def _numeric_cell_rules(table: Table) -> list[tuple[int, str, str, str]]:
+def _raw_cell_rules(table: Table) -> list[tuple[int, str, str, str, str]]:
+    """(row, column, value, message, hint) of the XLSX cells whose text cannot be trusted."""
     out = []
     for row, raw in table.numeric_cells.get("accounts", []):
         try:
@@ -227,8 +239,13 @@ def _numeric_cell_rules(table: Table) -> list[tuple[int, str, str, str]]:
             continue
         digits = len(str(int(number))) if number.is_integer() else 99
         if "e" in raw.lower() or digits > _EXACT_DIGITS or not number.is_integer():
-            out.append((row, raw, "is stored as a number, so Excel has already changed the id",
+            out.append((row, "accounts", raw,
+                        "is stored as a number, so Excel has already changed the id",
                         "format the accounts column as Text and type the ids again"))
+    for column, cells in table.error_cells.items():
+        if column in BY_NAME:
+            out.extend((row, column, raw, f"shows the Excel error {raw}",
+                        "fix the formula, or type the value") for row, raw in cells)
     return out
 
 
@@ -251,11 +268,17 @@ def _collect(frame: pl.DataFrame, rules: Iterable[Rule], source: str) -> pl.Data
         message = rule.message if isinstance(rule.message, pl.Expr) else pl.lit(rule.message)
         parts.append(frame.filter(rule.mask.fill_null(False)).select(
             pl.lit(source).alias("source"), pl.col(ROW).alias("row"),
-            pl.lit(rule.column).alias("column"), value.cast(pl.String).alias("value"),
-            pl.lit(rule.severity).alias("severity"), message.alias("message"),
+            pl.lit(rule.column).alias("column"), _clip(value.cast(pl.String)).alias("value"),
+            pl.lit(rule.severity).alias("severity"), _clip(message).alias("message"),
             pl.lit(rule.hint).alias("hint"),
         ))
     return pl.concat(parts) if parts else pl.DataFrame(schema=PROBLEM_SCHEMA)
+
+
+def _clip(text: pl.Expr) -> pl.Expr:
+    """A giant cell (10 MB of text) is shown by its first ``MAX_SHOWN`` characters."""
+    return (pl.when(text.str.len_chars() > MAX_SHOWN)
+            .then(text.str.slice(0, MAX_SHOWN - 1) + pl.lit("…")).otherwise(text))
 
 
 def empty_problems() -> pl.DataFrame:
@@ -274,11 +297,11 @@ def validate_connections(table: Table, ctx: SecretContext) -> tuple[pl.DataFrame
             joined = joined.with_columns(pl.lit(None, dtype=pl.String).alias(name))
     rules = _invalid_value_rules(joined) + _row_rules() + _secret_rules(frame, ctx)
     problems = _collect(joined, rules, table.label)
-    numeric = _numeric_cell_rules(table)
-    if numeric:
+    untrusted = _raw_cell_rules(table)
+    if untrusted:
         problems = pl.concat([problems, pl.DataFrame(
-            [(table.label, row, "accounts", raw_value, ERROR, message, hint)
-             for row, raw_value, message, hint in numeric],
+            [(table.label, row, column, raw_value, ERROR, message, hint)
+             for row, column, raw_value, message, hint in untrusted],
             schema=PROBLEM_SCHEMA, orient="row")])
     return frame, problems
 
