@@ -10,10 +10,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import anyio
-import polars as pl
 import structlog
 import typer
 from rich.console import Console
@@ -238,22 +236,3 @@ def _print_summary(result: RunResult, paths: dict[str, Path]) -> None:
     if failed:
         out.print(f"rows to fix and feed back: {paths['failed_rows.csv']}")
     out.print(f"exit code {int(result.exit_code)} ({ExitCode(result.exit_code).name.lower()})")
-
-
-def plan_frame(prepared: Prepared, plan: Plan) -> pl.DataFrame:
-    rows: list[dict[str, Any]] = []
-    for row, error in prepared.invalid.items():
-        rows.append({"source_row": row, "action": "invalid", "detail": error})
-    for row, problem in plan.group_problems.items():
-        rows.append({"source_row": row, "action": "invalid", "detail": problem.message})
-    for action in plan.actions:
-        changes = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in action.changes.items())
-        rows.append({"source_row": action.request.row, "action": str(action.kind),
-                     "group_id": action.request.group_id, "schema": action.request.schema,
-                     "connection_id": action.connection_id,
-                     "detail": action.detail or changes})
-    schema = {"source_row": pl.Int64, "action": pl.String, "group_id": pl.String,
-              "schema": pl.String, "connection_id": pl.String, "detail": pl.String}
-    return pl.DataFrame(rows, schema=schema).sort("source_row")
-
-
