@@ -6,6 +6,7 @@ hold, so defaults go through exactly the same validation as cells.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +59,8 @@ def load_defaults(path: Path | None) -> Defaults:
             known = ", ".join(sorted(LIMIT_KEYS))
             raise InputError(f"unknown [limits] key {key!r} (known: {known})",
                              path=str(path), column=key)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        if (isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+                or not math.isfinite(value)):  # TOML has nan and inf
             raise InputError(f"[limits] {key} must be a number >= 0", path=str(path), column=key)
         limits[key] = float(value)
     return Defaults(values=values, limits=limits, path=path)

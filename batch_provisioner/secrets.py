@@ -63,17 +63,25 @@ def check_ref(ref: SecretRef, ctx: SecretContext) -> str | None:
             return f"environment variable {ref.target} is not set (or empty)"
         return None
     if ref.kind == "file":
-        path = _file_path(ref, ctx)
-        if path is None:
-            return f"'{ref.describe()}' points outside the allowed folder {ctx.root()}"
-        if not path.is_file():
-            return f"secret file {ref.target} does not exist"
-        if not os.access(path, os.R_OK):
-            return f"secret file {ref.target} is not readable"
-        if path.stat().st_size == 0:
-            return f"secret file {ref.target} is empty"
-        return None
+        try:
+            return _check_file(ref, ctx)
+        except (OSError, ValueError) as exc:  # a NUL byte, a name too long, a loop...
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            return f"is not a usable path ({reason})"  # the value column shows which
     return None if ref.target else "empty secret value"
+
+
+def _check_file(ref: SecretRef, ctx: SecretContext) -> str | None:
+    path = _file_path(ref, ctx)
+    if path is None:
+        return f"'{ref.describe()}' points outside the allowed folder {ctx.root()}"
+    if not path.is_file():
+        return f"secret file {ref.target} does not exist"
+    if not os.access(path, os.R_OK):
+        return f"secret file {ref.target} is not readable"
+    if path.stat().st_size == 0:
+        return f"secret file {ref.target} is empty"
+    return None
 
 
 def resolve(ref: SecretRef, ctx: SecretContext) -> str:

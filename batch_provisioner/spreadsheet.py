@@ -226,6 +226,7 @@ def _csv_problem(text: str, separator: str, first_row: int) -> str | None:
     is empty cells past the header's width (a trailing separator), which can be dropped."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator, strict=True)
     width, row = 0, first_row - 1
+    limit = csv.field_size_limit(len(text) + 1)  # a 10 MB cell is data, not a parse error
     try:
         for row, record in enumerate(reader, start=first_row):
             if row == first_row:
@@ -234,7 +235,9 @@ def _csv_problem(text: str, separator: str, first_row: int) -> str | None:
                 return (f"row {row} has {len(record)} cells but the header has {width}; "
                         "remove the extra cells or give them a header")
     except csv.Error as exc:
-        return f"row {row + 1} cannot be read ({exc}; an unclosed quote?)"
+        return f"row {row + 1} cannot be read ({exc}: a stray or unclosed quote?)"
+    finally:
+        csv.field_size_limit(limit)
     return None
 
 
@@ -355,28 +358,41 @@ def _raw_cells(
     errors: dict[str, list[tuple[int, str]]] = {}
     try:
         with zipfile.ZipFile(path) as archive:
-            xml = archive.read(_sheet_member(archive, sheet_index))
-        if b't="e"' not in xml and not set(numeric_in) & set(letters.values()):
-            return numeric, errors
-        # expat (>= 2.4) refuses entity-expansion bombs and ElementTree never resolves
-        # external entities, so the standard parser is safe here.
-        for _, elem in ElementTree.iterparse(io.BytesIO(xml)):  # noqa: S314
-            if not elem.tag.endswith("}c"):
-                continue
-            ref = elem.get("r", "")
-            letter = ref.rstrip("0123456789")
-            row, cell_type = ref[len(letter):], elem.get("t", "n")
-            name = letters.get(letter)
-            if name is not None and row.isdigit() and int(row) > header_row:
-                value = next((v.text for v in elem if v.tag.endswith("}v")), None)
-                if value is not None and cell_type == "e":
-                    errors.setdefault(name, []).append((int(row), value))
-                elif value is not None and cell_type == "n" and name in numeric_in:
-                    numeric.setdefault(name, []).append((int(row), value))
-            elem.clear()
+            member = _sheet_member(archive, sheet_index)
+            if not set(numeric_in) & set(letters.values()) and not _has_error_cells(
+                    archive, member):
+                return numeric, errors
+            with archive.open(member) as handle:
+                # expat (>= 2.4) refuses entity-expansion bombs and ElementTree never
+                # resolves external entities, so the standard parser is safe here.
+                for _, elem in ElementTree.iterparse(handle):  # noqa: S314
+                    if not elem.tag.endswith("}c"):
+                        continue
+                    ref = elem.get("r", "")
+                    letter = ref.rstrip("0123456789")
+                    row, cell_type = ref[len(letter):], elem.get("t", "n")
+                    name = letters.get(letter)
+                    if name is not None and row.isdigit() and int(row) > header_row:
+                        value = next((v.text for v in elem if v.tag.endswith("}v")), None)
+                        if value is not None and cell_type == "e":
+                            errors.setdefault(name, []).append((int(row), value))
+                        elif value is not None and cell_type == "n" and name in numeric_in:
+                            numeric.setdefault(name, []).append((int(row), value))
+                    elem.clear()
     except _XML_ERRORS:
         pass
     return numeric, errors
+
+
+def _has_error_cells(archive: zipfile.ZipFile, member: str) -> bool:
+    """Whether the sheet XML holds an error cell (``t="e"``), read in chunks."""
+    marker, tail = b't="e"', b""
+    with archive.open(member) as handle:
+        while chunk := handle.read(1 << 20):
+            if marker in tail + chunk:
+                return True
+            tail = chunk[-len(marker):]
+    return False
 
 
 def _sheet_member(archive: zipfile.ZipFile, index: int) -> str:
