@@ -143,10 +143,31 @@ async def list_existing(
     return found, problems
 
 
+def _duplicate_keys(requests: Sequence[ConnectionRequest],
+                    problems: dict[int, GroupProblem]) -> dict[int, GroupProblem]:
+    """Rows that name one group differently (group_id vs group_name) but share a schema: the
+    sheet's own duplicate check cannot see them until the names are resolved."""
+    first: dict[tuple[str, str], int] = {}
+    duplicates: dict[int, GroupProblem] = {}
+    for request in requests:
+        if request.row in problems or request.group_id is None:
+            continue
+        key = (request.group_id, request.schema)
+        if key in first:
+            duplicates[request.row] = GroupProblem(
+                f"schema {request.schema!r} in group {request.group_id!r} is also row "
+                f"{first[key]} (one names the group by id, the other by name)",
+                code="Duplicate_Key")
+        else:
+            first[key] = request.row
+    return duplicates
+
+
 async def make_plan(client: PlanningClient, requests: Sequence[ConnectionRequest], *,
                     drift: DriftCheck = DriftCheck.OFF, update: bool = False) -> Plan:
     """Resolve group names, list each group once, and decide an action for every request."""
     resolved, problems = await resolve_group_names(client, requests)
+    problems.update(_duplicate_keys(resolved, problems))
     group_ids = sorted({r.group_id for r in resolved if r.group_id and r.row not in problems})
     existing, group_errors = await list_existing(client, group_ids)
     plan = Plan(group_problems=problems, list_calls=len(group_ids))

@@ -147,17 +147,20 @@ def xlsx_sheet_names(path: Path) -> list[str]:
 def read_custom_reports(path: Path | None, workbook: Path | None) -> Table | None:
     """Custom reports from ``--custom-reports FILE`` or the workbook's ``custom_reports`` sheet.
 
-    A file replaces the sheet: the two are never merged.
+    A file replaces the sheet: the two are never merged. A workbook given as the file is read
+    from its ``custom_reports`` sheet when it has one (so ``failed_rows.csv`` from an XLSX run
+    can be fed back with ``--custom-reports original.xlsx``), else from its first sheet.
     """
-    if path is not None:
-        return read_table(path)
-    if workbook is not None and detect_format(workbook) == "xlsx":
-        names = xlsx_sheet_names(workbook)
+    source = path if path is not None else workbook
+    if source is None:
+        return None
+    if detect_format(source) == "xlsx":
+        names = xlsx_sheet_names(source)
         match = [n for n in names if normalise_header(n) == CUSTOM_REPORTS_SHEET]
         if match:
-            table = read_table(workbook, sheet=match[0])
+            table = read_table(source, sheet=match[0])
             return table if table.frame.height else None
-    return None
+    return read_table(path) if path is not None else None
 
 
 def _read_csv(path: Path) -> tuple[pl.DataFrame, int]:

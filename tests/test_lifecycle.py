@@ -25,7 +25,7 @@ from batch_provisioner.models import Status
 from batch_provisioner.payload import expand
 from batch_provisioner.sandbox import SandboxHandle, run_in_thread
 from batch_provisioner.secrets import parse_ref
-from tests.apply_helpers import ENV, TOKEN, load, run_job
+from tests.apply_helpers import ENV, TOKEN, creations, load, run_job
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ["group_id", "group_name", "schema", "sync_mode", "accounts", "access_token",
@@ -443,3 +443,19 @@ def test_wrong_credentials_stop_plan_and_rollback_with_exit_3_and_delete_nothing
     assert box.health()["connections"] == 1
     rolled = csv_rows(tmp_path / "reports" / "run" / "rollback" / "results.csv")
     assert [r["status"] for r in rolled] == ["failed"]
+
+
+def test_regression_group_name_and_group_id_rows_for_one_key_are_not_both_sent(
+        tmp_path: Path) -> None:
+    sheet = tmp_path / "dup.csv"
+    sheet.write_text("group_id,group_name,schema,sync_mode,access_token\n"
+                     "decent_dropsy,,tt_dup,AllAccounts,env:TT_TOKEN\n"
+                     ",Acme Retail,tt_dup,AllAccounts,env:TT_TOKEN\n")
+    prepared = load(sheet)
+    with run_in_thread(profile="fast") as sandbox:
+        result = run_job(prepared, sandbox.url, tmp_path / "run")
+        made = creations(sandbox.ledger())
+    assert [o.status for o in result.outcomes] == [Status.CREATED, Status.FAILED]
+    assert result.outcomes[1].error_code == "Duplicate_Key"
+    assert "row 2" in (result.outcomes[1].error_message or "")
+    assert made == {("decent_dropsy", "tt_dup"): 1}

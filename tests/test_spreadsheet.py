@@ -364,3 +364,15 @@ def test_the_committed_templates_read_the_same_in_csv_and_xlsx(tmp_path: Path) -
                          custom_reports=TEMPLATES / "custom_reports.csv")
     assert from_xlsx == from_csv
     assert [row for row, _ in from_xlsx] == [2, 3, 4]
+
+
+def test_regression_custom_reports_option_reads_a_workbooks_custom_reports_sheet(
+        tmp_path: Path) -> None:
+    from batch_provisioner.spreadsheet import read_custom_reports
+    from batch_provisioner.templates import write_templates
+
+    write_templates(tmp_path)
+    table = read_custom_reports(tmp_path / "advertiser_groups.xlsx", None)
+    assert table is not None and table.sheet == "custom_reports"
+    assert table.frame.get_column("table_name").to_list() == ["campaign_daily",
+                                                              "audience_by_country"]

@@ -421,8 +421,13 @@ def _read_envelope(response: httpx.Response) -> JSON | None:
 
 
 def _seg(value: str) -> str:
-    """One URL path segment: an id can never reach another path or carry a query."""
-    return quote(str(value), safe="")
+    """One URL path segment: an id can never reach another path or carry a query.
+
+    ``.`` and ``..`` are percent-encoded too: left bare, URL normalisation would remove them
+    and turn ``/v1/groups/../connections`` into another endpoint.
+    """
+    segment = quote(str(value), safe="")
+    return segment.replace(".", "%2E") if segment.strip(".") == "" else segment
 
 
 def _data(envelope: JSON) -> JSON:

@@ -610,3 +610,11 @@ async def test_setup_test_creates_are_paced_by_the_setup_test_budget() -> None:
         await client.create_connection(card_payload)  # connect-card create: no setup test
         await client.create_connection(PAYLOAD)
     assert sent == [(True, 0.0), (False, 0.0), (True, 60.0)]
+
+
+def test_regression_dot_segment_ids_stay_inside_their_path_segment() -> None:
+    from batch_provisioner.api.client import _seg
+
+    assert _seg("..") == "%2E%2E" and _seg(".") == "%2E"
+    assert _seg("a/../b") == "a%2F..%2Fb"
+    assert _seg("decent_dropsy") == "decent_dropsy"
