@@ -15,22 +15,7 @@ from hypothesis import strategies as st
 from batch_provisioner.api.budgets import BudgetGate, Slot
 from batch_provisioner.errors import RetriableApiError
 from batch_provisioner.settings import Budget
-
-
-class FakeClock:
-    """A monotonic clock that jumps forward whenever someone sleeps on it."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += max(0.0, seconds)
-        await anyio.lowlevel.checkpoint()
+from tests.api.fakes import FakeClock
 
 
 def make_gate(

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
-import anyio.lowlevel
 import httpx
 import pytest
 import structlog
@@ -36,28 +35,13 @@ from batch_provisioner.settings import (
     RetryPolicy,
     Timeouts,
 )
+from tests.api.fakes import FakeClock
 
 KEY = "key-Zq81PxLm"
 SECRET = "secret-Wv03RtYu"
 TOKEN = "tiktok-token-9f8e7d6c5b4a"
 CREDS = ApiCredentials(api_key=KEY, api_secret=SECRET, base_url="https://api.example.test")
 Handler = Callable[[httpx.Request], httpx.Response]
-
-
-class FakeClock:
-    """A clock that jumps forward whenever someone sleeps on it."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += max(0.0, seconds)
-        await anyio.lowlevel.checkpoint()
 
 
 def envelope(
