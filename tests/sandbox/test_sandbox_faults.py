@@ -152,23 +152,11 @@ def test_bad_script_entries_are_refused(entry: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def faulty() -> Iterator[SandboxHandle]:
-    """A sandbox without create budget and with short slow answers."""
+def module_sandbox() -> Iterator[SandboxHandle]:
+    """Overrides conftest's: no create budget and short slow answers (conftest's ``sandbox``
+    and ``client`` fixtures reset it and talk to it)."""
     with run_in_thread(create_limit=0, slow_ms=1500) as handle:
         yield handle
-
-
-@pytest.fixture
-def sandbox(faulty: SandboxHandle) -> SandboxHandle:
-    faulty.reset()
-    faulty.set_faults("", seed=0)
-    return faulty
-
-
-@pytest.fixture
-def client(sandbox: SandboxHandle) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sandbox.url, auth=sandbox.auth, timeout=10, trust_env=False) as http:
-        yield http
 
 
 def _exists(client: httpx.Client, schema: str) -> bool:
