@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-SERVICE = "tiktok_ads"
+from batch_provisioner.models import SERVICE
+from batch_provisioner.settings import VERSION as __version__
 
 __all__ = ["SERVICE", "__version__"]

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from batch_provisioner.secrets import REDACTOR
+from batch_provisioner.sheet.secrets import REDACTOR
 
 _FILE_LOCK = threading.Lock()
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Payload = dict[str, Any]
+SERVICE = "tiktok_ads"  # the one Fivetran service this job creates
 
 
 class Status(enum.StrEnum):

@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+VERSION = "0.1.0"
 DEFAULT_API_URL = "https://api.fivetran.com"
 
 

@@ -10,11 +10,11 @@ from typing import Any
 import anyio
 import httpx
 
-from batch_provisioner.job import ApplyOptions, RunResult, run_apply
-from batch_provisioner.prepare import Prepared, prepare
-from batch_provisioner.runner import RunControl
-from batch_provisioner.secrets import SecretContext
+from batch_provisioner.run.apply import ApplyOptions, RunResult, run_apply
+from batch_provisioner.run.runner import RunControl
 from batch_provisioner.settings import ApiCredentials, ClientSettings, RetryPolicy, Timeouts
+from batch_provisioner.sheet.load import Prepared, prepare
+from batch_provisioner.sheet.secrets import SecretContext
 
 TOKEN = "tt-token-0123456789-do-not-leak"
 ENV = {"TT_TOKEN": TOKEN}

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import xlsxwriter
 
-from batch_provisioner.prepare import Prepared, prepare
-from batch_provisioner.secrets import SecretContext
+from batch_provisioner.sheet.load import Prepared, prepare
+from batch_provisioner.sheet.secrets import SecretContext
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATES = REPO / "input_templates"

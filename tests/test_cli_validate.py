@@ -22,7 +22,7 @@ from helpers_input import (
     write_csv,
 )
 
-from batch_provisioner import SERVICE
+from batch_provisioner.models import SERVICE
 
 
 @pytest.fixture

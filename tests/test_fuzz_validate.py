@@ -23,9 +23,11 @@ from helpers_input import TOKEN_ENV, TOKEN_VALUE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from batch_provisioner import cli, report, validation
-from batch_provisioner.fields import KNOWN_COLUMNS
-from batch_provisioner.secrets import Redactor
+from batch_provisioner import cli
+from batch_provisioner.report import results as report
+from batch_provisioner.sheet import validate as validation
+from batch_provisioner.sheet.columns import KNOWN_COLUMNS
+from batch_provisioner.sheet.secrets import Redactor
 
 SUFFIXES = (".csv", ".tsv", ".xlsx", ".parquet")
 MAGIC = (b"", b"PK\x03\x04", b"PAR1", b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff", b"%PDF")

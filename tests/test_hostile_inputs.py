@@ -26,11 +26,11 @@ import xlsxwriter
 from helpers_input import BASE_ROW, context, prepare_rows, problems, run_cli, write_csv, write_xlsx
 
 from batch_provisioner import cli
-from batch_provisioner.defaults import load_defaults
 from batch_provisioner.errors import InputError
-from batch_provisioner.prepare import prepare
 from batch_provisioner.sandbox import run_in_thread
-from batch_provisioner.spreadsheet import read_table
+from batch_provisioner.sheet.defaults import load_defaults
+from batch_provisioner.sheet.load import prepare
+from batch_provisioner.sheet.read import read_table
 
 CORPUS = Path(__file__).parent / "data" / "hostile"
 CASES: list[dict[str, Any]] = tomllib.loads((CORPUS / "cases.toml").read_text("utf-8"))["case"]

@@ -19,12 +19,12 @@ import httpx
 import polars as pl
 import pytest
 
-from batch_provisioner.drift import diff, format_changes
 from batch_provisioner.errors import ExitCode
 from batch_provisioner.models import Status
-from batch_provisioner.payload import expand
+from batch_provisioner.run.drift import diff, format_changes
 from batch_provisioner.sandbox import SandboxHandle, run_in_thread
-from batch_provisioner.secrets import parse_ref
+from batch_provisioner.sheet.expand import expand
+from batch_provisioner.sheet.secrets import parse_ref
 from tests.apply_helpers import ENV, TOKEN, creations, load, run_job
 
 ROOT = Path(__file__).resolve().parents[1]

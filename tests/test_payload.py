@@ -28,9 +28,9 @@ from hypothesis import strategies as st
 from openapi import errors as schema_errors
 from openapi import property_paths, spec_path
 
-from batch_provisioner import SERVICE
-from batch_provisioner.fields import BY_NAME, COLUMNS, SYNC_FREQUENCIES, Kind, catalogue
-from batch_provisioner.payload import (
+from batch_provisioner.models import SERVICE
+from batch_provisioner.sheet.columns import BY_NAME, COLUMNS, SYNC_FREQUENCIES, Kind, catalogue
+from batch_provisioner.sheet.expand import (
     expand,
     expand_frame,
     flatten,
@@ -39,9 +39,9 @@ from batch_provisioner.payload import (
     secret_refs,
     with_group_id,
 )
-from batch_provisioner.prepare import prepare
-from batch_provisioner.secrets import REDACTOR, SecretContext, SecretRef
-from batch_provisioner.validation import ERROR
+from batch_provisioner.sheet.load import prepare
+from batch_provisioner.sheet.secrets import REDACTOR, SecretContext, SecretRef
+from batch_provisioner.sheet.validate import ERROR
 
 SCHEMA_NAME = "tiktok_ads_NewConnectorRequestV1"
 SPEC_ONLY = ("destination_schema_names", "external_secrets_manager_id")  # in the spec, not seed

@@ -20,11 +20,11 @@ from helpers_input import (
     write_xlsx,
 )
 
-from batch_provisioner.defaults import load_defaults
 from batch_provisioner.errors import InputError
-from batch_provisioner.payload import masked
-from batch_provisioner.prepare import prepare
-from batch_provisioner.spreadsheet import ROW, normalise_header, read_custom_reports, read_table
+from batch_provisioner.sheet.defaults import load_defaults
+from batch_provisioner.sheet.expand import masked
+from batch_provisioner.sheet.load import prepare
+from batch_provisioner.sheet.read import ROW, normalise_header, read_custom_reports, read_table
 
 LONG_ID = "7012345678901234567"
 
@@ -368,8 +368,8 @@ def test_the_committed_templates_read_the_same_in_csv_and_xlsx(tmp_path: Path) -
 
 def test_regression_custom_reports_option_reads_a_workbooks_custom_reports_sheet(
         tmp_path: Path) -> None:
-    from batch_provisioner.spreadsheet import read_custom_reports
-    from batch_provisioner.templates import write_templates
+    from batch_provisioner.sheet.read import read_custom_reports
+    from batch_provisioner.sheet.templates import write_templates
 
     write_templates(tmp_path)
     table = read_custom_reports(tmp_path / "advertiser_groups.xlsx", None)

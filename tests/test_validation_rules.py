@@ -16,7 +16,7 @@ from helpers_input import (
     problems,
 )
 
-from batch_provisioner.validation import ERROR, WARNING
+from batch_provisioner.sheet.validate import ERROR, WARNING
 
 E, W = ERROR, WARNING
 

@@ -25,7 +25,6 @@ from urllib.parse import quote
 import httpx
 import structlog
 
-import batch_provisioner
 from batch_provisioner.api.budgets import BudgetGate
 from batch_provisioner.api.retry import (
     error_for_status,
@@ -43,7 +42,7 @@ from batch_provisioner.errors import (
     RetriableApiError,
     ThrottledError,
 )
-from batch_provisioner.settings import ApiCredentials, Budget, ClientSettings
+from batch_provisioner.settings import VERSION, ApiCredentials, Budget, ClientSettings
 
 __all__ = ["ClientStats", "FivetranClient"]
 
@@ -112,7 +111,7 @@ class FivetranClient:
             auth=httpx.BasicAuth(credentials.api_key, credentials.api_secret),
             headers={
                 "Accept": "application/json;version=2",
-                "User-Agent": f"batch-provisioner/{batch_provisioner.__version__}",
+                "User-Agent": f"batch-provisioner/{VERSION}",
             },
             timeout=httpx.Timeout(
                 connect=timeouts.connect,

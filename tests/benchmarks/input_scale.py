@@ -99,8 +99,8 @@ def _vm_hwm_mb() -> float:
 
 def child(sheet: Path, reports: Path) -> None:
     """Measure one ``prepare`` in this (fresh) process and print the result as JSON."""
-    from batch_provisioner.prepare import prepare
-    from batch_provisioner.secrets import SecretContext
+    from batch_provisioner.sheet.load import prepare
+    from batch_provisioner.sheet.secrets import SecretContext
 
     baseline = _vm_hwm_mb()
     ctx = SecretContext(env={"BENCH_TIKTOK_TOKEN": "bench-token-value"},

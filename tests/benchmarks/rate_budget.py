@@ -37,10 +37,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from batch_provisioner.models import Status  # noqa: E402
-from batch_provisioner.payload import resolved  # noqa: E402
-from batch_provisioner.prepare import Prepared  # noqa: E402
 from batch_provisioner.sandbox import run_in_process  # noqa: E402
-from batch_provisioner.secrets import SecretContext  # noqa: E402
+from batch_provisioner.sheet.expand import resolved  # noqa: E402
+from batch_provisioner.sheet.load import Prepared  # noqa: E402
+from batch_provisioner.sheet.secrets import SecretContext  # noqa: E402
 from tests.apply_helpers import ENV, creations, load, run_job, settings, write_sheet  # noqa: E402
 
 FAULTS = "429=0.05,503=0.05,reset=0.03,drop_after_commit=0.05,slow=0.02"

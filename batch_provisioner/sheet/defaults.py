@@ -14,8 +14,8 @@ from pathlib import Path
 import polars as pl
 
 from batch_provisioner.errors import InputError
-from batch_provisioner.fields import KNOWN_COLUMNS
-from batch_provisioner.spreadsheet import normalise_header
+from batch_provisioner.sheet.columns import KNOWN_COLUMNS
+from batch_provisioner.sheet.read import normalise_header
 
 LIMIT_KEYS = frozenset({
     "calls_per_hour", "creates_per_minute", "setup_tests_per_minute", "setup_tests_per_hour",

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from batch_provisioner.fields import SECRET_COLUMNS
 from batch_provisioner.models import Outcome, Status
-from batch_provisioner.secrets import REDACTOR
-from batch_provisioner.spreadsheet import ROW
+from batch_provisioner.sheet.columns import SECRET_COLUMNS
+from batch_provisioner.sheet.read import ROW
+from batch_provisioner.sheet.secrets import REDACTOR
 
 if TYPE_CHECKING:
-    from batch_provisioner.prepare import Prepared
+    from batch_provisioner.sheet.load import Prepared
 
 # A cell starting with one of these could run as a formula when a spreadsheet opens the file.
 FORMULA_PREFIX = r"^[=+\-@\t\r]"
@@ -82,7 +82,7 @@ def write_results(run_dir: Path, prepared: Prepared, outcomes: Sequence[Outcome]
                   summary: dict[str, Any],
                   timeline: Sequence[tuple[float, str, int]] = ()) -> dict[str, Path]:
     """results.csv/.parquet/.xlsx, failed_rows.csv, summary.json and report.html."""
-    from batch_provisioner.report_html import write_html
+    from batch_provisioner.report.html import write_html
 
     run_dir.mkdir(parents=True, exist_ok=True)
     frame = scrub_frame(results_frame(prepared, outcomes))

@@ -23,13 +23,13 @@ from rich.table import Table as RichTable
 from rich.text import Text
 from typer._click import exceptions as typer_errors  # typer vendors click: its own errors
 
-from batch_provisioner import __version__
 from batch_provisioner.errors import ExitCode, InputError, ProvisionerError
-from batch_provisioner.payload import masked
-from batch_provisioner.prepare import Prepared, prepare
-from batch_provisioner.secrets import REDACTOR, SecretContext
-from batch_provisioner.templates import write_templates
-from batch_provisioner.validation import ERROR
+from batch_provisioner.settings import VERSION as __version__
+from batch_provisioner.sheet.expand import masked
+from batch_provisioner.sheet.load import Prepared, prepare
+from batch_provisioner.sheet.secrets import REDACTOR, SecretContext
+from batch_provisioner.sheet.templates import write_templates
+from batch_provisioner.sheet.validate import ERROR
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   help="Onboard many TikTok Ads advertiser groups into Fivetran from a sheet.",
@@ -113,7 +113,7 @@ def validate(
     prepared = _load(sheet, defaults, custom_reports, sheet_name, secrets_dir)
     run_dir = reports_dir / (run_id or new_run_id())
     run_dir.mkdir(parents=True, exist_ok=True)
-    from batch_provisioner.report import write_csv
+    from batch_provisioner.report.results import write_csv
 
     write_csv(prepared.problems, run_dir / "validation.csv")
     print_problems(prepared, out)
@@ -177,7 +177,7 @@ def _limit_flags(concurrency: int | None, calls_per_hour: int | None,
                  setup_tests_per_hour: int | None, max_attempts: int | None,
                  max_wait: str | None, connect_timeout: float | None,
                  read_timeout: float | None) -> dict[str, float | None]:
-    from batch_provisioner.cli_apply import parse_duration
+    from batch_provisioner.cli.apply import parse_duration
 
     return {
         "concurrency": concurrency, "calls_per_hour": calls_per_hour,
@@ -221,7 +221,7 @@ def apply(
     log_format: LogFormatOpt = LogFormat.AUTO,
 ) -> None:
     """Create every valid row's connection, inside Fivetran's budgets; write the reports."""
-    from batch_provisioner.cli_apply import apply_command, parse_duration
+    from batch_provisioner.cli.apply import apply_command, parse_duration
 
     if resume and run_id and resume != run_id:
         raise InputError("--resume and --run-id name different runs; give one of them")
@@ -259,7 +259,7 @@ def _register_subcommands() -> None:
     if any(group.typer_instance is sandbox_app for group in app.registered_groups):
         return
     app.add_typer(sandbox_app, name="sandbox", help="Run the embedded Fivetran API sandbox.")
-    from batch_provisioner.cli_lifecycle import register; register(app)  # noqa: E702, I001
+    from batch_provisioner.cli.runs import register; register(app)  # noqa: E702, I001
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -18,12 +18,12 @@ import anyio
 import httpx
 import structlog
 
-from batch_provisioner import __version__
 from batch_provisioner.api.budgets import BudgetGate
 from batch_provisioner.api.client import FivetranClient
-from batch_provisioner.drift import format_changes
 from batch_provisioner.errors import ExitCode, FatalApiError
-from batch_provisioner.journal import (
+from batch_provisioner.models import Action, ActionKind, ConnectionRequest, Outcome, Status
+from batch_provisioner.run.drift import format_changes
+from batch_provisioner.run.journal import (
     JOURNAL_NAME,
     Journal,
     check_resumable,
@@ -31,14 +31,14 @@ from batch_provisioner.journal import (
     load,
     now_iso,
 )
-from batch_provisioner.models import Action, ActionKind, ConnectionRequest, Outcome, Status
-from batch_provisioner.planner import DriftCheck, Plan, make_plan
-from batch_provisioner.prepare import Prepared
-from batch_provisioner.runner import RunControl, Runner
-from batch_provisioner.secrets import SecretContext
+from batch_provisioner.run.plan import DriftCheck, Plan, make_plan
+from batch_provisioner.run.runner import RunControl, Runner
+from batch_provisioner.settings import VERSION as __version__
 from batch_provisioner.settings import ApiCredentials, Budget, ClientSettings
+from batch_provisioner.sheet.load import Prepared
+from batch_provisioner.sheet.secrets import SecretContext
 
-_log = structlog.get_logger("batch_provisioner.job")
+_log = structlog.get_logger("batch_provisioner.run.apply")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """``plan``, ``status``, ``connect-cards`` and ``rollback``: the commands around apply.
 
 Registered on the main app by ``cli._register_subcommands``. Printing and exit codes live here;
-the work is in :mod:`batch_provisioner.planner` and :mod:`batch_provisioner.lifecycle`.
+the work is in :mod:`batch_provisioner.run.plan` and :mod:`batch_provisioner.run.lifecycle`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from batch_provisioner import cli, logs
-from batch_provisioner import lifecycle as lc
 from batch_provisioner.api.client import FivetranClient
 from batch_provisioner.cli import (
     ApiUrlOpt,
@@ -36,16 +35,17 @@ from batch_provisioner.cli import (
     new_run_id,
     print_problems,
 )
-from batch_provisioner.cli_apply import PLAN_CHANGES_PENDING, Target, client_settings, target
+from batch_provisioner.cli.apply import PLAN_CHANGES_PENDING, Target, client_settings, target
 from batch_provisioner.errors import ExitCode, InputError
-from batch_provisioner.journal import Journal, RunLock, now_iso
 from batch_provisioner.models import ActionKind, Outcome, Status
-from batch_provisioner.planner import DriftCheck, Plan, make_plan, plan_frame
-from batch_provisioner.prepare import prepare
-from batch_provisioner.report import write_csv
-from batch_provisioner.secrets import SecretContext
+from batch_provisioner.report.results import write_csv
+from batch_provisioner.run import lifecycle as lc
+from batch_provisioner.run.journal import Journal, RunLock, now_iso
+from batch_provisioner.run.plan import DriftCheck, Plan, make_plan, plan_frame
 from batch_provisioner.settings import ApiCredentials, ClientSettings
-from batch_provisioner.spreadsheet import ROW
+from batch_provisioner.sheet.load import prepare
+from batch_provisioner.sheet.read import ROW
+from batch_provisioner.sheet.secrets import SecretContext
 
 T = TypeVar("T")
 # No markup: cells and messages carry user and API text, printed as it is (controls escaped).

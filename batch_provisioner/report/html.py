@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from batch_provisioner.secrets import REDACTOR
+from batch_provisioner.sheet.secrets import REDACTOR
 
 _STATUS_COLOURS = {
     "created": "#2e7d32", "exists": "#546e7a", "updated": "#1565c0", "invalid": "#ef6c00",

@@ -4,7 +4,7 @@ A group of 500 rows costs a few list calls, not 500 lookups. A row whose (group_
 already exists is ``exists`` and is never sent, which makes a rerun idempotent. A schema taken
 by another service is a ``conflict``.
 
-An existing connection is compared with its row (:mod:`batch_provisioner.drift`) as
+An existing connection is compared with its row (:mod:`batch_provisioner.run.drift`) as
 ``DriftCheck`` says: ``full`` reads each one (``GET /v1/connections/{id}``, one call per
 existing row; ``plan`` and ``apply --update``), ``listing`` compares what the listing already
 returned (no extra call; fields the listing leaves out are not compared), ``off`` compares
@@ -23,15 +23,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 import polars as pl
 
-from batch_provisioner import SERVICE
-from batch_provisioner.drift import diff, format_changes
 from batch_provisioner.errors import ApiError, FatalApiError, NotFoundApiError
-from batch_provisioner.models import Action, ActionKind, ConnectionRequest
-from batch_provisioner.payload import with_group_id
-from batch_provisioner.spreadsheet import ROW
+from batch_provisioner.models import SERVICE, Action, ActionKind, ConnectionRequest
+from batch_provisioner.run.drift import diff, format_changes
+from batch_provisioner.sheet.expand import with_group_id
+from batch_provisioner.sheet.read import ROW
 
 if TYPE_CHECKING:
-    from batch_provisioner.prepare import Prepared
+    from batch_provisioner.sheet.load import Prepared
 
 JSON = dict[str, Any]
 _LIST_CONCURRENCY = 4

@@ -12,14 +12,14 @@ from typing import Any
 
 import polars as pl
 
-from batch_provisioner.defaults import Defaults, apply_defaults, load_defaults
 from batch_provisioner.errors import InputError
-from batch_provisioner.fields import KNOWN_COLUMNS
 from batch_provisioner.models import ConnectionRequest
-from batch_provisioner.payload import expand_frame
-from batch_provisioner.secrets import SecretContext
-from batch_provisioner.spreadsheet import ROW, Table, read_custom_reports, read_table
-from batch_provisioner.validation import (
+from batch_provisioner.sheet.columns import KNOWN_COLUMNS
+from batch_provisioner.sheet.defaults import Defaults, apply_defaults, load_defaults
+from batch_provisioner.sheet.expand import expand_frame
+from batch_provisioner.sheet.read import ROW, Table, read_custom_reports, read_table
+from batch_provisioner.sheet.secrets import SecretContext
+from batch_provisioner.sheet.validate import (
     ERROR,
     GROUP_KEY,
     PROBLEM_SCHEMA,

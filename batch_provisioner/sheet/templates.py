@@ -10,7 +10,7 @@ from pathlib import Path
 
 import xlsxwriter
 
-from batch_provisioner.fields import COLUMNS, REPORT_COLUMNS, SYNC_FREQUENCIES, Kind
+from batch_provisioner.sheet.columns import COLUMNS, REPORT_COLUMNS, SYNC_FREQUENCIES, Kind
 
 CARRY_COLUMNS = ("client_name", "account_manager")
 EXAMPLE_ROWS: tuple[dict[str, str], ...] = (

@@ -18,7 +18,6 @@ import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from batch_provisioner.api.retry import backoff_delay
-from batch_provisioner.drift import format_changes
 from batch_provisioner.errors import (
     AmbiguousApiError,
     ApiError,
@@ -28,14 +27,15 @@ from batch_provisioner.errors import (
     RowApiError,
     ThrottledError,
 )
-from batch_provisioner.journal import Journal, now_iso
 from batch_provisioner.models import Action, ActionKind, Outcome, Status
-from batch_provisioner.payload import resolved
-from batch_provisioner.secrets import SecretContext
+from batch_provisioner.run.drift import format_changes
+from batch_provisioner.run.journal import Journal, now_iso
 from batch_provisioner.settings import RetryPolicy
+from batch_provisioner.sheet.expand import resolved
+from batch_provisioner.sheet.secrets import SecretContext
 
 JSON = dict[str, Any]
-_log = structlog.get_logger("batch_provisioner.runner")
+_log = structlog.get_logger("batch_provisioner.run.runner")
 
 
 class ApplyClient(Protocol):

@@ -19,9 +19,9 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from batch_provisioner import __version__
 from batch_provisioner.errors import InputError
 from batch_provisioner.models import Outcome, Status
+from batch_provisioner.settings import VERSION as __version__
 
 JOURNAL_NAME = "journal.jsonl"
 FINAL_STATUSES = frozenset({Status.CREATED, Status.EXISTS, Status.UPDATED, Status.CONFLICT,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from batch_provisioner.fields import (
+from batch_provisioner.sheet.columns import (
     BOOL_FALSE,
     BOOL_TRUE,
     BY_NAME,
@@ -24,8 +24,8 @@ from batch_provisioner.fields import (
     Kind,
     catalogue,
 )
-from batch_provisioner.secrets import REDACTOR, SecretContext, check_ref, parse_ref
-from batch_provisioner.spreadsheet import ROW, Table
+from batch_provisioner.sheet.read import ROW, Table
+from batch_provisioner.sheet.secrets import REDACTOR, SecretContext, check_ref, parse_ref
 
 ERROR = "error"
 WARNING = "warning"

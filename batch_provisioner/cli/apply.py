@@ -21,14 +21,12 @@ from rich.table import Table as RichTable
 from batch_provisioner import logs
 from batch_provisioner.api.budgets import BudgetGate
 from batch_provisioner.errors import ExitCode, InputError
-from batch_provisioner.job import ApplyOptions, RunResult, run_apply
-from batch_provisioner.journal import RunLock
 from batch_provisioner.models import ActionKind, Outcome, Status
-from batch_provisioner.planner import Plan
-from batch_provisioner.prepare import Prepared
-from batch_provisioner.report import write_results
-from batch_provisioner.runner import RunControl
-from batch_provisioner.secrets import SecretContext
+from batch_provisioner.report.results import write_results
+from batch_provisioner.run.apply import ApplyOptions, RunResult, run_apply
+from batch_provisioner.run.journal import RunLock
+from batch_provisioner.run.plan import Plan
+from batch_provisioner.run.runner import RunControl
 from batch_provisioner.settings import (
     DEFAULT_BUDGETS,
     ApiCredentials,
@@ -37,6 +35,8 @@ from batch_provisioner.settings import (
     RetryPolicy,
     Timeouts,
 )
+from batch_provisioner.sheet.load import Prepared
+from batch_provisioner.sheet.secrets import SecretContext
 
 PLAN_CHANGES_PENDING = 5
 _log = structlog.get_logger("batch_provisioner.cli")

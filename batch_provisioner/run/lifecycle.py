@@ -30,18 +30,18 @@ import structlog
 from batch_provisioner.api.budgets import BudgetGate
 from batch_provisioner.api.client import FivetranClient
 from batch_provisioner.errors import ApiError, FatalApiError, InputError, NotFoundApiError
-from batch_provisioner.journal import JOURNAL_NAME, Journal, JournalState, load, now_iso
 from batch_provisioner.models import Outcome, Status
-from batch_provisioner.report import neutralise, scrub_frame, write_xlsx
-from batch_provisioner.report_html import render_html
-from batch_provisioner.secrets import REDACTOR
+from batch_provisioner.report.html import render_html
+from batch_provisioner.report.results import neutralise, scrub_frame, write_xlsx
+from batch_provisioner.run.journal import JOURNAL_NAME, Journal, JournalState, load, now_iso
 from batch_provisioner.settings import ApiCredentials, ClientSettings
-from batch_provisioner.spreadsheet import ROW
+from batch_provisioner.sheet.read import ROW
+from batch_provisioner.sheet.secrets import REDACTOR
 
 JSON = dict[str, Any]
 CARD_LIFETIME = timedelta(days=1)
 _READ_CONCURRENCY = 8
-_log = structlog.get_logger("batch_provisioner.lifecycle")
+_log = structlog.get_logger("batch_provisioner.run.lifecycle")
 
 
 @dataclass(frozen=True)
@@ -248,7 +248,7 @@ def _card_config(connection: JSON) -> CardConfig | None:
 
 def input_card_configs(run_dir: Path) -> dict[int, CardConfig]:
     """redirect_uri / hide_setup_guide per row, re-read from the run's recorded input files."""
-    from batch_provisioner.prepare import prepare
+    from batch_provisioner.sheet.load import prepare
 
     record = _last_record(run_dir, "inputs") or {}
     header = _last_record(run_dir, "run") or {}

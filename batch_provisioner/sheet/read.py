@@ -27,7 +27,7 @@ from xml.etree import ElementTree
 import polars as pl
 
 from batch_provisioner.errors import InputError
-from batch_provisioner.fields import IGNORED_COLUMNS
+from batch_provisioner.sheet.columns import IGNORED_COLUMNS
 
 ROW = "source_row"
 CUSTOM_REPORTS_SHEET = "custom_reports"

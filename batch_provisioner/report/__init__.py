@@ -1,0 +1,1 @@
+"""Stage 3: the files a run writes for people and scripts."""

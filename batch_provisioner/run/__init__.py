@@ -1,0 +1,1 @@
+"""Stage 2: plan, apply and the lifecycle operations on a run."""

@@ -1,0 +1,1 @@
+"""Stage 1: the input sheet, from files to ``ConnectionRequest`` records."""
