@@ -3,6 +3,7 @@
 
     python3 .ci/dev.py demo   # venv + locked install, then the main job on the embedded sandbox
     python3 .ci/dev.py test   # venv + locked install, then ruff, mypy (strict) and pytest
+    python3 .ci/dev.py package  # build the wheel, install it in a fresh venv, run it there
 
 Only the Python standard library is used here, so this runs on a fresh machine with
 Python 3.11+ and access to the package registry. The virtual environment lives in
@@ -59,11 +60,16 @@ def main(argv: list[str]) -> None:
     elif task == "test":
         _run(BIN / "ruff", "check", "batch_provisioner", "tests", ".ci")
         _run(BIN / "mypy")
+        if (ROOT.parent / "shared/reference/fivetran-openapi.json").is_file():
+            # the committed spec subset and seed copy must match their source
+            _run(BIN / "python", "tests/data/fivetran/cut_openapi.py", "--check")
         _run(BIN / "python", "-m", "pytest", *rest)
+    elif task == "package":  # see .ci/package_check.py; ``--keep`` keeps its temp folder
+        _run(sys.executable, ROOT / ".ci" / "package_check.py", *rest)
     elif task == "setup":
         pass
     else:
-        sys.exit(f"unknown task {task!r}: use demo, test or setup")
+        sys.exit(f"unknown task {task!r}: use demo, test, package or setup")
 
 
 if __name__ == "__main__":

@@ -15,30 +15,16 @@ from typing import Any, TextIO
 
 import structlog
 
-from batch_provisioner.sheet.secrets import REDACTOR
+from batch_provisioner.safety import REDACTOR
 
 _FILE_LOCK = threading.Lock()
 
 
-def _scrub(value: Any) -> Any:
-    if isinstance(value, str):
-        return REDACTOR.scrub(value)
-    if isinstance(value, dict):
-        return {k: _scrub(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_scrub(v) for v in value]
-    if isinstance(value, BaseException):
-        return REDACTOR.scrub(f"{type(value).__name__}: {value}")
-    return value
-
-
 def redact_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
-    """Processor: mask every known secret value anywhere in the event."""
-    for key in list(event):
-        if key in ("authorization", "api_secret", "api_key", "access_token", "client_secret"):
-            event[key] = "******"
-        else:
-            event[key] = _scrub(event[key])
+    """Processor: mask every known secret value anywhere in the event, and secret-named keys."""
+    scrubbed = REDACTOR.scrub_value(dict(event))
+    event.clear()
+    event.update(scrubbed)
     return event
 
 

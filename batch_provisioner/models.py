@@ -21,16 +21,14 @@ class Status(enum.StrEnum):
     ROLLED_BACK = "rolled_back"
 
 
-OK_STATUSES = frozenset({Status.CREATED, Status.EXISTS, Status.UPDATED, Status.ROLLED_BACK})
-
-
 class ActionKind(enum.StrEnum):
     CREATE = "create"
     EXISTS = "exists"
     DRIFT = "drift"
     UPDATE = "update"
     CONFLICT = "conflict"
-    INVALID = "invalid"
+    INVALID = "invalid"  # an outcome's action: the row was never sent
+    ROLLBACK = "rollback"  # an outcome's action: written by rollback
 
 
 @dataclass(frozen=True)
@@ -46,10 +44,6 @@ class ConnectionRequest:
     @property
     def key(self) -> tuple[str, str]:
         return (self.group_id or f"name:{self.group_name}", self.schema)
-
-    @property
-    def is_connect_card(self) -> bool:
-        return "auth" not in self.payload
 
 
 @dataclass(frozen=True)
@@ -69,7 +63,7 @@ class Outcome:
 
     row: int
     status: Status
-    action: str = ""
+    action: ActionKind = ActionKind.CREATE
     group_id: str | None = None
     schema: str | None = None
     connection_id: str | None = None
@@ -80,16 +74,18 @@ class Outcome:
     error_message: str | None = None
     attempts: int = 0
     reconciled: bool = False
+    retriable: bool = False  # a failure a later run may get past (decided from the error type)
     started_at: str | None = None
     finished_at: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "row": self.row, "status": str(self.status), "action": self.action,
+            "row": self.row, "status": str(self.status), "action": str(self.action),
             "group_id": self.group_id, "schema": self.schema,
             "connection_id": self.connection_id, "setup_state": self.setup_state,
             "connect_card_uri": self.connect_card_uri, "http_status": self.http_status,
             "error_code": self.error_code, "error_message": self.error_message,
             "attempts": self.attempts, "reconciled": self.reconciled,
-            "started_at": self.started_at, "finished_at": self.finished_at,
+            "retriable": self.retriable, "started_at": self.started_at,
+            "finished_at": self.finished_at,
         }

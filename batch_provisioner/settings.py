@@ -82,6 +82,77 @@ class ApiCredentials:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Job-wide limits from ``[limits]`` in defaults.toml or the command line; None = not set.
+
+    The field names are the ``[limits]`` keys. ``client_settings`` turns them into what the
+    API client needs: a set budget replaces Fivetran's default of the same name, and 0 turns
+    that budget off.
+    """
+
+    calls_per_hour: int | None = None
+    creates_per_minute: int | None = None
+    setup_tests_per_minute: int | None = None
+    setup_tests_per_hour: int | None = None
+    concurrency: int | None = None
+    max_attempts: int | None = None
+    max_wait_seconds: float | None = None
+    connect_timeout: float | None = None
+    read_timeout: float | None = None
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_numbers(cls, values: Mapping[str, float]) -> Limits:
+        """From ``{key: number}``; whole-number keys are truncated as before (``int()``)."""
+        typed: dict[str, float | int] = {}
+        for f in dataclasses.fields(cls):
+            if f.name in values:
+                number = values[f.name]
+                typed[f.name] = number if "float" in str(f.type) else int(number)
+        return cls(**typed)  # type: ignore[arg-type]
+
+    def overridden_by(self, other: Limits) -> Limits:
+        """These limits with every value ``other`` sets taking precedence."""
+        changes = {f.name: getattr(other, f.name) for f in dataclasses.fields(other)
+                   if getattr(other, f.name) is not None}
+        return dataclasses.replace(self, **changes)
+
+    def client_settings(self) -> ClientSettings:
+        budgets = {b.name: b for b in DEFAULT_BUDGETS}
+        for name, (window, applies) in _BUDGET_LIMITS.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if value > 0:
+                budgets[name] = Budget(name, int(value), window, applies)
+            else:
+                budgets.pop(name, None)
+        retry = RetryPolicy(
+            max_attempts=self.max_attempts if self.max_attempts is not None else 5,
+            max_wait=self.max_wait_seconds if self.max_wait_seconds is not None else 3600.0)
+        timeouts = Timeouts(
+            connect=self.connect_timeout if self.connect_timeout is not None else 10.0,
+            read=self.read_timeout if self.read_timeout is not None else 60.0)
+        concurrency = self.concurrency if self.concurrency is not None else 8
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        return ClientSettings(concurrency=concurrency, timeouts=timeouts, retry=retry,
+                              budgets=tuple(budgets.values()))
+
+
+#: The ``Limits`` fields that are budgets: (window seconds, what the budget counts).
+_BUDGET_LIMITS: dict[str, tuple[float, str]] = {
+    "calls_per_hour": (3600.0, "all"),
+    "creates_per_minute": (60.0, "create"),
+    "setup_tests_per_minute": (60.0, "setup_test"),
+    "setup_tests_per_hour": (3600.0, "setup_test"),
+}
+
+
+@dataclass(frozen=True)
 class ClientSettings:
     """What the API client needs besides credentials."""
 

@@ -17,8 +17,10 @@ normalised. The same normalisation serves the sandbox's answers (``response_vali
   ``failed_at`` as null until a sync happened (as in the official Go SDK's fixtures).
 
 OpenAPI-only keywords (``discriminator``, ``example``, ``format``) are ignored by JSON Schema
-validators, so they are left as they are. The spec lives in ``shared/reference`` beside the
-repository (in CI too); ``spec_path()`` says where, and tests skip when it is absent.
+validators, so they are left as they are. The spec is the committed subset
+``tests/data/fivetran/openapi_subset.json`` (``spec_path()``): the operations the job and the
+sandbox use and every schema they reference, cut by ``tests/data/fivetran/cut_openapi.py``
+from Fivetran's full spec, ``shared/reference/fivetran-openapi.json`` beside the repository.
 """
 
 from __future__ import annotations
@@ -31,12 +33,12 @@ from typing import Any
 
 import jsonschema
 
-SPEC_RELATIVE = Path("shared/reference/fivetran-openapi.json")
+SPEC_PATH = Path(__file__).resolve().parent / "data" / "fivetran" / "openapi_subset.json"
 
 
 def spec_path() -> Path:
-    """``<repo_root>/../shared/reference/fivetran-openapi.json``."""
-    return Path(__file__).resolve().parents[1].parent / SPEC_RELATIVE
+    """``tests/data/fivetran/openapi_subset.json``."""
+    return SPEC_PATH
 
 
 @cache

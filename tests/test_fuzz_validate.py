@@ -20,14 +20,11 @@ import polars as pl
 import pytest
 import xlsxwriter
 from helpers_input import TOKEN_ENV, TOKEN_VALUE
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from batch_provisioner import cli
-from batch_provisioner.report import results as report
-from batch_provisioner.sheet import validate as validation
+from batch_provisioner.safety import REDACTOR
 from batch_provisioner.sheet.columns import KNOWN_COLUMNS
-from batch_provisioner.sheet.secrets import Redactor
 
 SUFFIXES = (".csv", ".tsv", ".xlsx", ".parquet")
 MAGIC = (b"", b"PK\x03\x04", b"PAR1", b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff", b"%PDF")
@@ -53,11 +50,9 @@ EXTRA_HEADERS = st.one_of(st.sampled_from(sorted(KNOWN_COLUMNS)), st.sampled_fro
 @pytest.fixture
 def isolated_redactor(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Random literal "secrets" must not join the process-wide redactor other tests share."""
-    fresh = Redactor()
-    for module in (cli, report, validation):
-        monkeypatch.setattr(module, "REDACTOR", fresh)
     monkeypatch.setenv(TOKEN_ENV, TOKEN_VALUE)
-    yield
+    with REDACTOR.scoped():
+        yield
 
 
 def _validate(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

@@ -23,12 +23,11 @@ from helpers_input import (
     seed_payload,
     write_csv,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from openapi import errors as schema_errors
-from openapi import property_paths, spec_path
+from hypothesis import HealthCheck, given, settings, strategies as st
+from openapi import errors as schema_errors, property_paths
 
 from batch_provisioner.models import SERVICE
+from batch_provisioner.safety import REDACTOR
 from batch_provisioner.sheet.columns import BY_NAME, COLUMNS, SYNC_FREQUENCIES, Kind, catalogue
 from batch_provisioner.sheet.expand import (
     expand,
@@ -40,17 +39,12 @@ from batch_provisioner.sheet.expand import (
     with_group_id,
 )
 from batch_provisioner.sheet.load import prepare
-from batch_provisioner.sheet.secrets import REDACTOR, SecretContext, SecretRef
+from batch_provisioner.sheet.secrets import SecretContext, SecretRef
 from batch_provisioner.sheet.validate import ERROR
 
 SCHEMA_NAME = "tiktok_ads_NewConnectorRequestV1"
 SPEC_ONLY = ("destination_schema_names", "external_secrets_manager_id")  # in the spec, not seed
 LONG_ID = "7012345678901234567"
-
-
-def _require_spec() -> None:
-    if not spec_path().is_file():
-        pytest.skip(f"OpenAPI spec not found at {spec_path()}")
 
 
 FULL_ROW: dict[str, Any] = {
@@ -72,7 +66,6 @@ FULL_REPORT = {"report_type": "auction_basic_campaign_report", "metrics": ["spen
 
 def test_the_schema_check_catches_what_fivetran_would_refuse() -> None:
     """The normalised spec is strict where it matters (so the property below means something)."""
-    _require_spec()
     good = masked(expand(FULL_ROW, [FULL_REPORT]))
     assert schema_errors(SCHEMA_NAME, good) == []
     broken = {**good, "sync_frequency": "1440", "paused": "false",
@@ -387,7 +380,6 @@ def workdir() -> Iterator[Path]:
                      unique_by=lambda r: r["canonical"]["schema"]))
 def test_any_valid_row_maps_back_and_matches_the_openapi_schema(
         workdir: Path, data: st.DataObject, rows: list[dict[str, Any]]) -> None:
-    _require_spec()
     seed = seed_payload()
     spec_paths = property_paths(SCHEMA_NAME)
     reports = [data.draw(reports_for(r["canonical"]["schema"])) for r in rows]

@@ -15,7 +15,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from batch_provisioner.run.journal import RunLock, load
+from batch_provisioner.run.journal import load
+from batch_provisioner.run.lock import RunLock
 from batch_provisioner.sandbox import SandboxHandle, run_in_process
 from tests.apply_helpers import ENV, creations, write_sheet
 

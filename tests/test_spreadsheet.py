@@ -21,6 +21,7 @@ from helpers_input import (
 )
 
 from batch_provisioner.errors import InputError
+from batch_provisioner.settings import Limits
 from batch_provisioner.sheet.defaults import load_defaults
 from batch_provisioner.sheet.expand import masked
 from batch_provisioner.sheet.load import prepare
@@ -216,7 +217,7 @@ def test_defaults_accept_lists_and_limits(tmp_path: Path) -> None:
                     "[limits]\nconcurrency = 4\n", encoding="utf-8")
     defaults = load_defaults(path)
     assert defaults.values == {"sync_mode": "SpecificAccounts", "accounts": LONG_ID}
-    assert defaults.limits == {"concurrency": 4.0}
+    assert defaults.limits == Limits(concurrency=4)
 
 
 # --- formats and sheets --------------------------------------------------------------------

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import anyio
 import structlog
 
+from batch_provisioner.api.window import first_in_window, nth_leaving
 from batch_provisioner.errors import RetriableApiError
 from batch_provisioner.settings import Budget
 
@@ -58,7 +59,6 @@ class GateStats:
     pauses: int = 0
     seconds_paused: float = 0.0
     budget_waits: int = 0
-    seconds_waited_for_budget: float = 0.0
 
 
 @dataclass
@@ -270,16 +270,13 @@ class BudgetGate:
             delay = self._delay(kind, now)
             if delay == 0.0:
                 return
-            budget_bound = now >= self._pause_until
-            if budget_bound and not counted:
+            if not counted and now >= self._pause_until:  # held back by a budget, not a pause
                 counted = True
                 self.stats.budget_waits += 1
             if delay is None:
                 await self._changed_event().wait()
             else:
                 await self._sleep(delay)
-            if budget_bound:
-                self.stats.seconds_waited_for_budget += max(0.0, self._clock() - now)
 
     def _delay(self, kind: str, now: float) -> float | None:
         """0 when a request of ``kind`` may go now, seconds to wait, or None (wait for a change)."""
@@ -301,7 +298,7 @@ class BudgetGate:
         need = in_window - budget.limit + 1  # events that must leave before one more fits
         if need <= 0:
             return 0.0
-        leave = _nth_leaving(stamps, phantom, self._phantom_at, need)
+        leave = nth_leaving(stamps, phantom, self._phantom_at, need)
         if leave is None:
             return None  # only in-flight events would free room: wait for one to complete
         return max(0.0, leave + budget.window_seconds - now)
@@ -333,11 +330,11 @@ class BudgetGate:
 
     def _window(self, budget: Budget, now: float) -> list[float]:
         stamps = self._done[budget.applies_to]
-        return stamps[_first_in_window(stamps, budget.window_seconds, now) :]
+        return stamps[first_in_window(stamps, budget.window_seconds, now) :]
 
     def _count(self, budget: Budget, now: float, *, include_phantom: bool = True) -> int:
         stamps = self._done[budget.applies_to]
-        start = _first_in_window(stamps, budget.window_seconds, now)
+        start = first_in_window(stamps, budget.window_seconds, now)
         phantom = self._phantom_count(budget, now) if include_phantom else 0
         return len(stamps) - start + self._in_flight[budget.applies_to] + phantom
 
@@ -370,29 +367,6 @@ class BudgetGate:
         if self._changed is not None:
             self._changed.set()
             self._changed = None
-
-
-def _first_in_window(stamps: list[float], window: float, now: float) -> int:
-    """Index of the first stamp still inside the window: ``stamp + window > now``.
-
-    The same expression decides the wait (``stamp + window - now``), so float rounding can never
-    make the count and the wait disagree.
-    """
-    return bisect.bisect_right(stamps, now, key=lambda stamp: stamp + window)
-
-
-def _nth_leaving(stamps: list[float], phantom: int, phantom_at: float, need: int) -> float | None:
-    """The stamp of the ``need``-th event to leave: completed ``stamps`` plus ``phantom`` events
-    stamped at ``phantom_at``. None when completed events are too few (in-flight ones must end).
-    """
-    if need > len(stamps) + phantom:
-        return None
-    before = bisect.bisect_right(stamps, phantom_at)
-    if need <= before:
-        return stamps[need - 1]
-    if need <= before + phantom:
-        return phantom_at
-    return stamps[need - phantom - 1]
 
 
 def _is_header_budget(budget: Budget) -> bool:

@@ -2,8 +2,9 @@
 
 This is the single place where httpx exceptions and HTTP statuses become the error tree of
 :mod:`batch_provisioner.errors`. Every request goes through the shared :class:`BudgetGate`.
-Reads are retried here (:func:`retry_idempotent`); creates and updates are single attempts, and
-the runner decides what an ambiguous answer means (it looks the connection up first).
+Reads are retried here (:func:`retry_idempotent`, over the job's one retry loop ``retrying``);
+creates and updates are single attempts, and the runner retries them through the same loop and
+decides what an ambiguous answer means (it looks the connection up first).
 
 Error messages name the method, the path, the status and Fivetran's code and message. They never
 carry headers, credentials or request body values, and are raised outside ``except`` blocks so
@@ -12,15 +13,12 @@ that no httpx exception (which holds the request) hangs off them as ``__context_
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from base64 import b64encode
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self, TypeVar
-from urllib.parse import quote
 
 import httpx
 import structlog
@@ -29,11 +27,19 @@ from batch_provisioner.api.budgets import BudgetGate
 from batch_provisioner.api.retry import (
     error_for_status,
     error_for_transport,
-    make_redactor,
     parse_limit_message,
     parse_retry_after,
     request_kind,
     retry_idempotent,
+)
+from batch_provisioner.api.wire import (
+    budgets_of,
+    data_of,
+    header_int,
+    read_envelope,
+    schema_of,
+    seg,
+    skip_failing_sniffio_import,
 )
 from batch_provisioner.errors import (
     ApiError,
@@ -42,6 +48,7 @@ from batch_provisioner.errors import (
     RetriableApiError,
     ThrottledError,
 )
+from batch_provisioner.safety import REDACTOR, secret_values
 from batch_provisioner.settings import VERSION, ApiCredentials, Budget, ClientSettings
 
 __all__ = ["ClientStats", "FivetranClient"]
@@ -55,16 +62,7 @@ _MAX_PAGE = 1000
 _log = structlog.get_logger(__name__)
 
 
-def _skip_failing_sniffio_import() -> None:
-    """httpcore tries ``import sniffio`` on every lock and event it sets up. Without sniffio
-    installed (httpx no longer needs it) each try scans all of sys.path: ~10 failed imports per
-    request, a third of the client's CPU at 300 requests/s. A ``None`` in sys.modules makes that
-    import fail at once, which httpcore already handles (it then assumes asyncio)."""
-    if importlib.util.find_spec("sniffio") is None:
-        sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
-
-
-_skip_failing_sniffio_import()
+skip_failing_sniffio_import()
 
 
 @dataclass
@@ -103,7 +101,7 @@ class FivetranClient:
         self._default_retry_after = default_retry_after
         basic = f"{credentials.api_key}:{credentials.api_secret}".encode()
         # Scrubbed from server messages: the key, the secret and the Authorization value.
-        self._secrets = (credentials.api_key, credentials.api_secret, b64encode(basic).decode())
+        REDACTOR.add_all((credentials.api_key, credentials.api_secret, b64encode(basic).decode()))
         concurrency = self._settings.concurrency
         timeouts = self._settings.timeouts
         self._http = httpx.AsyncClient(
@@ -151,26 +149,26 @@ class FivetranClient:
 
     async def create_connection(self, payload: Mapping[str, Any]) -> JSON:
         """``POST /v1/connections``, one attempt. 5xx/timeouts after send are ambiguous."""
-        return _data(await self._send("POST", "/v1/connections", body=payload))
+        return data_of(await self._send("POST", "/v1/connections", body=payload))
 
     async def get_connection(self, connection_id: str) -> JSON:
         """``GET /v1/connections/{id}`` (retried)."""
-        path = f"/v1/connections/{_seg(connection_id)}"
-        return _data(await self._read("GET", path))
+        path = f"/v1/connections/{seg(connection_id)}"
+        return data_of(await self._read("GET", path))
 
     async def list_connections(
         self, group_id: str, *, schema: str | None = None, limit: int = _MAX_PAGE
     ) -> list[JSON]:
         """Every connection of a group (or those matching ``schema``), following ``next_cursor``."""
         if schema is None:
-            return await self._paginate(f"/v1/groups/{_seg(group_id)}/connections", {}, limit)
+            return await self._paginate(f"/v1/groups/{seg(group_id)}/connections", {}, limit)
         params = {"group_id": group_id, "schema": schema}
         return await self._paginate("/v1/connections", params, limit)
 
     async def find_connection(self, group_id: str, schema: str) -> JSON | None:
         """The connection with exactly this (group_id, schema), or None; used to reconcile."""
         for item in await self.list_connections(group_id, schema=schema):
-            if _schema_of(item) == schema and item.get("group_id", group_id) == group_id:
+            if schema_of(item) == schema and item.get("group_id", group_id) == group_id:
                 return item
         return None
 
@@ -180,13 +178,13 @@ class FivetranClient:
 
     async def update_connection(self, connection_id: str, fields: Mapping[str, Any]) -> JSON:
         """``PATCH /v1/connections/{id}``, one attempt."""
-        return _data(
-            await self._send("PATCH", f"/v1/connections/{_seg(connection_id)}", body=fields)
+        return data_of(
+            await self._send("PATCH", f"/v1/connections/{seg(connection_id)}", body=fields)
         )
 
     async def delete_connection(self, connection_id: str) -> None:
         """``DELETE /v1/connections/{id}`` (retried; a 404 on a retry means an earlier try won)."""
-        path = f"/v1/connections/{_seg(connection_id)}"
+        path = f"/v1/connections/{seg(connection_id)}"
         attempts = 0
 
         async def attempt() -> None:
@@ -210,29 +208,19 @@ class FivetranClient:
                 "hide_setup_guide": hide_setup_guide,
             }
         }
-        path = f"/v1/connections/{_seg(connection_id)}/connect-card"
-        return _data(await self._read("POST", path, body=body))
+        path = f"/v1/connections/{seg(connection_id)}/connect-card"
+        return data_of(await self._read("POST", path, body=body))
 
     async def sandbox_limits(self) -> list[Budget]:
         """The sandbox profile's budgets (``GET /sandbox/limits``)."""
-        envelope = await self._read("GET", "/sandbox/limits")
-        body: JSON = _data(envelope) if "budgets" in _data(envelope) else envelope
-        try:
-            return [
-                Budget(
-                    name=str(item["name"]),
-                    limit=int(item["limit"]),
-                    window_seconds=float(item["window_seconds"]),
-                    applies_to=str(item.get("applies_to", "all")),
-                )
-                for item in body["budgets"]
-            ]
-        except (KeyError, TypeError, ValueError):
+        budgets = budgets_of(await self._read("GET", "/sandbox/limits"))
+        if budgets is None:
             raise FatalApiError(
                 "GET /sandbox/limits: unexpected answer (expected {'budgets': [...]})",
                 method="GET",
                 path="/sandbox/limits",
-            ) from None
+            )
+        return budgets
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -243,7 +231,7 @@ class FivetranClient:
         page_size = str(max(1, min(_MAX_PAGE, limit)))
         while True:
             query = {**params, "limit": page_size} | ({"cursor": cursor} if cursor else {})
-            data = _data(await self._read("GET", path, params=query))
+            data = data_of(await self._read("GET", path, params=query))
             items.extend(item for item in data.get("items") or [] if isinstance(item, dict))
             next_cursor = data.get("next_cursor")
             if not next_cursor:
@@ -275,7 +263,7 @@ class FivetranClient:
             on_retry=self._count_retry,
         )
 
-    def _count_retry(self, attempt: int, error: RetriableApiError, delay: float) -> None:
+    def _count_retry(self, attempt: int, error: ApiError, delay: float) -> None:
         self.stats.retries += 1
 
     async def _send(
@@ -324,9 +312,7 @@ class FivetranClient:
                 self.stats.transport_errors += 1
                 _log.info("request.failed", method=method, path=path, error=failure.message)
                 raise failure
-            return self._answer(
-                method, path, response, idempotent, make_redactor(self._secrets, body)
-            )
+            return self._answer(method, path, response, idempotent, _redactor_for(body))
 
     def _answer(
         self,
@@ -339,7 +325,7 @@ class FivetranClient:
         status = response.status_code
         self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
         self._observe_rate_headers(response)
-        envelope = _read_envelope(response)
+        envelope = read_envelope(response)
         _log.debug("request.completed", method=method, path=path, status=status)
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         error = error_for_status(
@@ -400,52 +386,13 @@ class FivetranClient:
         )
 
     def _observe_rate_headers(self, response: httpx.Response) -> None:
-        limit = _header_int(response, "x-rate-limit")
-        remaining = _header_int(response, "x-rate-limit-remaining")
+        limit = header_int(response, "x-rate-limit")
+        remaining = header_int(response, "x-rate-limit-remaining")
         if limit is not None or remaining is not None:
             self._gate.observe_headers(limit, remaining)
 
 
-def _read_envelope(response: httpx.Response) -> JSON | None:
-    """The JSON object of a Fivetran answer, or None when the body is not one."""
-    if not response.content.strip():
-        return None
-    try:
-        parsed = response.json()
-    except ValueError:
-        return None
-    if not isinstance(parsed, dict) or not ({"code", "data", "budgets"} & parsed.keys()):
-        return None
-    return parsed
-
-
-def _seg(value: str) -> str:
-    """One URL path segment: an id can never reach another path or carry a query.
-
-    ``.`` and ``..`` are percent-encoded too: left bare, URL normalisation would remove them
-    and turn ``/v1/groups/../connections`` into another endpoint.
-    """
-    segment = quote(str(value), safe="")
-    return segment.replace(".", "%2E") if segment.strip(".") == "" else segment
-
-
-def _data(envelope: JSON) -> JSON:
-    data = envelope.get("data")
-    return data if isinstance(data, dict) else {}
-
-
-def _schema_of(item: Mapping[str, Any]) -> Any:
-    if "schema" in item:
-        return item["schema"]
-    config = item.get("config")
-    return config.get("schema") if isinstance(config, dict) else None
-
-
-def _header_int(response: httpx.Response, name: str) -> int | None:
-    value = response.headers.get(name)
-    if value is None:
-        return None
-    try:
-        return int(value.strip())
-    except ValueError:
-        return None
+def _redactor_for(body: Mapping[str, Any] | None) -> Callable[[str], str]:
+    """The process redactor, knowing every secret value of this request's body too."""
+    REDACTOR.add_all(secret_values(body))
+    return REDACTOR.scrub

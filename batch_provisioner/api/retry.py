@@ -1,7 +1,9 @@
 """Classification and delays: status → error, Retry-After, backoff, 429 messages, retries.
 
-Everything here except :func:`retry_idempotent` is a pure function. ``retry_idempotent`` waits
-through the gate's injectable ``sleep`` so tests never wait for real.
+Everything here except :func:`retrying` (and its wrapper :func:`retry_idempotent`) is a pure
+function. ``retrying`` is the one retry loop of the job: the client's reads and the runner's
+creates and updates all go through it. It waits through an injectable ``sleep`` (the gate's, on
+a fake clock in tests), so tests never wait for real.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, TypeVar
@@ -34,17 +36,20 @@ __all__ = [
     "backoff_delay",
     "error_for_status",
     "error_for_transport",
-    "make_redactor",
     "parse_limit_message",
     "parse_retry_after",
     "request_kind",
+    "resumable",
+    "retry_after_of",
+    "retry_delay",
     "retry_idempotent",
+    "retrying",
 ]
 
 T = TypeVar("T")
 
 #: ``on_retry(attempt_that_failed, error, delay_seconds)``, called before each new attempt.
-OnRetry = Callable[[int, RetriableApiError, float], None]
+OnRetry = Callable[[int, ApiError, float], None]
 
 _log = structlog.get_logger(__name__)
 
@@ -162,6 +167,48 @@ def _subject_to_budget(subject: str) -> str | None:
     return None
 
 
+async def retrying(
+    op: Callable[[int], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    sleep: Callable[[float], Awaitable[None]],
+    rng: random.Random,
+    retry_on: tuple[type[ApiError], ...] = (RetriableApiError,),
+    on_retry: OnRetry | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    log: Any = None,
+) -> T:
+    """Run ``op(attempt)`` for attempt 1, 2, ... until it returns; the job's one retry loop.
+
+    An error of ``retry_on`` is retried after :func:`retry_delay`, reported first to
+    ``on_retry`` and logged as ``request.retry_scheduled`` (on ``log``, by default this module's
+    logger). The error is re-raised at once, with no wait after it, when it is not of
+    ``retry_on``, when it was attempt ``policy.max_attempts``, when its ``retry_after`` exceeds
+    ``policy.max_wait`` (waiting that long is refused: fail fast), or when ``should_stop()``
+    says the run is stopping. ``should_stop`` is asked again after the wait, so a stop that
+    came meanwhile sends nothing more. ``sleep`` is injectable: tests never wait for real.
+    """
+    attempts = max(1, policy.max_attempts)
+    stopping = should_stop or _never
+    attempt = 1
+    while True:
+        try:
+            return await op(attempt)
+        except retry_on as exc:
+            if attempt >= attempts or _waits_too_long(exc, policy) or stopping():
+                raise
+            error = exc
+        delay = retry_delay(error, attempt, policy, rng)
+        _log_retry(log if log is not None else _log, attempt, error, delay)
+        if on_retry is not None:
+            on_retry(attempt, error, delay)
+        if delay > 0:
+            await sleep(delay)
+        if stopping():
+            raise error
+        attempt += 1
+
+
 async def retry_idempotent(
     op: Callable[[], Awaitable[T]],
     *,
@@ -170,51 +217,68 @@ async def retry_idempotent(
     rng: random.Random,
     on_retry: OnRetry | None = None,
 ) -> T:
-    """Run an idempotent call, retrying :class:`RetriableApiError` up to ``policy.max_attempts``.
+    """Run an idempotent call through :func:`retrying`, retrying :class:`RetriableApiError`.
 
     A :class:`ThrottledError` is retried at once: the client has already paused the shared gate,
-    so the next attempt waits for the pause inside ``gate.slot``. Other retriable errors wait a
-    full-jitter backoff (or their own ``retry_after`` when the server sent one). An error whose
-    ``retry_after`` exceeds ``policy.max_wait`` is not retried. Ambiguous, row and fatal errors
+    so the next attempt waits for the pause inside ``gate.slot``. Ambiguous, row and fatal errors
     propagate untouched; after the last attempt the last error is re-raised.
     """
-    attempts = max(1, policy.max_attempts)
-    attempt = 1
-    while True:
-        try:
-            return await op()
-        except RetriableApiError as exc:
-            if attempt >= attempts or _waits_too_long(exc, policy):
-                raise
-            delay = _delay_before_retry(exc, attempt, policy, rng)
-            _log.info(
-                "request.retry_scheduled",
-                attempt=attempt,
-                delay=round(delay, 3),
-                error=type(exc).__name__,
-                http_status=exc.http_status,
-                method=exc.method,
-                path=exc.path,
-            )
-            if on_retry is not None:
-                on_retry(attempt, exc, delay)
-        if delay > 0:
-            await gate.sleep(delay)
-        attempt += 1
+
+    async def attempt(_number: int) -> T:
+        return await op()
+
+    return await retrying(attempt, policy=policy, sleep=gate.sleep, rng=rng, on_retry=on_retry)
 
 
-def _waits_too_long(exc: RetriableApiError, policy: RetryPolicy) -> bool:
-    return exc.retry_after is not None and exc.retry_after > policy.max_wait
+def retry_delay(error: ApiError, attempt: int, policy: RetryPolicy, rng: random.Random) -> float:
+    """The wait before retrying ``error``, which ended attempt ``attempt``.
 
-
-def _delay_before_retry(
-    exc: RetriableApiError, attempt: int, policy: RetryPolicy, rng: random.Random
-) -> float:
-    if isinstance(exc, ThrottledError):
-        return 0.0  # the gate's global pause is the wait
-    if exc.retry_after is not None:
-        return exc.retry_after
+    0 for a :class:`ThrottledError` (the gate's global pause is the wait); the error's own
+    ``retry_after`` when it has one and it is within ``policy.max_wait``; otherwise full-jitter
+    :func:`backoff_delay`.
+    """
+    if isinstance(error, ThrottledError):
+        return 0.0
+    after = retry_after_of(error)
+    if after is not None and after <= policy.max_wait:
+        return after
     return backoff_delay(attempt, policy, rng)
+
+
+def retry_after_of(error: ApiError) -> float | None:
+    """The server's ``Retry-After`` carried by ``error`` (seconds), or None."""
+    value = getattr(error, "retry_after", None)  # RetriableApiError has one; others may
+    return float(value) if isinstance(value, int | float) else None
+
+
+def resumable(error: ApiError) -> bool:
+    """May a later run (a resume) get past ``error``? Only a row's own 4xx is final.
+
+    Retriable, ambiguous and transport errors may pass; so may a fatal one: a row stopped by a
+    401/403 succeeds once the credentials are fixed.
+    """
+    return not isinstance(error, RowApiError)
+
+
+def _waits_too_long(exc: ApiError, policy: RetryPolicy) -> bool:
+    after = retry_after_of(exc)
+    return after is not None and after > policy.max_wait
+
+
+def _log_retry(log: Any, attempt: int, error: ApiError, delay: float) -> None:
+    log.info(
+        "request.retry_scheduled",
+        attempt=attempt,
+        delay=round(delay, 3),
+        error=type(error).__name__,
+        http_status=error.http_status,
+        method=error.method,
+        path=error.path,
+    )
+
+
+def _never() -> bool:
+    return False
 
 
 # -- classification ---------------------------------------------------------------------------
@@ -313,42 +377,6 @@ def request_kind(method: str, path: str, body: Mapping[str, Any] | None = None) 
     if method == "PATCH" and len(parts) == 3 and parts[:2] == ["v1", "connections"]:
         return "setup_test_update" if body.get("run_setup_tests") is True else "call"
     return "call"
-
-
-#: Body keys whose string values are secrets; they are scrubbed from any server message.
-_SECRET_KEYS = frozenset(
-    {"access_token", "refresh_token", "client_secret", "client_id", "password", "api_secret"}
-)
-
-
-def make_redactor(
-    known: Iterable[str], body: Mapping[str, Any] | None = None
-) -> Callable[[str], str]:
-    """A function that replaces every ``known`` secret and every secret in ``body`` by ******.
-
-    Used on Fivetran's own messages before they go into an error, in case one echoes a value.
-    """
-    secrets = sorted({s for s in (*known, *_secret_values(body)) if len(s) >= 4}, key=len)
-
-    def redact(text: str) -> str:
-        for secret in reversed(secrets):
-            text = text.replace(secret, "******")
-        return text
-
-    return redact
-
-
-def _secret_values(body: Any) -> Iterable[str]:
-    """Every string value under a secret-looking key, anywhere in a JSON body."""
-    if isinstance(body, Mapping):
-        for key, value in body.items():
-            if key in _SECRET_KEYS and isinstance(value, str):
-                yield value
-            else:
-                yield from _secret_values(value)
-    elif isinstance(body, list | tuple):
-        for value in body:
-            yield from _secret_values(value)
 
 
 def _text(envelope: Mapping[str, Any] | None, key: str) -> str:

@@ -1,119 +1,119 @@
-"""``plan`` and ``apply``: flags → settings, the embedded sandbox, signals, progress, reports."""
+"""``plan`` and ``apply``: flags → limits, the progress display, signals, the closing lines."""
 
 from __future__ import annotations
 
-import contextlib
-import re
+import functools
 import signal
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import anyio
+import polars as pl
 import structlog
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
+from rich.text import Text
 
+import batch_provisioner as bp
 from batch_provisioner import logs
-from batch_provisioner.api.budgets import BudgetGate
+from batch_provisioner.cli.common import (
+    ApiUrlOpt,
+    ConcurrencyOpt,
+    DefaultsOpt,
+    LogFormat,
+    LogFormatOpt,
+    ReportsDirOpt,
+    ReportsOpt,
+    RunIdOpt,
+    SandboxOpt,
+    SandboxUrlOpt,
+    SecretsDirOpt,
+    SheetArg,
+    SheetNameOpt,
+    cell,
+    err,
+    out,
+    parse_duration,
+    plain_out,
+    print_problems,
+    show_target,
+)
 from batch_provisioner.errors import ExitCode, InputError
 from batch_provisioner.models import ActionKind, Outcome, Status
-from batch_provisioner.report.results import write_results
-from batch_provisioner.run.apply import ApplyOptions, RunResult, run_apply
-from batch_provisioner.run.journal import RunLock
-from batch_provisioner.run.plan import Plan
-from batch_provisioner.run.runner import RunControl
-from batch_provisioner.settings import (
-    DEFAULT_BUDGETS,
-    ApiCredentials,
-    Budget,
-    ClientSettings,
-    RetryPolicy,
-    Timeouts,
-)
-from batch_provisioner.sheet.load import Prepared
-from batch_provisioner.sheet.secrets import SecretContext
+from batch_provisioner.settings import Limits
 
-PLAN_CHANGES_PENDING = 5
+if TYPE_CHECKING:
+    from batch_provisioner.api.budgets import BudgetGate
+    from batch_provisioner.run.plan import Plan
+
 _log = structlog.get_logger("batch_provisioner.cli")
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+MAX_PRINTED = 200
+PlanSandboxOpt = Annotated[bool, typer.Option(
+    "--sandbox", help="Start the embedded Fivetran sandbox (profile fast, state kept in "
+                      "<reports-dir>/sandbox/state.sqlite) and plan against it.")]
+PlanSandboxUrlOpt = Annotated[str | None, typer.Option(
+    "--sandbox-url", help="Use a sandbox already serving at URL; adopt its limits.")]
 
 
-def parse_duration(text: str) -> float:
-    """``90``, ``90s``, ``45m``, ``1h``, ``1h30m`` → seconds."""
-    match = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*"
-                         r"(?:(\d+(?:\.\d+)?)s?)?\s*", text)
-    if not text.strip() or match is None or not any(match.groups()):
-        raise typer.BadParameter(f"{text!r} is not a duration such as 90s, 45m or 1h")
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    return hours * 3600 + minutes * 60 + seconds
+def plan(
+    sheet: SheetArg, defaults: DefaultsOpt = None, custom_reports: ReportsOpt = None,
+    sheet_name: SheetNameOpt = None, secrets_dir: SecretsDirOpt = None,
+    api_url: ApiUrlOpt = None, sandbox: PlanSandboxOpt = False,
+    sandbox_url: PlanSandboxUrlOpt = None, reports_dir: ReportsDirOpt = Path("reports"),
+    run_id: RunIdOpt = None,
+) -> None:
+    """Compare the sheet with the live connections; change nothing; write plan.csv.
+
+    Each row is create, exists (same config), drift (mutable fields differ: old -> new),
+    conflict (schema taken by another service, or a field fixed at creation such as
+    timeframe_months differs) or invalid (validation error, unknown or ambiguous group_name).
+    Only the fields a row sets are compared; auth is never compared (Fivetran masks it).
+
+    Exit codes: 0 nothing to change; 5 creates or drifts pending (apply would change
+    something); 1 some rows are invalid or conflict (wins over 5, as an error wins in
+    terraform plan -detailed-exitcode); 2 input error; 3 fatal API error.
+    """
+    prepared = bp.load(sheet, defaults=defaults, custom_reports=custom_reports,
+                       sheet_name=sheet_name, secrets_dir=secrets_dir)
+    if prepared.invalid:
+        print_problems(prepared, err)
+    run_id = run_id or bp.new_run_id()
+    logs.configure(log_format="auto", level="warning",
+                   run_log=reports_dir / run_id / "run.log.jsonl")
+    try:
+        result = bp.plan(prepared, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
+                         reports_dir=reports_dir, run_id=run_id, on_target=show_target)
+    finally:
+        logs.close_run_log()
+    _print_plan(result.frame, result.counts, result.exit_code)
+    plain_out.print(f"plan written to {result.paths['plan.csv']}")
+    raise typer.Exit(result.exit_code)
 
 
-@dataclass(frozen=True)
-class Target:
-    credentials: ApiCredentials
-    adopt_sandbox_limits: bool
-
-
-def client_settings(prepared: Prepared, flags: dict[str, float | None]) -> ClientSettings:
-    """Flags win over ``[limits]`` in defaults.toml, which win over Fivetran's numbers."""
-    merged: dict[str, float] = dict(prepared.defaults.limits)
-    merged.update({k: v for k, v in flags.items() if v is not None})
-    budgets = {b.name: b for b in DEFAULT_BUDGETS}
-    spec = {"calls_per_hour": (3600.0, "all"), "creates_per_minute": (60.0, "create"),
-            "setup_tests_per_minute": (60.0, "setup_test"),
-            "setup_tests_per_hour": (3600.0, "setup_test")}
-    for name, (window, applies) in spec.items():
-        if name in merged:
-            if merged[name] > 0:
-                budgets[name] = Budget(name, int(merged[name]), window, applies)
-            else:
-                budgets.pop(name, None)
-    retry = RetryPolicy(max_attempts=int(merged.get("max_attempts", 5)),
-                        max_wait=merged.get("max_wait_seconds", 3600.0))
-    timeouts = Timeouts(connect=merged.get("connect_timeout", 10.0),
-                        read=merged.get("read_timeout", 60.0))
-    concurrency = int(merged.get("concurrency", 8))
-    if concurrency < 1:
-        raise InputError("concurrency must be at least 1", column="concurrency")
-    return ClientSettings(concurrency=concurrency, timeouts=timeouts, retry=retry,
-                          budgets=tuple(budgets.values()))
-
-
-@contextlib.contextmanager
-def target(api_url: str | None, sandbox: bool, sandbox_url: str | None, prepared: Prepared,
-           reports_dir: Path) -> Iterator[Target]:
-    """Where requests go: Fivetran (env credentials), the embedded sandbox, or a running one."""
-    if sandbox:
-        from batch_provisioner.sandbox import DEFAULT_GROUPS, run_in_thread
-
-        groups = dict(DEFAULT_GROUPS)
-        for group_id in prepared.frame.get_column("group_id").drop_nulls().unique().to_list():
-            groups.setdefault(group_id, group_id)
-        for name in prepared.frame.get_column("group_name").drop_nulls().unique().to_list():
-            slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "group"
-            if name not in groups.values():
-                groups.setdefault(slug, name)
-        state = reports_dir / "sandbox" / "state.sqlite"
-        state.parent.mkdir(parents=True, exist_ok=True)
-        with run_in_thread(profile="fast", groups=groups, state_path=state) as handle:
-            err.print(f"Embedded Fivetran sandbox at {handle.url} (profile fast, state {state})")
-            yield Target(ApiCredentials(handle.api_key, handle.api_secret, handle.url), True)
-        return
-    creds = ApiCredentials.from_env(base_url=sandbox_url or api_url)
-    if sandbox_url:
-        creds = creds or ApiCredentials("sandbox", "sandbox", sandbox_url.rstrip("/"))
-        yield Target(creds, True)
-        return
-    if creds is None:
-        raise InputError("set FIVETRAN_API_KEY and FIVETRAN_API_SECRET (or use --sandbox); "
-                         "credentials are never taken on the command line")
-    yield Target(creds, False)
+def _print_plan(frame: pl.DataFrame, counts: Mapping[str, int], code: int) -> None:
+    shown = frame.filter(pl.col("action") != str(ActionKind.EXISTS))
+    if shown.height:
+        table = RichTable(title="plan (rows that exist unchanged are not listed)")
+        for name in ("row", "group_id", "schema", "action", "connection", "detail"):
+            table.add_column(name, overflow="fold")
+        colours = {"create": "green", "drift": "yellow", "conflict": "magenta", "invalid": "red"}
+        for rec in shown.head(MAX_PRINTED).iter_rows(named=True):
+            table.add_row(cell(rec["source_row"]), cell(rec["group_id"] or rec["group_name"]),
+                          cell(rec["schema"]),
+                          Text(rec["action"], style=colours.get(rec["action"], "")),
+                          cell(rec["connection_id"]), cell(rec["detail"]))
+        plain_out.print(table)
+        if shown.height > MAX_PRINTED:
+            plain_out.print(f"... and {shown.height - MAX_PRINTED} more rows in plan.csv")
+    kinds = ("create", "exists", "drift", "conflict", "invalid")
+    plain_out.print("plan: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in kinds))
+    why = {int(ExitCode.ROWS_FAILED): "rows to fix", int(ExitCode.OK): "no changes"}.get(
+        code, "changes pending")
+    plain_out.print(f"exit code {code} ({why})")
 
 
 class ProgressReporter:
@@ -151,7 +151,7 @@ class ProgressReporter:
 
     def __call__(self, outcome: Outcome) -> None:
         self.done += 1
-        if outcome.action == "create" and self.creates_left:
+        if outcome.action is ActionKind.CREATE and self.creates_left:
             self.creates_left -= 1
         elapsed = max(time.monotonic() - self.started, 1e-6)
         rate = self.done / elapsed
@@ -164,10 +164,80 @@ class ProgressReporter:
                       eta_seconds=round(self.eta(), 1))
 
 
-async def _apply_async(prepared: Prepared, options: ApplyOptions, tgt: Target,
-                       secrets: SecretContext, reporter: ProgressReporter) -> RunResult:
-    control = RunControl()
-    result: RunResult | None = None
+def _limits(concurrency: int | None, calls_per_hour: int | None, creates_per_minute: int | None,
+            setup_tests_per_minute: int | None, setup_tests_per_hour: int | None,
+            max_attempts: int | None, max_wait: str | None, connect_timeout: float | None,
+            read_timeout: float | None) -> Limits:
+    return Limits(concurrency=concurrency, calls_per_hour=calls_per_hour,
+                  creates_per_minute=creates_per_minute,
+                  setup_tests_per_minute=setup_tests_per_minute,
+                  setup_tests_per_hour=setup_tests_per_hour, max_attempts=max_attempts,
+                  max_wait_seconds=parse_duration(max_wait) if max_wait else None,
+                  connect_timeout=connect_timeout, read_timeout=read_timeout)
+
+
+def apply(
+    sheet: SheetArg, defaults: DefaultsOpt = None, custom_reports: ReportsOpt = None,
+    sheet_name: SheetNameOpt = None, secrets_dir: SecretsDirOpt = None,
+    api_url: ApiUrlOpt = None, sandbox: SandboxOpt = False, sandbox_url: SandboxUrlOpt = None,
+    concurrency: ConcurrencyOpt = None, run_id: RunIdOpt = None,
+    resume: Annotated[str | None, typer.Option(
+        "--resume", help="Carry on an earlier run: skip its finished rows.")] = None,
+    deadline: Annotated[str | None, typer.Option(
+        "--deadline", help="Start no new row after this long (e.g. 45m); exit 4.")] = None,
+    update: Annotated[bool, typer.Option(
+        "--update", help="PATCH drifted connections (mutable fields only).")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Resume even though the input file changed.")] = False,
+    reports_dir: ReportsDirOpt = Path("reports"),
+    max_attempts: Annotated[int | None, typer.Option("--max-attempts", min=1,
+                                                      help="Tries per row (default 5).")] = None,
+    max_wait: Annotated[str | None, typer.Option(
+        "--max-wait", help="Longest Retry-After to wait (default 1h); longer fails the row.")]
+    = None,
+    calls_per_hour: Annotated[int | None, typer.Option("--calls-per-hour", min=0)] = None,
+    creates_per_minute: Annotated[int | None, typer.Option(
+        "--creates-per-minute", min=0, help="Create budget (off unless set; 0 = off).")] = None,
+    setup_tests_per_minute: Annotated[int | None, typer.Option("--setup-tests-per-minute",
+                                                                min=0)] = None,
+    setup_tests_per_hour: Annotated[int | None, typer.Option("--setup-tests-per-hour",
+                                                              min=0)] = None,
+    connect_timeout: Annotated[float | None, typer.Option("--connect-timeout", min=0.1)] = None,
+    read_timeout: Annotated[float | None, typer.Option("--read-timeout", min=0.1)] = None,
+    log_format: LogFormatOpt = LogFormat.AUTO,
+) -> None:
+    """Create every valid row's connection, inside Fivetran's budgets; write the reports."""
+    if resume and run_id and resume != run_id:
+        raise InputError("--resume and --run-id name different runs; give one of them")
+    prepared = bp.load(sheet, defaults=defaults, custom_reports=custom_reports,
+                       sheet_name=sheet_name, secrets_dir=secrets_dir)
+    if prepared.invalid:
+        print_problems(prepared, err)
+    limits = _limits(concurrency, calls_per_hour, creates_per_minute, setup_tests_per_minute,
+                     setup_tests_per_hour, max_attempts, max_wait, connect_timeout, read_timeout)
+    seconds = parse_duration(deadline) if deadline else None
+    run_id = resume or run_id or bp.new_run_id()
+    run_dir = reports_dir / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    logs.configure(log_format=str(log_format), run_log=run_dir / "run.log.jsonl")
+    tty = sys.stderr.isatty() and log_format != LogFormat.JSON
+    start = functools.partial(
+        bp.apply_async, prepared, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
+        reports_dir=reports_dir, run_id=run_id, limits=limits, deadline=seconds, update=update,
+        force=force, input_paths=(sheet, defaults, custom_reports))
+    try:
+        with ProgressReporter(len(prepared.rows), tty) as reporter:
+            result = anyio.run(_apply_watching_signals, start, reporter)
+    finally:
+        logs.close_run_log()
+    _print_summary(result)
+    raise typer.Exit(int(result.exit_code))
+
+
+async def _apply_watching_signals(start: Callable[..., Awaitable[bp.ApplyResult]],
+                                  reporter: ProgressReporter) -> bp.ApplyResult:
+    """The first Ctrl-C (or SIGTERM) starts no new row; the second gives up on in-flight ones."""
+    control = bp.RunControl()
 
     async def watch_signals() -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -182,43 +252,13 @@ async def _apply_async(prepared: Prepared, options: ApplyOptions, tgt: Target,
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch_signals)
-        result = await run_apply(prepared, options, tgt.credentials, secrets, control=control,
-                                 on_outcome=reporter, on_plan=reporter.on_plan)
+        result = await start(control=control, on_outcome=reporter, on_plan=reporter.on_plan,
+                             on_target=show_target)
         tg.cancel_scope.cancel()
-    assert result is not None
     return result
 
 
-def apply_command(
-    prepared: Prepared, *, secrets: SecretContext, reports_dir: Path, run_id: str,
-    api_url: str | None, sandbox: bool, sandbox_url: str | None, flags: dict[str, float | None],
-    deadline: float | None, update: bool, force: bool, log_format: str,
-    input_paths: tuple[Path | None, ...],
-) -> int:
-    run_dir = reports_dir / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    logs.configure(log_format=log_format, run_log=run_dir / "run.log.jsonl")
-    settings = client_settings(prepared, flags)
-    with RunLock(run_dir) as lock, target(api_url, sandbox, sandbox_url, prepared,
-                                          reports_dir) as tgt:
-        if lock.took_over_from is not None:
-            _log.warning("run.lock_taken_over", previous=lock.took_over_from,
-                         note="the process holding the lock is gone")
-        options = ApplyOptions(run_id=run_id, run_dir=run_dir, client=settings,
-                               deadline_seconds=deadline, update=update, force=force,
-                               adopt_sandbox_limits=tgt.adopt_sandbox_limits,
-                               input_paths=input_paths)
-        tty = sys.stderr.isatty() and log_format != "json"
-        with ProgressReporter(len(prepared.rows), tty) as reporter:
-            result = anyio.run(_apply_async, prepared, options, tgt, secrets, reporter)
-        paths = write_results(run_dir, prepared, result.outcomes, result.summary,
-                              result.timeline)
-    logs.close_run_log()
-    _print_summary(result, paths)
-    return int(result.exit_code)
-
-
-def _print_summary(result: RunResult, paths: dict[str, Path]) -> None:
+def _print_summary(result: bp.ApplyResult) -> None:
     table = RichTable(title=f"run {result.summary['run_id']}")
     table.add_column("status")
     table.add_column("rows", justify="right")
@@ -230,9 +270,14 @@ def _print_summary(result: RunResult, paths: dict[str, Path]) -> None:
     out.print(f"wall {s['wall_seconds']} s (ideal {s['ideal_seconds']} s), {s['calls']} calls, "
               f"{s['throttled_429']} throttled, {s['retries']} retries, "
               f"{s['reconciliations']} reconciled")
-    out.print(f"results: {paths['results.csv']}")
+    out.print(f"results: {result.paths['results.csv']}")
     failed = sum(result.summary["counts"].get(k, 0) for k in (
         str(Status.INVALID), str(Status.FAILED), str(Status.NOT_ATTEMPTED)))
     if failed:
-        out.print(f"rows to fix and feed back: {paths['failed_rows.csv']}")
+        out.print(f"rows to fix and feed back: {result.paths['failed_rows.csv']}")
     out.print(f"exit code {int(result.exit_code)} ({ExitCode(result.exit_code).name.lower()})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(apply)
+    app.command("plan")(plan)

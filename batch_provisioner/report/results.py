@@ -1,8 +1,11 @@
-"""Writing outputs safely: formula-neutralised CSV/XLSX cells, no secret ever."""
+"""Apply's results: the results frame, failed_rows.csv, and CSVs written safely.
+
+``neutralise``, ``scrub_frame`` (``report/scrub.py``) and ``write_xlsx`` (``report/xlsx.py``) are
+re-exported here for the callers that import them from this module.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -10,37 +13,15 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from batch_provisioner.models import Outcome, Status
+from batch_provisioner.report.files import write_result_files, write_timeline
+from batch_provisioner.report.html import Timeline
+from batch_provisioner.report.scrub import neutralise as neutralise, scrub_frame as scrub_frame
+from batch_provisioner.report.xlsx import write_xlsx as write_xlsx
 from batch_provisioner.sheet.columns import SECRET_COLUMNS
 from batch_provisioner.sheet.read import ROW
-from batch_provisioner.sheet.secrets import REDACTOR
 
 if TYPE_CHECKING:
     from batch_provisioner.sheet.load import Prepared
-
-# A cell starting with one of these could run as a formula when a spreadsheet opens the file.
-FORMULA_PREFIX = r"^[=+\-@\t\r]"
-
-
-def neutralise(frame: pl.DataFrame) -> pl.DataFrame:
-    """Prefix ``'`` to every text cell that a spreadsheet could read as a formula.
-
-    The reader strips exactly this prefix again, so a neutralised file round-trips.
-    """
-    return frame.with_columns(
-        pl.when(pl.col(name).str.contains(FORMULA_PREFIX))
-        .then(pl.lit("'") + pl.col(name)).otherwise(pl.col(name)).alias(name)
-        for name, dtype in frame.schema.items() if dtype == pl.String
-    )
-
-
-def scrub_frame(frame: pl.DataFrame) -> pl.DataFrame:
-    """Mask any registered secret value that slipped into a text cell."""
-    if not REDACTOR:
-        return frame
-    return frame.with_columns(
-        pl.col(name).map_elements(REDACTOR.scrub, return_dtype=pl.String)
-        for name, dtype in frame.schema.items() if dtype == pl.String
-    )
 
 
 def write_csv(frame: pl.DataFrame, path: Path) -> None:
@@ -63,7 +44,7 @@ _OUTCOME_SCHEMA = {
 def results_frame(prepared: Prepared, outcomes: Sequence[Outcome]) -> pl.DataFrame:
     """One row per input row, in input order: key columns, carry-through columns, outcome."""
     records = [{
-        "source_row": o.row, "action": o.action, "status": str(o.status),
+        "source_row": o.row, "action": str(o.action), "status": str(o.status),
         "out_group_id": o.group_id, "connection_id": o.connection_id,
         "setup_state": o.setup_state, "connect_card_uri": o.connect_card_uri,
         "http_status": o.http_status, "error_code": o.error_code,
@@ -79,54 +60,18 @@ def results_frame(prepared: Prepared, outcomes: Sequence[Outcome]) -> pl.DataFra
 
 
 def write_results(run_dir: Path, prepared: Prepared, outcomes: Sequence[Outcome],
-                  summary: dict[str, Any],
-                  timeline: Sequence[tuple[float, str, int]] = ()) -> dict[str, Path]:
-    """results.csv/.parquet/.xlsx, failed_rows.csv, summary.json and report.html."""
-    from batch_provisioner.report.html import write_html
+                  summary: dict[str, Any], timeline: Timeline = ()) -> dict[str, Path]:
+    """Apply's results: timeline.json, failed_rows.csv and the files of ``write_result_files``.
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    frame = scrub_frame(results_frame(prepared, outcomes))
-    paths = {
-        "results.csv": run_dir / "results.csv",
-        "results.parquet": run_dir / "results.parquet",
-        "results.xlsx": run_dir / "results.xlsx",
-        "failed_rows.csv": run_dir / "failed_rows.csv",
-        "summary.json": run_dir / "summary.json",
-        "report.html": run_dir / "report.html",
-    }
-    neutralise(frame).write_csv(paths["results.csv"])
-    frame.write_parquet(paths["results.parquet"])
-    write_xlsx(neutralise(frame), paths["results.xlsx"])
+    The timeline is kept first, so a later ``refresh_results`` draws the same chart.
+    """
+    timeline_path = write_timeline(run_dir, timeline)
+    paths = write_result_files(run_dir, results_frame(prepared, outcomes), summary, timeline,
+                               prepared.carry_columns)
+    paths["failed_rows.csv"] = run_dir / "failed_rows.csv"
     write_failed_rows(prepared, outcomes, paths["failed_rows.csv"])
-    write_html(paths["report.html"], frame, summary, timeline, prepared.carry_columns)
-    paths["summary.json"].write_text(
-        REDACTOR.scrub(json.dumps(summary, indent=2, default=str)) + "\n", encoding="utf-8")
+    paths["timeline.json"] = timeline_path
     return paths
-
-
-def write_xlsx(frame: pl.DataFrame, path: Path) -> None:
-    """An XLSX where every cell is a text or number cell, never a formula."""
-    import xlsxwriter
-
-    workbook = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False,
-                                               "strings_to_numbers": False,
-                                               "strings_to_urls": False})
-    sheet = workbook.add_worksheet("results")
-    bold = workbook.add_format({"bold": True})
-    for col, name in enumerate(frame.columns):
-        sheet.write_string(0, col, name, bold)
-    for r, row in enumerate(frame.iter_rows(), start=1):
-        for col, value in enumerate(row):
-            if value is None:
-                continue
-            if isinstance(value, bool):
-                sheet.write_boolean(r, col, value)
-            elif isinstance(value, int | float):
-                sheet.write_number(r, col, value)
-            else:
-                sheet.write_string(r, col, str(value))
-    sheet.freeze_panes(1, 0)
-    workbook.close()
 
 
 FAILED_STATUSES = frozenset({Status.INVALID, Status.FAILED, Status.NOT_ATTEMPTED})

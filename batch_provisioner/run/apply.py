@@ -5,12 +5,9 @@ Pure orchestration over the stages; the CLI owns printing, signals, exit and the
 
 from __future__ import annotations
 
-import contextlib
-import json
 import time
-from collections.abc import Callable
-from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Set as AbstractSet
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +16,13 @@ import httpx
 import structlog
 
 from batch_provisioner.api.budgets import BudgetGate
-from batch_provisioner.api.client import FivetranClient
+from batch_provisioner.api.client import ClientStats, FivetranClient
 from batch_provisioner.errors import ExitCode, FatalApiError
 from batch_provisioner.models import Action, ActionKind, ConnectionRequest, Outcome, Status
 from batch_provisioner.run.drift import format_changes
 from batch_provisioner.run.journal import (
-    JOURNAL_NAME,
     Journal,
+    JournalState,
     check_resumable,
     fingerprint,
     load,
@@ -33,8 +30,8 @@ from batch_provisioner.run.journal import (
 )
 from batch_provisioner.run.plan import DriftCheck, Plan, make_plan
 from batch_provisioner.run.runner import RunControl, Runner
-from batch_provisioner.settings import VERSION as __version__
-from batch_provisioner.settings import ApiCredentials, Budget, ClientSettings
+from batch_provisioner.run.target import Target, client_settings_for
+from batch_provisioner.settings import VERSION as __version__, ApiCredentials, ClientSettings
 from batch_provisioner.sheet.load import Prepared
 from batch_provisioner.sheet.secrets import SecretContext
 
@@ -98,26 +95,25 @@ async def run_apply(
     journal.header(options.run_id, prepared.table.path, sha, "apply")
     journal.write(_inputs_record(prepared, options))
     settings = options.client
-    gate = BudgetGate(settings.budgets, settings.concurrency, max_wait=settings.retry.max_wait)
-    client_stats: Any = None
+    gate: BudgetGate | None = None
+    client_stats: ClientStats | None = None
     done: dict[int, Outcome] = dict(previous.outcomes)
     for row, error in prepared.invalid.items():
-        done[row] = Outcome(row=row, status=Status.INVALID, action="invalid",
+        done[row] = Outcome(row=row, status=Status.INVALID, action=ActionKind.INVALID,
                             error_code="InvalidRow", error_message=error)
     pending = [r for r in prepared.requests if r.row not in done]
     plan: Plan | None = None
     runner: Runner | None = None
     try:
         if options.adopt_sandbox_limits:
-            settings = replace(settings, budgets=tuple(
-                await _sandbox_budgets(credentials, settings, transport)))
+            settings = await client_settings_for(Target(credentials, True), settings, transport)
         gate = BudgetGate(settings.budgets, settings.concurrency,
                           max_wait=settings.retry.max_wait)
         async with FivetranClient(credentials, settings, gate=gate, transport=transport) as client:
             client_stats = client.stats
             if pending:
                 # --update reads every existing connection; otherwise drift is noted from
-                # what the listing shows, at no extra call (see planner.DriftCheck).
+                # what the listing shows, at no extra call (see plan.DriftCheck).
                 plan = await make_plan(
                     client, pending, update=options.update,
                     drift=DriftCheck.FULL if options.update else DriftCheck.LISTING)
@@ -128,7 +124,7 @@ async def run_apply(
                                 started_before=frozenset(previous.started))
                 to_run = _settle_planned(plan, previous.started, done, options.update,
                                          {r.row: r for r in pending},
-                                         _started_updates(options.run_dir, previous.started))
+                                         _started_updates(previous))
                 for row_outcome in [done[r.row] for r in pending if r.row in done]:
                     on_outcome(row_outcome)
                 with anyio.CancelScope() as scope:
@@ -144,7 +140,7 @@ async def run_apply(
         if request.row not in done:
             reason = control.stop_reason() or "stopped"
             done[request.row] = Outcome(
-                row=request.row, status=Status.NOT_ATTEMPTED, action="create",
+                row=request.row, status=Status.NOT_ATTEMPTED, action=ActionKind.CREATE,
                 group_id=request.group_id, schema=request.schema, error_code=reason,
                 error_message=_fatal_message(control) or (
                 "aborted while in flight: a resume looks it up before resending"
@@ -154,22 +150,14 @@ async def run_apply(
     created = {o.row for o in outcomes if o.status is Status.CREATED}
     setup_tests = sum(1 for r in prepared.requests if r.row in created and "auth" in r.payload
                       and r.payload.get("run_setup_tests") is True)
+    gate = gate or BudgetGate(settings.budgets, settings.concurrency,
+                              max_wait=settings.retry.max_wait)
+    stats = client_stats or ClientStats()
     summary = _summary(outcomes, code, started, time.monotonic() - wall0, gate,
-                       client_stats=client_stats, runner=runner, control=control, options=options,
-        setup_tests=setup_tests)
+                       client_stats=stats, runner=runner, control=control, options=options,
+                       setup_tests=setup_tests)
     return RunResult(outcomes=outcomes, exit_code=code, summary=summary, plan=plan,
-                     timeline=list(getattr(client_stats, "timeline", [])))
-
-
-async def _sandbox_budgets(credentials: ApiCredentials, settings: ClientSettings,
-                           transport: httpx.AsyncBaseTransport | None) -> list[Budget]:
-    """The sandbox's own budgets (``/sandbox/limits``), adopted exactly as announced."""
-    probe = BudgetGate((), 1, max_wait=settings.retry.max_wait)
-    async with FivetranClient(credentials, settings, gate=probe, transport=transport) as client:
-        budgets = await client.sandbox_limits()
-    _log.info("budget.adopted", budgets=[f"{b.name}={b.limit}/{b.window_seconds}s"
-                                          for b in budgets])
-    return budgets
+                     timeline=list(stats.timeline))
 
 
 def _inputs_record(prepared: Prepared, options: ApplyOptions) -> dict[str, Any]:
@@ -181,17 +169,10 @@ def _inputs_record(prepared: Prepared, options: ApplyOptions) -> dict[str, Any]:
             "custom_reports": paths[2], "t": now_iso()}
 
 
-def _started_updates(run_dir: Path, started: set[int]) -> set[int]:
-    """Rows of ``started`` whose unfinished request was a PATCH (an update), not a create."""
-    ops: dict[int, str] = {}
-    path = run_dir / JOURNAL_NAME
-    if started and path.exists():
-        for line in path.read_text("utf-8", errors="replace").splitlines():
-            if '"start"' in line:
-                with contextlib.suppress(ValueError, KeyError, TypeError):
-                    record = json.loads(line)
-                    ops[int(record["row"])] = str(record.get("op"))
-    return {row for row in started if ops.get(row) == str(ActionKind.UPDATE)}
+def _started_updates(previous: JournalState) -> set[int]:
+    """Rows whose unfinished request was a PATCH (an update), not a create."""
+    return {row for row in previous.started
+            if previous.started_ops.get(row) == str(ActionKind.UPDATE)}
 
 
 def _settle_planned(plan: Plan, started_before: set[int], done: dict[int, Outcome],
@@ -205,14 +186,14 @@ def _settle_planned(plan: Plan, started_before: set[int], done: dict[int, Outcom
     to_run: list[Action] = []
     for row, problem in plan.group_problems.items():
         request = requests[row]
-        done[row] = Outcome(row=row, status=Status.FAILED, action="create",
+        done[row] = Outcome(row=row, status=Status.FAILED, action=ActionKind.CREATE,
                             group_id=request.group_id, schema=request.schema,
                             http_status=problem.http_status, error_code=problem.code,
                             error_message=problem.message, finished_at=now_iso())
     for action in plan.actions:
         request = action.request
         base: dict[str, Any] = {
-            "row": request.row, "action": str(action.kind), "group_id": request.group_id,
+            "row": request.row, "action": action.kind, "group_id": request.group_id,
             "schema": request.schema, "connection_id": action.connection_id,
             "finished_at": now_iso()}
         existing = plan.existing.get((request.group_id or "", request.schema), {})
@@ -248,21 +229,21 @@ def _fatal_message(control: RunControl) -> str | None:
 
 
 def _summary(outcomes: list[Outcome], code: ExitCode, started: str, wall: float,
-             gate: BudgetGate, *, client_stats: Any, runner: Runner | None,
+             gate: BudgetGate, *, client_stats: ClientStats, runner: Runner | None,
              control: RunControl, options: ApplyOptions, setup_tests: int) -> dict[str, Any]:
     counts: dict[str, int] = {str(s): 0 for s in Status}
     for outcome in outcomes:
         counts[str(outcome.status)] += 1
     creates = counts[str(Status.CREATED)]
-    ideal = gate.ideal_seconds(n_calls=getattr(client_stats, "calls", 0), n_creates=creates,
+    ideal = gate.ideal_seconds(n_calls=client_stats.calls, n_creates=creates,
                                n_setup_tests=setup_tests)
     return {
         "run_id": options.run_id, "version": __version__, "exit_code": int(code),
         "started_at": started, "finished_at": now_iso(), "rows": len(outcomes),
         "counts": counts, "wall_seconds": round(wall, 3), "ideal_seconds": round(ideal, 3),
-        "calls": getattr(client_stats, "calls", 0),
-        "throttled_429": getattr(client_stats, "throttled", 0),
-        "retries": (runner.stats.retries if runner else 0) + getattr(client_stats, "retries", 0),
+        "calls": client_stats.calls,
+        "throttled_429": client_stats.throttled,
+        "retries": (runner.stats.retries if runner else 0) + client_stats.retries,
         "reconciliations": runner.stats.reconciliations if runner else 0,
         "lookups": runner.stats.lookups if runner else 0,
         "write_attempts": runner.stats.attempts if runner else 0,

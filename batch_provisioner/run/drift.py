@@ -25,10 +25,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from batch_provisioner.safety import MASK
+
 Change = tuple[Any, Any]
 Changes = dict[str, Change]
 
-MASK = "******"
 NOT_COMPARED = frozenset({"auth", "run_setup_tests", "trust_certificates", "trust_fingerprints",
                           "connect_card_config"})
 IMMUTABLE = frozenset({"service", "group_id", "config.schema", "config.timeframe_months"})

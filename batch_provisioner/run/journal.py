@@ -1,8 +1,10 @@
 """The run journal: append-only JSONL, one fsync per record, so a crash loses nothing.
 
-Records: ``run`` (header: input fingerprint), ``start`` (before a request is sent) and
-``outcome`` (the row's final word in this run). ``load`` tolerates a torn last line from a kill
-mid-write. A row with a ``start`` and no ``outcome`` is looked up before anything is resent.
+Records: ``run`` (header: input fingerprint), ``inputs`` (where the input files are),
+``start`` (before a request is sent, with its op: create or update), ``outcome`` (the row's
+final word in this run) and ``rollback``. ``load`` is the one reader: it tolerates a torn last
+line from a kill mid-write, and every append starts on a fresh line. A row with a ``start``
+and no ``outcome`` is looked up before anything is resent.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ import anyio
 import anyio.to_thread
 
 from batch_provisioner.errors import InputError
-from batch_provisioner.models import Outcome, Status
+from batch_provisioner.models import ActionKind, Outcome, Status
 from batch_provisioner.settings import VERSION as __version__
 
 JOURNAL_NAME = "journal.jsonl"
@@ -48,9 +49,11 @@ def is_final(outcome: Outcome, retriable: bool = False) -> bool:
 class JournalState:
     """What an earlier run of the same id left behind."""
 
-    header: dict[str, Any] | None = None
+    header: dict[str, Any] | None = None  # the first ``run`` record
+    inputs: dict[str, Any] | None = None  # the last ``inputs`` record
     outcomes: dict[int, Outcome] = field(default_factory=dict)  # final ones only
     started: set[int] = field(default_factory=set)  # started, with no outcome after
+    started_ops: dict[int, str] = field(default_factory=dict)  # row -> op of that start
     rolled_back: dict[int, Outcome] = field(default_factory=dict)
     torn_lines: int = 0
 
@@ -65,7 +68,10 @@ class Journal:
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / JOURNAL_NAME
         run_dir.mkdir(parents=True, exist_ok=True)
+        torn_tail = _ends_mid_line(self.path)
         self._handle = self.path.open("a", encoding="utf-8")
+        if torn_tail:  # a kill tore the last line: never glue the next record onto it
+            self.write_raw("\n")
         self._pending: list[str] = []
         self._queued = 0  # records handed to awrite
         self._durable = 0  # records known to be on disk
@@ -74,7 +80,10 @@ class Journal:
 
     def write(self, record: dict[str, Any]) -> None:
         """Synchronous append + fsync (used outside the event loop)."""
-        self._handle.write(_line(record))
+        self.write_raw(_line(record))
+
+    def write_raw(self, text: str) -> None:
+        self._handle.write(text)
         self._handle.flush()
         os.fsync(self._handle.fileno())
 
@@ -115,14 +124,20 @@ class Journal:
                     "input": str(input_path), "input_sha256": input_sha,
                     "version": __version__, "t": now_iso()})
 
-    def start(self, row: int, key: tuple[str, str], kind: str = "create") -> None:
-        self.write(_start(row, key, kind))
-
-    def outcome(self, outcome: Outcome, *, retriable: bool = False) -> None:
-        self.write(_outcome_record(outcome, retriable))
-
     def close(self) -> None:
         self._handle.close()
+
+
+def _ends_mid_line(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            if handle.tell() == 0:
+                return False
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) != b"\n"
+    except FileNotFoundError:
+        return False
 
 
 def _line(record: dict[str, Any]) -> str:
@@ -161,11 +176,16 @@ def _apply(state: JournalState, record: dict[str, Any]) -> None:
     kind = record.get("type")
     if kind == "run":
         state.header = state.header or record
+    elif kind == "inputs":
+        state.inputs = record
     elif kind == "start":
-        state.started.add(int(record["row"]))
+        row = int(record["row"])
+        state.started.add(row)
+        state.started_ops[row] = str(record.get("op") or "create")
     elif kind == "outcome":
         row = int(record["row"])
         state.started.discard(row)
+        state.started_ops.pop(row, None)
         outcome = outcome_from_record(record)
         if outcome.status is Status.ROLLED_BACK:
             state.rolled_back[row] = outcome
@@ -179,6 +199,9 @@ def outcome_from_record(record: dict[str, Any]) -> Outcome:
     names = Outcome.__dataclass_fields__
     values = {k: v for k, v in record.items() if k in names}
     values["status"] = Status(values["status"])
+    action = str(values.get("action") or "")
+    known = {str(kind) for kind in ActionKind}
+    values["action"] = ActionKind(action) if action in known else ActionKind.CREATE
     return Outcome(**values)
 
 
@@ -192,70 +215,3 @@ def check_resumable(state: JournalState, input_sha: str, *, force: bool, run_dir
             f"({state.header.get('input')}); use a new --run-id, or --force to resume anyway",
             path=str(run_dir / JOURNAL_NAME),
         )
-
-
-class RunLock:
-    """``<run_dir>/lock`` holds the pid and host of the run that owns the directory.
-
-    A second run on the same id is refused while that pid lives; a lock left by a dead
-    process (a crash or a kill -9) is taken over, with a warning.
-    """
-
-    def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / "lock"
-        self.took_over_from: dict[str, Any] | None = None
-
-    def acquire(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "t": now_iso()}
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._holder()
-                if holder is not None and _alive(holder):
-                    raise InputError(
-                        f"run {self.path.parent.name} is already running (pid "
-                        f"{holder.get('pid')} on {holder.get('host')}); wait for it or pick "
-                        "another --run-id", path=str(self.path)) from None
-                self.took_over_from = holder or {}
-                self.path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(me, handle)
-            return self
-        raise InputError("could not take the run lock", path=str(self.path))
-
-    def release(self) -> None:
-        holder = self._holder()
-        if holder is not None and holder.get("pid") == os.getpid():
-            self.path.unlink(missing_ok=True)
-
-    def _holder(self) -> dict[str, Any] | None:
-        try:
-            data = json.loads(self.path.read_text("utf-8"))
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
-
-    def __enter__(self) -> RunLock:
-        return self.acquire()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.release()
-
-
-def _alive(holder: dict[str, Any]) -> bool:
-    """Is the lock's process still running? Another host's lock is assumed alive."""
-    if holder.get("host") != socket.gethostname():
-        return True
-    pid = holder.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

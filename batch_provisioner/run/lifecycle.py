@@ -14,29 +14,23 @@ and the results (every row, with carry-through columns and the ids of rows that 
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import anyio
-import httpx
 import polars as pl
 import structlog
 
-from batch_provisioner.api.budgets import BudgetGate
 from batch_provisioner.api.client import FivetranClient
 from batch_provisioner.errors import ApiError, FatalApiError, InputError, NotFoundApiError
-from batch_provisioner.models import Outcome, Status
-from batch_provisioner.report.html import render_html
-from batch_provisioner.report.results import neutralise, scrub_frame, write_xlsx
-from batch_provisioner.run.journal import JOURNAL_NAME, Journal, JournalState, load, now_iso
-from batch_provisioner.settings import ApiCredentials, ClientSettings
+from batch_provisioner.models import Status
+from batch_provisioner.report.files import refresh_results
+from batch_provisioner.run.concurrently import for_each
+from batch_provisioner.run.journal import JOURNAL_NAME, JournalState, load
 from batch_provisioner.sheet.read import ROW
-from batch_provisioner.sheet.secrets import REDACTOR
 
 JSON = dict[str, Any]
 CARD_LIFETIME = timedelta(days=1)
@@ -96,42 +90,6 @@ def load_run(reports_dir: Path, run_id: str) -> RunState:
     return RunState(run_id, run_dir, journal, [rows[r] for r in sorted(rows)], results, carry)
 
 
-@contextlib.asynccontextmanager
-async def open_client(credentials: ApiCredentials, settings: ClientSettings, *, adopt: bool,
-                      transport: httpx.AsyncBaseTransport | None = None
-                      ) -> AsyncIterator[FivetranClient]:
-    """A client inside the budgets; a sandbox's own budgets are adopted when ``adopt``."""
-    if adopt:
-        probe = BudgetGate((), 1, max_wait=settings.retry.max_wait)
-        async with FivetranClient(credentials, settings, gate=probe,
-                                  transport=transport) as client:
-            settings = replace(settings, budgets=tuple(await client.sandbox_limits()))
-    async with FivetranClient(credentials, settings, transport=transport) as client:
-        yield client
-
-
-async def for_each(rows: Sequence[RunRow], work: Callable[[RunRow], Awaitable[None]],
-                   concurrency: int = _READ_CONCURRENCY) -> None:
-    """Run ``work`` for every row, ``concurrency`` at a time; a FatalApiError stops the rest."""
-    limiter = anyio.CapacityLimiter(max(1, concurrency))
-    fatal: list[FatalApiError] = []
-
-    async def one(row: RunRow) -> None:
-        async with limiter:
-            if fatal:
-                return
-            try:
-                await work(row)
-            except FatalApiError as exc:
-                fatal.append(exc)
-
-    async with anyio.create_task_group() as tg:
-        for row in rows:
-            tg.start_soon(one, row)
-    if fatal:
-        raise fatal[0]
-
-
 async def read_connections(client: FivetranClient, rows: Sequence[RunRow]
                            ) -> dict[int, JSON | ApiError]:
     """``GET`` each row's connection: the answer, or the row's error (404: it is gone)."""
@@ -146,7 +104,7 @@ async def read_connections(client: FivetranClient, rows: Sequence[RunRow]
         except ApiError as exc:
             found[row.row] = exc
 
-    await for_each(rows, read)
+    await for_each(rows, read, _READ_CONCURRENCY)
     return found
 
 
@@ -234,7 +192,7 @@ async def refresh_cards(client: FivetranClient, rows: Sequence[RunRow],
             row, "incomplete", uri=str((card or {}).get("uri") or "") or None,
             expires_at=expires.isoformat(timespec="seconds").replace("+00:00", "Z"))
 
-    await for_each([row for row, _ in wanted], ask)
+    await for_each([row for row, _ in wanted], ask, _READ_CONCURRENCY)
     return [results[row.row] for row in rows if row.row in results]
 
 
@@ -250,8 +208,9 @@ def input_card_configs(run_dir: Path) -> dict[int, CardConfig]:
     """redirect_uri / hide_setup_guide per row, re-read from the run's recorded input files."""
     from batch_provisioner.sheet.load import prepare
 
-    record = _last_record(run_dir, "inputs") or {}
-    header = _last_record(run_dir, "run") or {}
+    journal = load(run_dir)
+    record = journal.inputs or {}
+    header = journal.header or {}
     sheet = record.get("sheet") or header.get("input")
     if not sheet:
         return {}
@@ -277,76 +236,10 @@ def _path(value: Any) -> Path | None:
     return Path(value) if value else None
 
 
-def _last_record(run_dir: Path, kind: str) -> JSON | None:
-    found: JSON | None = None
-    for line in (run_dir / JOURNAL_NAME).read_text("utf-8", errors="replace").splitlines():
-        if f'"{kind}"' in line:
-            with contextlib.suppress(ValueError):
-                record = json.loads(line)
-                if isinstance(record, dict) and record.get("type") == kind:
-                    found = record
-    return found
-
-
 def read_error(row: RunRow, exc: ApiError) -> str:
     if isinstance(exc, NotFoundApiError):
         return f"connection {row.connection_id} no longer exists"
     return f"reading connection {row.connection_id} failed: {exc.message}"
-
-
-def rollback_candidates(state: RunState) -> tuple[list[RunRow], list[RunRow], list[int]]:
-    """(to delete, already rolled back, creates left in flight by a stopped run)."""
-    by_row = {r.row: r for r in state.rows}
-    created = [by_row[row] for row, o in sorted(state.journal.outcomes.items())
-               if o.status is Status.CREATED and o.connection_id]
-    done = [by_row[row] for row in sorted(state.journal.rolled_back) if row in by_row]
-    return created, done, sorted(state.journal.started)
-
-
-async def delete_created(client: FivetranClient, rows: Sequence[RunRow], journal: Journal,
-                         concurrency: int, on_outcome: Callable[[Outcome], None] = lambda _o: None
-                         ) -> tuple[list[Outcome], FatalApiError | None]:
-    """DELETE each connection; journal ``rolled_back`` as each lands (404: already gone)."""
-    outcomes: dict[int, Outcome] = {}
-
-    async def delete(row: RunRow) -> None:
-        assert row.connection_id is not None
-        base = _rollback_outcome(row, Status.ROLLED_BACK, started_at=now_iso())
-        try:
-            await client.delete_connection(row.connection_id)
-            outcome = replace(base, finished_at=now_iso())
-        except NotFoundApiError as exc:
-            outcome = replace(base, http_status=exc.http_status, finished_at=now_iso(),
-                              error_message="already gone (404): nothing to delete")
-        except FatalApiError as exc:
-            outcomes[row.row] = replace(base, status=Status.FAILED, error_code="Fatal",
-                                        http_status=exc.http_status, error_message=exc.message,
-                                        finished_at=now_iso())
-            raise
-        except ApiError as exc:
-            outcome = replace(base, status=Status.FAILED, http_status=exc.http_status,
-                              error_code=exc.code or type(exc).__name__,
-                              error_message=exc.message, finished_at=now_iso())
-        if outcome.status is Status.ROLLED_BACK:
-            await journal.aoutcome(outcome)  # durable before it counts: a rerun skips it
-        outcomes[row.row] = outcome
-        on_outcome(outcome)
-
-    fatal: FatalApiError | None = None
-    try:
-        await for_each(rows, delete, concurrency)
-    except FatalApiError as exc:
-        fatal = exc
-    for row in rows:
-        outcomes.setdefault(row.row, _rollback_outcome(
-            row, Status.NOT_ATTEMPTED, error_code="fatal",
-            error_message="not started: the rollback stopped on a fatal API error"))
-    return [outcomes[r.row] for r in rows], fatal
-
-
-def _rollback_outcome(row: RunRow, status: Status, **fields: Any) -> Outcome:
-    return Outcome(row=row.row, status=status, action="rollback", group_id=row.group_id,
-                   schema=row.schema, connection_id=row.connection_id, **fields)
 
 
 def refresh_report(state: RunState, updates: dict[int, dict[str, Any]],
@@ -354,7 +247,7 @@ def refresh_report(state: RunState, updates: dict[int, dict[str, Any]],
     """Rewrite results.csv/.parquet/.xlsx, report.html and summary.json with ``updates``.
 
     ``updates`` maps a row to new cell values (new columns are added at the end). The HTML's
-    request timeline is kept from the page apply wrote. No-op when the run has no results.
+    request timeline is the one apply saved (timeline.json). No-op when the run has no results.
     """
     if state.results is None or not updates:
         return []
@@ -367,7 +260,6 @@ def refresh_report(state: RunState, updates: dict[int, dict[str, Any]],
         frame = frame.with_columns(pl.col(ROW).replace_strict(
             list(mapping), list(mapping.values()), default=pl.col(column),
             return_dtype=dtype).alias(column))
-    frame = scrub_frame(frame)
     run_dir = state.run_dir
     summary_path = run_dir / "summary.json"
     summary: JSON = (json.loads(summary_path.read_text("utf-8")) if summary_path.is_file()
@@ -376,25 +268,7 @@ def refresh_report(state: RunState, updates: dict[int, dict[str, Any]],
     for status in frame.get_column("status").to_list():
         counts[str(status)] = counts.get(str(status), 0) + 1
     summary.update(summary_note, counts=counts)
-    neutralise(frame).write_csv(run_dir / "results.csv")
-    frame.write_parquet(run_dir / "results.parquet")
-    write_xlsx(neutralise(frame), run_dir / "results.xlsx")
     extra = [c for c in ("setup_tests",) if c in frame.columns]
-    page = render_html(frame, summary, (), [*state.carry, *extra])
-    html_path = run_dir / "report.html"
-    if html_path.is_file():
-        page = _keep_timeline(html_path.read_text("utf-8"), page)
-    html_path.write_text(page, encoding="utf-8")
-    summary_path.write_text(REDACTOR.scrub(json.dumps(summary, indent=2, default=str)) + "\n",
-                            encoding="utf-8")
+    paths = refresh_results(run_dir, frame, summary, [*state.carry, *extra])
     state.results = frame
-    return [run_dir / n for n in ("results.csv", "results.parquet", "results.xlsx",
-                                  "report.html", "summary.json")]
-
-
-def _keep_timeline(old: str, new: str) -> str:
-    start, end = "<h2>Requests over time</h2>", "<h2>Rows"
-    if not all(start in page and end in page for page in (old, new)):
-        return new
-    kept = old[old.index(start):old.index(end)]
-    return new[:new.index(start)] + kept + new[new.index(end):]
+    return list(paths.values())

@@ -20,11 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-import anyio
 import polars as pl
 
+from batch_provisioner.api.wire import schema_of
 from batch_provisioner.errors import ApiError, FatalApiError, NotFoundApiError
 from batch_provisioner.models import SERVICE, Action, ActionKind, ConnectionRequest
+from batch_provisioner.run.concurrently import for_each
 from batch_provisioner.run.drift import diff, format_changes
 from batch_provisioner.sheet.expand import with_group_id
 from batch_provisioner.sheet.read import ROW
@@ -112,33 +113,23 @@ async def list_existing(
     """schema → connection, per group, listed concurrently; a missing group is a problem."""
     found: dict[str, dict[str, JSON]] = {}
     problems: dict[str, GroupProblem] = {}
-    fatal: list[FatalApiError] = []
-    limiter = anyio.CapacityLimiter(_LIST_CONCURRENCY)
 
     async def list_one(group_id: str) -> None:
-        async with limiter:
-            if fatal:
-                return
-            try:
-                items = await client.list_connections(group_id)
-            except FatalApiError as exc:
-                fatal.append(exc)
-                return
-            except NotFoundApiError as exc:
-                problems[group_id] = GroupProblem(f"group {group_id!r} does not exist",
-                                                  exc.code, exc.http_status)
-                return
-            except ApiError as exc:
-                problems[group_id] = GroupProblem(f"listing group {group_id!r} failed: "
-                                                  f"{exc.message}", exc.code, exc.http_status)
-                return
-        found[group_id] = {_schema_of(item): item for item in items if _schema_of(item)}
+        try:
+            items = await client.list_connections(group_id)
+        except FatalApiError:
+            raise
+        except NotFoundApiError as exc:
+            problems[group_id] = GroupProblem(f"group {group_id!r} does not exist",
+                                              exc.code, exc.http_status)
+            return
+        except ApiError as exc:
+            problems[group_id] = GroupProblem(f"listing group {group_id!r} failed: "
+                                              f"{exc.message}", exc.code, exc.http_status)
+            return
+        found[group_id] = {schema_of(item): item for item in items if schema_of(item)}
 
-    async with anyio.create_task_group() as tg:
-        for group_id in group_ids:
-            tg.start_soon(list_one, group_id)
-    if fatal:
-        raise fatal[0]
+    await for_each(group_ids, list_one, _LIST_CONCURRENCY)
     return found, problems
 
 
@@ -224,38 +215,23 @@ async def _read_each(client: PlanningClient, found: list[tuple[ConnectionRequest
                      plan: Plan) -> list[tuple[ConnectionRequest, JSON]]:
     """``GET`` every existing connection; a row whose read fails becomes a row problem."""
     current: dict[int, JSON] = {}
-    fatal: list[FatalApiError] = []
-    limiter = anyio.CapacityLimiter(_GET_CONCURRENCY)
 
-    async def read_one(request: ConnectionRequest, listed: JSON) -> None:
-        async with limiter:
-            if fatal:
-                return
-            connection_id = str(listed.get("id"))
-            try:
-                current[request.row] = await client.get_connection(connection_id)
-            except FatalApiError as exc:
-                fatal.append(exc)
-            except ApiError as exc:
-                gone = isinstance(exc, NotFoundApiError)
-                plan.group_problems[request.row] = GroupProblem(
-                    f"connection {connection_id} vanished while planning; plan again" if gone
-                    else f"reading connection {connection_id} failed: {exc.message}",
-                    exc.code, exc.http_status)
+    async def read_one(pair: tuple[ConnectionRequest, JSON]) -> None:
+        request, listed = pair
+        connection_id = str(listed.get("id"))
+        try:
+            current[request.row] = await client.get_connection(connection_id)
+        except FatalApiError:
+            raise
+        except ApiError as exc:
+            gone = isinstance(exc, NotFoundApiError)
+            plan.group_problems[request.row] = GroupProblem(
+                f"connection {connection_id} vanished while planning; plan again" if gone
+                else f"reading connection {connection_id} failed: {exc.message}",
+                exc.code, exc.http_status)
 
-    async with anyio.create_task_group() as tg:
-        for request, listed in found:
-            tg.start_soon(read_one, request, listed)
-    if fatal:
-        raise fatal[0]
+    await for_each(found, read_one, _GET_CONCURRENCY)
     return [(request, current[request.row]) for request, _ in found if request.row in current]
-
-
-def _schema_of(item: JSON) -> str:
-    schema = item.get("schema")
-    if not schema and isinstance(item.get("config"), dict):
-        schema = item["config"].get("schema")
-    return str(schema) if schema else ""
 
 
 def plan_frame(prepared: Prepared, result: Plan) -> pl.DataFrame:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from batch_provisioner.sandbox.cli import sandbox_app
+import sys
+
+from batch_provisioner.sandbox.cli import main
 
 if __name__ == "__main__":
-    sandbox_app(prog_name="python -m batch_provisioner.sandbox")
+    sys.exit(main())

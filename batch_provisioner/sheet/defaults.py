@@ -14,19 +14,15 @@ from pathlib import Path
 import polars as pl
 
 from batch_provisioner.errors import InputError
+from batch_provisioner.settings import Limits
 from batch_provisioner.sheet.columns import KNOWN_COLUMNS
 from batch_provisioner.sheet.read import normalise_header
-
-LIMIT_KEYS = frozenset({
-    "calls_per_hour", "creates_per_minute", "setup_tests_per_minute", "setup_tests_per_hour",
-    "concurrency", "max_attempts", "max_wait_seconds", "connect_timeout", "read_timeout",
-})
 
 
 @dataclass(frozen=True)
 class Defaults:
     values: dict[str, str] = field(default_factory=dict)
-    limits: dict[str, float] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
     path: Path | None = None
 
 
@@ -55,15 +51,15 @@ def load_defaults(path: Path | None) -> Defaults:
         values[name] = _as_text(value, path, key)
     limits: dict[str, float] = {}
     for key, value in limits_raw.items():
-        if key not in LIMIT_KEYS:
-            known = ", ".join(sorted(LIMIT_KEYS))
+        if key not in Limits.keys():  # noqa: SIM118 - a classmethod, not a dict
+            known = ", ".join(sorted(Limits.keys()))
             raise InputError(f"unknown [limits] key {key!r} (known: {known})",
                              path=str(path), column=key)
         if (isinstance(value, bool) or not isinstance(value, int | float) or value < 0
                 or not math.isfinite(value)):  # TOML has nan and inf
             raise InputError(f"[limits] {key} must be a number >= 0", path=str(path), column=key)
         limits[key] = float(value)
-    return Defaults(values=values, limits=limits, path=path)
+    return Defaults(values=values, limits=Limits.from_numbers(limits), path=path)
 
 
 def _as_text(value: object, path: Path, key: str) -> str:

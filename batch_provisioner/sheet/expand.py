@@ -14,8 +14,9 @@ from typing import Any
 import polars as pl
 
 from batch_provisioner.models import SERVICE, Payload
+from batch_provisioner.safety import MASK
 from batch_provisioner.sheet.columns import COLUMNS, REPORT_KEYS, Kind
-from batch_provisioner.sheet.secrets import MASK, SecretContext, SecretRef, parse_ref, resolve
+from batch_provisioner.sheet.secrets import SecretContext, SecretRef, parse_ref, resolve
 
 
 def _set(target: dict[str, Any], path: Sequence[str], value: Any) -> None:

@@ -40,6 +40,8 @@ class Prepared:
     problems: pl.DataFrame
     requests: list[ConnectionRequest]
     invalid: dict[int, str] = field(default_factory=dict)  # row -> joined error text
+    #: How the sheet's secret references resolve (its folder, the allowed root, the env).
+    secrets: SecretContext = field(default_factory=SecretContext)
 
     @property
     def carry_columns(self) -> list[str]:
@@ -88,7 +90,7 @@ def prepare(
     invalid = _invalid_rows(problems, table.label)
     requests = _expand_rows(canonical.filter(~pl.col(ROW).is_in(list(invalid))), reports_by_row)
     return Prepared(table=table, defaults=defaults, frame=canonical.drop(GROUP_KEY),
-                    problems=problems, requests=requests, invalid=invalid)
+                    problems=problems, requests=requests, invalid=invalid, secrets=ctx)
 
 
 @contextmanager

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MASK = "******"
+from batch_provisioner.safety import MASK, REDACTOR
+
 _MIN_SECRET_LEN = 4
 _REF_RE = re.compile(r"^(env|file):(.*)$", flags=re.IGNORECASE)
 
@@ -105,39 +105,3 @@ def _file_path(ref: SecretRef, ctx: SecretContext) -> Path | None:
     raw = Path(ref.target).expanduser()
     path = (raw if raw.is_absolute() else ctx.base_dir / raw).resolve()
     return path if path.is_relative_to(ctx.root()) else None
-
-
-class Redactor:
-    """Process-wide set of known secret values; ``scrub`` masks them in any text."""
-
-    def __init__(self) -> None:
-        self._values: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
-        self._lock = threading.Lock()
-
-    def add(self, value: str) -> None:
-        if len(value) < _MIN_SECRET_LEN or value in self._values:
-            return
-        with self._lock:
-            self._values.add(value)
-            ordered = sorted(self._values, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
-
-    def scrub(self, text: str) -> str:
-        pattern = self._pattern
-        return pattern.sub(MASK, text) if pattern is not None else text
-
-    def __contains__(self, text: object) -> bool:
-        pattern = self._pattern
-        return isinstance(text, str) and pattern is not None and bool(pattern.search(text))
-
-    def __bool__(self) -> bool:
-        return self._pattern is not None
-
-    def clear(self) -> None:
-        with self._lock:
-            self._values.clear()
-            self._pattern = None
-
-
-REDACTOR = Redactor()

@@ -3,17 +3,17 @@
 Each rule is a vectorised polars expression over the whole sheet. ``canonicalise`` turns
 booleans, enums, numbers and lists into the spelling Fivetran expects; a cell that cannot be
 turned is a problem. An ``error`` keeps its row from being sent; a ``warning`` does not.
+
+This module checks the connections sheet; ``validate_reports`` checks the custom reports and
+``rules`` holds what both share. ``validate_reports`` and the shared names are importable
+from here too.
 """
 
 from __future__ import annotations
 
-import difflib
-import re
-from collections.abc import Iterable
-from dataclasses import dataclass
-
 import polars as pl
 
+from batch_provisioner.safety import REDACTOR
 from batch_provisioner.sheet.columns import (
     BOOL_FALSE,
     BOOL_TRUE,
@@ -22,46 +22,28 @@ from batch_provisioner.sheet.columns import (
     SECRET_COLUMNS,
     SYNC_FREQUENCIES,
     Kind,
-    catalogue,
 )
 from batch_provisioner.sheet.read import ROW, Table
-from batch_provisioner.sheet.secrets import REDACTOR, SecretContext, check_ref, parse_ref
+from batch_provisioner.sheet.rules import (
+    ERROR,
+    GROUP_KEY,
+    PROBLEM_SCHEMA,
+    SCHEMA_RE,
+    WARNING,
+    Rule,
+    collect,
+    split_list,
+)
+from batch_provisioner.sheet.secrets import SecretContext, check_ref, parse_ref
+from batch_provisioner.sheet.validate_reports import did_you_mean, validate_reports
 
-ERROR = "error"
-WARNING = "warning"
-PROBLEM_SCHEMA = {
-    "source": pl.String, "row": pl.Int64, "column": pl.String, "value": pl.String,
-    "severity": pl.String, "message": pl.String, "hint": pl.String,
-}
-SCHEMA_RE = r"^[a-z_][a-z0-9_]*$"
-GROUP_KEY = "_group_key"
-_LIST_SEPARATORS = r"[;|\r\n]+"
+__all__ = ["BY_NAME", "ERROR", "GROUP_KEY", "PROBLEM_SCHEMA", "WARNING", "canonicalise",
+           "did_you_mean", "split_list", "validate_connections", "validate_reports"]
+
 _EXACT_DIGITS = 15
 _HOUR_RE = r"^(?:1899-12-3[01][ T])?(\d{1,2}):00(?::00)?$"
 GROUP_ID_RE = r"^[A-Za-z0-9_\-]+$"  # Fivetran's ids; never "." or ".." (a URL path segment)
 MAX_TEXT = 2048  # longest text cell a known column takes (a URL's usual limit)
-MAX_SHOWN = 1000  # a problem's value and message are cut to this many characters
-
-
-@dataclass(frozen=True)
-class Rule:
-    """A problem wherever ``mask`` is true, reported on ``column`` with ``message``."""
-
-    column: str
-    mask: pl.Expr
-    message: str | pl.Expr
-    hint: str = ""
-    severity: str = ERROR
-    value: pl.Expr | None = None
-
-
-def split_list(column: str) -> pl.Expr:
-    """``"a, b;c|d"`` → ``["a", "b", "c", "d"]``; blanks dropped; null stays null."""
-    return (
-        pl.col(column).str.replace_all(_LIST_SEPARATORS, ",").str.split(",")
-        .list.eval(pl.element().str.strip_chars().filter(pl.element() != ""))
-        .alias(column)
-    )
 
 
 def _bool_map() -> dict[str, str]:
@@ -249,40 +231,7 @@ def _raw_cell_rules(table: Table) -> list[tuple[int, str, str, str, str]]:
     return out
 
 
-def _render_value(column: str, available: list[str]) -> pl.Expr:
-    """The offending value as the user wrote it; secrets only as their reference."""
-    if column in SECRET_COLUMNS:
-        return (pl.when(pl.col(column).str.contains(r"(?i)^(env|file):"))
-                .then(pl.col(column)).otherwise(pl.lit("******")))
-    return pl.col(f"raw_{column}") if f"raw_{column}" in available else pl.col(column)
-
-
 _RAW_NAMES = frozenset(f"raw_{c.name}" for c in COLUMNS if c.kind is not Kind.SECRET)
-
-
-def _collect(frame: pl.DataFrame, rules: Iterable[Rule], source: str) -> pl.DataFrame:
-    parts = []
-    for rule in rules:
-        value = rule.value if rule.value is not None else _render_value(rule.column,
-                                                                        frame.columns)
-        message = rule.message if isinstance(rule.message, pl.Expr) else pl.lit(rule.message)
-        parts.append(frame.filter(rule.mask.fill_null(False)).select(
-            pl.lit(source).alias("source"), pl.col(ROW).alias("row"),
-            pl.lit(rule.column).alias("column"), _clip(value.cast(pl.String)).alias("value"),
-            pl.lit(rule.severity).alias("severity"), _clip(message).alias("message"),
-            pl.lit(rule.hint).alias("hint"),
-        ))
-    return pl.concat(parts) if parts else pl.DataFrame(schema=PROBLEM_SCHEMA)
-
-
-def _clip(text: pl.Expr) -> pl.Expr:
-    """A giant cell (10 MB of text) is shown by its first ``MAX_SHOWN`` characters."""
-    return (pl.when(text.str.len_chars() > MAX_SHOWN)
-            .then(text.str.slice(0, MAX_SHOWN - 1) + pl.lit("…")).otherwise(text))
-
-
-def empty_problems() -> pl.DataFrame:
-    return pl.DataFrame(schema=PROBLEM_SCHEMA)
 
 
 def validate_connections(table: Table, ctx: SecretContext) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -296,7 +245,7 @@ def validate_connections(table: Table, ctx: SecretContext) -> tuple[pl.DataFrame
         if name not in joined.columns:
             joined = joined.with_columns(pl.lit(None, dtype=pl.String).alias(name))
     rules = _invalid_value_rules(joined) + _row_rules() + _secret_rules(frame, ctx)
-    problems = _collect(joined, rules, table.label)
+    problems = collect(joined, rules, table.label)
     untrusted = _raw_cell_rules(table)
     if untrusted:
         problems = pl.concat([problems, pl.DataFrame(
@@ -304,119 +253,3 @@ def validate_connections(table: Table, ctx: SecretContext) -> tuple[pl.DataFrame
              for row, column, raw_value, message, hint in untrusted],
             schema=PROBLEM_SCHEMA, orient="row")])
     return frame, problems
-
-
-def _name_rules(column: str, known: frozenset[str], pattern: str, is_list: bool) -> list[Rule]:
-    """Malformed names are errors; well-formed but unknown ones get a did-you-mean warning."""
-    c = pl.col(column)
-    if is_list:
-        malformed = c.list.eval(pl.element().filter(~pl.element().str.contains(pattern)))
-        unknown = c.list.eval(pl.element().filter(
-            pl.element().str.contains(pattern) & ~pl.element().is_in(list(known))))
-        return [
-            Rule(column, malformed.list.len() > 0,
-                 pl.format("has malformed names: {}", malformed.list.join(", ")),
-                 "names are lowercase letters, digits and underscores",
-                 value=c.list.join(", ")),
-            Rule(column, unknown.list.len() > 0,
-                 pl.format("has names not in the catalogue: {}", unknown.list.join(", ")),
-                 "check the spelling; unknown names are sent as they are", WARNING,
-                 value=c.list.join(", ")),
-        ]
-    return [
-        Rule(column, c.is_not_null() & ~c.str.contains(pattern), "is malformed",
-             "names are lowercase letters, digits and underscores"),
-        Rule(column, c.is_not_null() & c.str.contains(pattern) & ~c.is_in(list(known)),
-             "is not in the catalogue of known values", "", WARNING),
-    ]
-
-
-def did_you_mean(value: str, known: Iterable[str]) -> str:
-    match = difflib.get_close_matches(value, list(known), n=1, cutoff=0.6)
-    return f"did you mean {match[0]!r}?" if match else "check the spelling"
-
-
-def _add_suggestions(problems: pl.DataFrame, known: dict[str, frozenset[str]]) -> pl.DataFrame:
-    if problems.is_empty():
-        return problems
-    hints = []
-    for column, value, severity, hint in problems.select(
-            "column", "value", "severity", "hint").iter_rows():
-        if severity == WARNING and column in known and value:
-            names = [v.strip() for v in re.split(r",\s*", value)]
-            unknown = [n for n in names if n not in known[column]]
-            hints.append("; ".join(f"{n}: {did_you_mean(n, known[column])}" for n in unknown)
-                         or hint)
-        else:
-            hints.append(hint)
-    return problems.with_columns(pl.Series("hint", hints, dtype=pl.String))
-
-
-def validate_reports(
-    reports: Table, connections: pl.DataFrame
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(canonical report frame with the connection row it belongs to, problems)."""
-    cat = catalogue()
-    frame = reports.frame
-    for name in ("schema", "group_id", "table_name", "report_type", "metrics", "dimensions",
-                 "aggregate"):
-        if name not in frame.columns:
-            frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(name))
-    frame = frame.with_columns(split_list("metrics"), split_list("dimensions"),
-                               pl.col("report_type").str.strip_chars(),
-                               pl.col("aggregate").str.strip_chars())
-    owners = connections.filter(pl.col("schema").is_not_null()).select(
-        pl.col(ROW).alias("connection_row"), "schema", pl.col("group_id").alias("_owner_group"),
-        pl.col(GROUP_KEY))
-    counts = owners.group_by("schema").agg(pl.len().alias("_owners"))
-    frame = frame.join(counts, on="schema", how="left").with_columns(
-        pl.col("_owners").fill_null(0))
-    by_schema = owners.filter(pl.len().over("schema") == 1).select("schema", "connection_row")
-    by_group = owners.select(pl.col("schema"), pl.col("_owner_group").alias("group_id"),
-                             pl.col("connection_row").alias("_group_row"))
-    frame = (frame.join(by_schema, on="schema", how="left")
-             .join(by_group, on=["schema", "group_id"], how="left")
-             .with_columns(pl.coalesce("_group_row", "connection_row").alias("connection_row"))
-             .drop("_group_row"))
-    c = pl.col
-    rules = [
-        Rule("schema", c("schema").is_null(), "is required",
-             "name the connection's schema this report belongs to"),
-        Rule("schema", c("schema").is_not_null() & (c("_owners") == 0),
-             "matches no connection row", "use a schema from the connections sheet"),
-        Rule("group_id", (c("_owners") > 1) & c("connection_row").is_null(),
-             "is required: this schema is used in several groups",
-             "fill group_id to say which connection the report belongs to"),
-        Rule("table_name", c("table_name").is_null(), "is required", "fill a table name"),
-        Rule("table_name", c("table_name").is_not_null() & ~c("table_name").str.contains(SCHEMA_RE),
-             "is not a valid table name",
-             "use lowercase letters, digits and underscores, starting with a letter or _"),
-        Rule("table_name", c("table_name").is_not_null() & c("connection_row").is_not_null()
-             & (pl.len().over(["connection_row", "table_name"]) > 1),
-             "is used twice in the same connection", "table names are unique per connection"),
-        Rule("metrics", c("metrics").list.len().fill_null(0) == 0, "is required",
-             "list at least one metric, e.g. spend, impressions"),
-        Rule("report_type", c("report_type").is_null(), "is required",
-             "e.g. auction_basic_campaign_report"),
-        *_name_rules("report_type", cat.report_types, SCHEMA_RE, False),
-        *_name_rules("aggregate", cat.aggregates, SCHEMA_RE, False),
-        *_name_rules("metrics", cat.metrics, SCHEMA_RE, True),
-        *_name_rules("dimensions", cat.dimensions, SCHEMA_RE, True),
-    ]
-    problems = _collect(frame, rules, reports.label)
-    problems = _add_suggestions(problems, {
-        "report_type": cat.report_types, "aggregate": cat.aggregates,
-        "metrics": cat.metrics, "dimensions": cat.dimensions})
-    return frame, problems
-
-
-def errors_by_row(problems: pl.DataFrame, source: str) -> pl.DataFrame:
-    """One line per row with an error: (row, error) — the row's problems joined."""
-    return (problems.filter((pl.col("severity") == ERROR) & (pl.col("source") == source))
-            .group_by("row", maintain_order=True)
-            .agg(pl.format("{} '{}': {}", "column", pl.col("value").fill_null(""), "message")
-                 .str.join("; ").alias("error")))
-
-
-__all__ = ["BY_NAME", "ERROR", "WARNING", "canonicalise", "validate_connections",
-           "validate_reports"]

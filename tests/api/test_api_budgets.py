@@ -9,8 +9,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 import structlog
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from batch_provisioner.api.budgets import BudgetGate, Slot
 from batch_provisioner.errors import RetriableApiError

@@ -597,8 +597,8 @@ async def test_setup_test_creates_are_paced_by_the_setup_test_budget() -> None:
 
 
 def test_regression_dot_segment_ids_stay_inside_their_path_segment() -> None:
-    from batch_provisioner.api.client import _seg
+    from batch_provisioner.api.wire import seg
 
-    assert _seg("..") == "%2E%2E" and _seg(".") == "%2E"
-    assert _seg("a/../b") == "a%2F..%2Fb"
-    assert _seg("decent_dropsy") == "decent_dropsy"
+    assert seg("..") == "%2E%2E" and seg(".") == "%2E"
+    assert seg("a/../b") == "a%2F..%2Fb"
+    assert seg("decent_dropsy") == "decent_dropsy"

@@ -7,14 +7,12 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from batch_provisioner.api.retry import (
     backoff_delay,
     error_for_status,
     error_for_transport,
-    make_redactor,
     parse_limit_message,
     parse_retry_after,
     request_kind,
@@ -30,6 +28,7 @@ from batch_provisioner.errors import (
     RowApiError,
     ThrottledError,
 )
+from batch_provisioner.safety import Redactor, secret_values
 from batch_provisioner.settings import RetryPolicy
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -186,7 +185,10 @@ def test_transport_errors_before_and_after_send() -> None:
 
 
 def test_server_messages_are_scrubbed_of_known_and_body_secrets() -> None:
-    redact = make_redactor(["api-key-1234"], {"auth": {"access_token": "tok-abcdef"}})
+    redactor = Redactor()
+    redactor.add("api-key-1234")
+    redactor.add_all(secret_values({"auth": {"access_token": "tok-abcdef"}}))
+    redact = redactor.scrub
     env = {"code": "InvalidInput", "message": "token tok-abcdef rejected for api-key-1234"}
     error = error_for_status("POST", "/v1/connections", 400, env, idempotent=False, redact=redact)
     assert error is not None

@@ -1,4 +1,4 @@
-"""``python -m batch_provisioner.sandbox serve``: the URL line, requests, clean stops."""
+"""``sandbox serve``: the URL line, requests, clean stops, and its one (argparse) parser."""
 
 from __future__ import annotations
 
@@ -16,12 +16,26 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from batch_provisioner.sandbox.cli import sandbox_app
+from batch_provisioner.cli.sandbox import sandbox_app
+from batch_provisioner.sandbox.cli import main, serve_option_names
 
 from .helpers import make_payload
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BANNER = re.compile(r"^Fivetran sandbox listening on (http://127\.0\.0\.1:\d+) \(profile (\w+)\)$")
+SERVE_OPTIONS = (
+    "--host",
+    "--port",
+    "--profile",
+    "--group",
+    "--faults",
+    "--seed",
+    "--api-key",
+    "--api-secret",
+    "--state",
+    "--create-limit",
+    "--slow-ms",
+)
 
 
 @contextmanager
@@ -117,17 +131,78 @@ def test_bad_options_exit_with_usage_error() -> None:
     assert bad_fault.exit_code == bad_profile.exit_code == bad_group.exit_code == 2
     assert "within [0, 1]" in bad_fault.output
     assert help_text.exit_code == 0
-    for option in (
-        "--host",
-        "--port",
-        "--profile",
-        "--group",
-        "--faults",
-        "--seed",
-        "--api-key",
-        "--api-secret",
-        "--state",
-        "--create-limit",
-        "--slow-ms",
-    ):
+    for option in SERVE_OPTIONS:
         assert option in help_text.output
+
+
+
+def test_the_parser_has_exactly_the_documented_options() -> None:
+    assert sorted(serve_option_names()) == sorted(SERVE_OPTIONS)
+
+
+def test_main_returns_usage_errors_and_help_without_raising(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["serve", "--port", "70000"]) == 2
+    assert "error: port 70000 is out of range" in capsys.readouterr().err
+    assert main(["serve", "--seed", "many"]) == 2
+    assert "argument --seed: invalid int value: 'many'" in capsys.readouterr().err
+    assert main(["serve", "--no-such-option"]) == 2
+    err = capsys.readouterr().err
+    assert "usage: python -m batch_provisioner.sandbox serve" in err
+    assert "unrecognized arguments: --no-such-option" in err
+    assert main(["serve", "--prof", "fast"]) == 2  # no abbreviations: the names are the contract
+    capsys.readouterr()
+    assert main(["bogus"]) == 2
+    assert "invalid choice: 'bogus'" in capsys.readouterr().err
+    assert main([]) == 2
+    assert "serve" in capsys.readouterr().err
+    assert main(["serve", "--help"], prog="prog") == 0
+    assert "usage: prog serve" in capsys.readouterr().out
+
+
+def test_the_typer_group_forwards_everything_to_the_one_parser() -> None:
+    runner = CliRunner()
+    app = typer.Typer()
+    app.add_typer(sandbox_app, name="sandbox")
+
+    listing = runner.invoke(app, ["sandbox", "--help"])
+    unknown = runner.invoke(app, ["sandbox", "serve", "--bogus", "1"])
+    short_help = runner.invoke(app, ["sandbox", "serve", "-h"])
+    joined = runner.invoke(app, ["sandbox", "serve", "--port=70000"])
+
+    assert listing.exit_code == 0 and "serve" in listing.output
+    assert unknown.exit_code == 2
+    assert "batch-provisioner sandbox serve: error: unrecognized arguments: --bogus 1" in (
+        unknown.output
+    )
+    assert "Traceback" not in unknown.output
+    assert short_help.exit_code == 0 and "--create-limit" in short_help.output
+    assert joined.exit_code == 2 and "port 70000 is out of range" in joined.output
+
+
+def test_the_environment_supplies_the_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    from batch_provisioner.sandbox import cli as sandbox_cli
+
+    seen: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        sandbox_cli, "serve_forever", lambda config, announce: seen.append(
+            (config.api_key, config.api_secret)
+        )
+    )
+    monkeypatch.setenv("FIVETRAN_SANDBOX_API_KEY", "env-key")
+    monkeypatch.setenv("FIVETRAN_SANDBOX_API_SECRET", "")  # empty counts as unset
+    assert main(["serve"]) == 0
+    assert main(["serve", "--api-key", "flag-key", "--api-secret", "flag-secret"]) == 0
+    assert seen == [("env-key", "sandbox"), ("flag-key", "flag-secret")]
+
+
+def test_a_usage_error_in_a_process_is_one_message_and_exit_2() -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "batch_provisioner.sandbox", "serve", "--profile", "slowest"],
+        capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=60, check=False,
+    )
+    assert done.returncode == 2
+    assert "argument --profile: invalid choice: 'slowest'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,134 @@
+"""What every command shares: the consoles, the option types, inert printing of user data."""
+
+from __future__ import annotations
+
+import enum
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+from rich.text import Text
+
+from batch_provisioner.run.target import Target
+from batch_provisioner.sheet.load import Prepared
+from batch_provisioner.sheet.validate import ERROR
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+# No markup: cells and messages carry user and API text, printed as it is (controls escaped).
+plain_out = Console(highlight=False, soft_wrap=True, markup=False)
+plain_err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+MAX_PRINTED_PROBLEMS = 200
+MAX_PRINTED_ROWS = 200
+_SHOWN_CHARS = 300  # a cell of the problem table; the whole text is in validation.csv
+# Terminal controls a hostile cell could carry: C0/C1 controls (escape sequences, bells,
+# carriage returns) and the bidirectional overrides that reorder what a reader sees.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+SheetArg = Annotated[Path, typer.Argument(help="Input sheet: .csv, .xlsx or .parquet.",
+                                          show_default=False)]
+DefaultsOpt = Annotated[Path | None, typer.Option("--defaults",
+                                                  help="defaults.toml with job-wide values.")]
+ReportsOpt = Annotated[Path | None, typer.Option(
+    "--custom-reports", help="Custom reports file (else the workbook's custom_reports sheet).")]
+SheetNameOpt = Annotated[str | None, typer.Option("--sheet", help="XLSX sheet to read.")]
+SecretsDirOpt = Annotated[Path | None, typer.Option(
+    "--secrets-dir", help="Folder that file: secret references must stay inside "
+                          "(default: the sheet's folder).")]
+ReportsDirOpt = Annotated[Path, typer.Option("--reports-dir", help="Where run folders go.")]
+RunIdOpt = Annotated[str | None, typer.Option("--run-id", help="Name of this run's folder.")]
+ApiUrlOpt = Annotated[str | None, typer.Option(
+    "--api-url", help="Fivetran API base URL (default FIVETRAN_API_URL or api.fivetran.com).")]
+SandboxOpt = Annotated[bool, typer.Option(
+    "--sandbox", help="Start the embedded Fivetran sandbox (profile fast) and run against it.")]
+SandboxUrlOpt = Annotated[str | None, typer.Option(
+    "--sandbox-url", help="Run against a sandbox already serving at URL; adopt its limits.")]
+ConcurrencyOpt = Annotated[int | None, typer.Option(
+    "--concurrency", min=1, max=256, help="Requests in flight at once (default 8).")]
+
+
+class LogFormat(enum.StrEnum):
+    AUTO = "auto"
+    JSON = "json"
+    CONSOLE = "console"
+
+
+LogFormatOpt = Annotated[LogFormat, typer.Option(
+    "--log-format", help="auto (console on a TTY, JSON otherwise), json or console.")]
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``45m``, ``1h``, ``1h30m`` → seconds."""
+    match = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*"
+                         r"(?:(\d+(?:\.\d+)?)s?)?\s*", text)
+    if not text.strip() or match is None or not any(match.groups()):
+        raise typer.BadParameter(f"{text!r} is not a duration such as 90s, 45m or 1h")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def shown(text: object, limit: int = _SHOWN_CHARS) -> Text:
+    """User data as inert terminal text: no markup, no control sequences, not endless."""
+    value = "" if text is None else str(text)
+    if len(value) > limit:
+        value = value[: limit - 1] + "…"
+    return Text(_CONTROLS.sub(_escape_control, value))
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def print_problems(prepared: Prepared, console: Console) -> None:
+    problems = prepared.problems
+    if problems.is_empty():
+        console.print(f"[green]{len(prepared.rows)} rows checked: no problems.[/green]")
+        return
+    table = RichTable(title=shown(f"Problems in {prepared.table.label}"), show_lines=False)
+    for name in ("row", "column", "value", "severity", "message", "hint"):
+        table.add_column(name, overflow="fold")
+    for source, row, column, value, severity, message, hint in problems.head(
+            MAX_PRINTED_PROBLEMS).iter_rows():
+        style = "red" if severity == ERROR else "yellow"
+        where = str(row) if source == prepared.table.label else f"{source} row {row}"
+        table.add_row(shown(where), shown(column), shown(value, 60), Text(severity, style=style),
+                      shown(message), shown(hint))
+    console.print(table)
+    if problems.height > MAX_PRINTED_PROBLEMS:
+        console.print(f"... and {problems.height - MAX_PRINTED_PROBLEMS} more problems")
+    n_err = prepared.error_count
+    console.print(f"{len(prepared.rows)} rows: {len(prepared.invalid)} invalid "
+                  f"({n_err} errors, {problems.height - n_err} warnings), "
+                  f"{len(prepared.requests)} ready to send.")
+
+
+def cell(value: object) -> Text:
+    """User or API text as an inert table cell, whole: no markup, control characters escaped."""
+    return shown(value, limit=sys.maxsize)
+
+
+def print_rows(title: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    if not rows:
+        return
+    table = RichTable(title=title)
+    for name in columns:
+        table.add_column(name, overflow="fold")
+    for rec in rows[:MAX_PRINTED_ROWS]:
+        table.add_row(*(cell(rec.get(c)) for c in columns))
+    plain_out.print(table)
+    if len(rows) > MAX_PRINTED_ROWS:
+        plain_out.print(f"... and {len(rows) - MAX_PRINTED_ROWS} more rows")
+
+
+def show_target(target: Target) -> None:
+    """Say which API a command talks to when it is not Fivetran's (the embedded sandbox)."""
+    if target.warning:
+        plain_err.print(f"warning: {target.warning}")
+    if target.description:
+        plain_err.print(target.description)

@@ -1,0 +1,51 @@
+"""The one place outputs are made safe: secrets masked, formula cells neutralised.
+
+Every writer in ``report/`` goes through these (they use the process's one ``REDACTOR``):
+``scrub_frame`` masks secrets in text cells, ``neutralise`` makes a spreadsheet read formula-like
+cells as text, and ``scrub_json`` masks secrets anywhere in a JSON-like value (keys included).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import polars as pl
+
+from batch_provisioner.safety import FORMULA_PREFIX, NEUTRALISER, REDACTOR
+
+
+def neutralise(frame: pl.DataFrame) -> pl.DataFrame:
+    """Prefix ``'`` to every text cell that a spreadsheet could read as a formula.
+
+    The reader strips exactly this prefix again, so a neutralised file round-trips.
+    """
+    return frame.with_columns(
+        pl.when(pl.col(name).str.contains(FORMULA_PREFIX))
+        .then(pl.lit(NEUTRALISER) + pl.col(name)).otherwise(pl.col(name)).alias(name)
+        for name, dtype in frame.schema.items() if dtype == pl.String
+    )
+
+
+def scrub_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """Mask any registered secret value that slipped into a text cell."""
+    if not REDACTOR:
+        return frame
+    return frame.with_columns(
+        pl.col(name).map_elements(REDACTOR.scrub, return_dtype=pl.String)
+        for name, dtype in frame.schema.items() if dtype == pl.String
+    )
+
+
+def scrub_json(value: Any) -> Any:
+    """``value`` as plain JSON types (others via ``str``), every secret masked, keys too."""
+    plain = json.loads(json.dumps(value, default=str))
+    return _scrub_keys(REDACTOR.scrub_value(plain))
+
+
+def _scrub_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {REDACTOR.scrub(str(k)): _scrub_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_keys(v) for v in value]
+    return value

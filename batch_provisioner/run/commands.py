@@ -1,0 +1,183 @@
+"""The job's commands as library calls: ``load``, ``validate``, ``plan``, ``apply``.
+
+Each takes a sheet (a path, or what ``load`` returned) and returns a frozen result. Nothing
+here prints, exits or configures logging: progress reaches the caller through callbacks, and
+``control`` (a :class:`RunControl`) is how a caller stops a run (Ctrl-C, a deadline). Every
+``*_async`` function has a sync twin for callers without an event loop.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets as _random
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import structlog
+
+from batch_provisioner.api.budgets import BudgetGate
+from batch_provisioner.errors import ExitCode, InputError
+from batch_provisioner.models import Outcome
+from batch_provisioner.report.results import write_csv, write_results
+from batch_provisioner.run.apply import ApplyOptions, run_apply
+from batch_provisioner.run.lock import RunLock
+from batch_provisioner.run.plan import DriftCheck, Plan, make_plan, plan_frame
+from batch_provisioner.run.results import PLAN_CHANGES_PENDING, ApplyResult, PlanResult, Validation
+from batch_provisioner.run.runner import RunControl
+from batch_provisioner.run.sync import sync
+from batch_provisioner.run.target import Target, open_client, sandbox_groups, select_target
+from batch_provisioner.settings import ClientSettings, Limits
+from batch_provisioner.sheet.expand import masked
+from batch_provisioner.sheet.load import Prepared, prepare
+from batch_provisioner.sheet.secrets import SecretContext
+
+PathLike = str | os.PathLike[str]
+SheetLike = PathLike | Prepared
+_log = structlog.get_logger("batch_provisioner.commands")
+
+
+def new_run_id() -> str:
+    """``20261201T204500Z-1a2b``: sortable by start time, unique enough for one reports dir."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + _random.token_hex(2)
+
+
+def load(sheet: PathLike, *, defaults: PathLike | None = None,
+         custom_reports: PathLike | None = None, sheet_name: str | None = None,
+         secrets_dir: PathLike | None = None) -> Prepared:
+    """Read, fill from the defaults, validate and expand a sheet. Raises ``InputError``."""
+    path = Path(sheet)
+    ctx = SecretContext(base_dir=path.resolve().parent,
+                        allowed_root=Path(secrets_dir) if secrets_dir else None)
+    return prepare(path, sheet_name=sheet_name, secrets=ctx,
+                   defaults_path=Path(defaults) if defaults else None,
+                   custom_reports=Path(custom_reports) if custom_reports else None)
+
+
+def _sheet(sheet: SheetLike, **load_options: PathLike | str | None) -> Prepared:
+    if isinstance(sheet, Prepared):
+        return sheet
+    return load(sheet, **load_options)  # type: ignore[arg-type]
+
+
+def validate(sheet: SheetLike, *, defaults: PathLike | None = None,
+             custom_reports: PathLike | None = None, sheet_name: str | None = None,
+             secrets_dir: PathLike | None = None, reports_dir: PathLike | None = None,
+             run_id: str | None = None) -> Validation:
+    """Every problem of every row at once; with ``reports_dir``, also ``validation.csv``."""
+    prepared = _sheet(sheet, defaults=defaults, custom_reports=custom_reports,
+                      sheet_name=sheet_name, secrets_dir=secrets_dir)
+    paths = {}
+    if reports_dir is not None:
+        path = Path(reports_dir) / (run_id or new_run_id()) / "validation.csv"
+        write_csv(prepared.problems, path)
+        paths["validation.csv"] = path
+    code = ExitCode.ROWS_FAILED if prepared.error_count else ExitCode.OK
+    return Validation(prepared, code, paths)
+
+
+def render(sheet: SheetLike, *, defaults: PathLike | None = None,
+           custom_reports: PathLike | None = None, sheet_name: str | None = None,
+           secrets_dir: PathLike | None = None) -> list[dict[str, Any]]:
+    """The payloads exactly as they would be sent, secrets shown as ``******``: one
+    ``{"row", "key": {"group_id", "schema"}, "payload"}`` per valid row, in input order."""
+    prepared = _sheet(sheet, defaults=defaults, custom_reports=custom_reports,
+                      sheet_name=sheet_name, secrets_dir=secrets_dir)
+    return [{"row": r.row, "key": {"group_id": r.group_id, "schema": r.schema},
+             "payload": masked(r.payload)} for r in prepared.requests]
+
+
+def _client_settings(prepared: Prepared, limits: Limits | None) -> ClientSettings:
+    """Command-line limits win over ``[limits]`` in defaults.toml, which win over Fivetran's."""
+    merged = prepared.defaults.limits.overridden_by(limits or Limits())
+    try:
+        return merged.client_settings()
+    except ValueError as exc:
+        raise InputError(str(exc), column="concurrency") from None
+
+
+def _groups_of(prepared: Prepared) -> Callable[[], dict[str, str]]:
+    frame = prepared.frame
+    return lambda: sandbox_groups(
+        frame.get_column("group_id").drop_nulls().unique().to_list(),
+        frame.get_column("group_name").drop_nulls().unique().to_list())
+
+
+async def plan_async(sheet: SheetLike, *, target: Target | None = None, sandbox: bool = False,
+                     sandbox_url: str | None = None, api_url: str | None = None,
+                     reports_dir: PathLike = "reports", run_id: str | None = None,
+                     limits: Limits | None = None,
+                     on_target: Callable[[Target], None] = lambda _t: None) -> PlanResult:
+    """Compare the sheet with the live connections; change nothing; write ``plan.csv``."""
+    prepared = _sheet(sheet)
+    run_dir = Path(reports_dir) / (run_id or new_run_id())
+    result = Plan()
+    if prepared.requests:
+        settings = _client_settings(prepared, limits)
+        with select_target(target=target, sandbox=sandbox, sandbox_url=sandbox_url,
+                           api_url=api_url, reports_dir=Path(reports_dir),
+                           groups=_groups_of(prepared)) as tgt:
+            on_target(tgt)
+            async with open_client(tgt, settings) as client:
+                result = await make_plan(client, prepared.requests, drift=DriftCheck.FULL)
+    frame = plan_frame(prepared, result)
+    path = run_dir / "plan.csv"
+    write_csv(frame, path)
+    counts = {str(k): int(v) for k, v in frame.group_by("action").len().iter_rows()}
+    if counts.get("invalid") or counts.get("conflict"):
+        code = int(ExitCode.ROWS_FAILED)
+    elif counts.get("create") or counts.get("drift"):
+        code = PLAN_CHANGES_PENDING
+    else:
+        code = int(ExitCode.OK)
+    return PlanResult(prepared, frame, counts, code, result, {"plan.csv": path})
+
+
+async def apply_async(
+    sheet: SheetLike, *, target: Target | None = None, sandbox: bool = False,
+    sandbox_url: str | None = None, api_url: str | None = None,
+    reports_dir: PathLike = "reports", run_id: str | None = None, limits: Limits | None = None,
+    deadline: float | None = None, update: bool = False, force: bool = False,
+    input_paths: tuple[PathLike | None, ...] = (), secrets: SecretContext | None = None,
+    control: RunControl | None = None,
+    on_outcome: Callable[[Outcome], None] = lambda _o: None,
+    on_plan: Callable[[Plan, BudgetGate], None] = lambda _p, _g: None,
+    on_target: Callable[[Target], None] = lambda _t: None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> ApplyResult:
+    """Create every valid row's connection inside the budgets, then write the reports.
+
+    ``run_id`` names the run's folder under ``reports_dir``; an existing run of that id is
+    resumed (its finished rows are skipped). ``deadline`` is in seconds from now.
+    """
+    prepared = _sheet(sheet)
+    run_id = run_id or new_run_id()
+    run_dir = Path(reports_dir) / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    settings = _client_settings(prepared, limits)
+    paths = tuple(Path(p) if p is not None else None for p in input_paths) or (
+        prepared.table.path,)
+    ctx = secrets or prepared.secrets
+    with RunLock(run_dir) as lock, select_target(
+            target=target, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
+            reports_dir=Path(reports_dir), groups=_groups_of(prepared)) as tgt:
+        if lock.took_over_from is not None:
+            _log.warning("run.lock_taken_over", previous=lock.took_over_from,
+                         note="the process holding the lock is gone")
+        on_target(tgt)
+        options = ApplyOptions(run_id=run_id, run_dir=run_dir, client=settings,
+                               deadline_seconds=deadline, update=update, force=force,
+                               adopt_sandbox_limits=tgt.adopt_sandbox_limits,
+                               input_paths=paths)
+        result = await run_apply(prepared, options, tgt.credentials, ctx, control=control,
+                                 transport=transport, on_outcome=on_outcome, on_plan=on_plan)
+        written = write_results(run_dir, prepared, result.outcomes, result.summary,
+                                result.timeline)
+    return ApplyResult(run_id, run_dir, tuple(result.outcomes), result.exit_code,
+                       result.summary, written, lock.took_over_from)
+
+
+plan = sync(plan_async)
+apply = sync(apply_async)

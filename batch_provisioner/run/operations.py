@@ -1,0 +1,186 @@
+"""The commands on a finished (or stopped) run, by its id: ``status``, ``connect_cards``,
+``rollback``. Each holds the run's lock while it works, so no apply runs on it meanwhile.
+
+Like :mod:`batch_provisioner.run.commands`, nothing here prints or exits; each returns a frozen
+result with the exit code the CLI uses, and has a sync twin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from batch_provisioner.errors import ExitCode, FatalApiError
+from batch_provisioner.models import ActionKind, Outcome, Status
+from batch_provisioner.report.results import write_csv
+from batch_provisioner.run import lifecycle as lc
+from batch_provisioner.run.journal import Journal, now_iso
+from batch_provisioner.run.lock import RunLock
+from batch_provisioner.run.results import (
+    ROLLED_BACK_EARLIER,
+    ConnectCardsResult,
+    RollbackPlan,
+    RollbackResult,
+    StatusResult,
+)
+from batch_provisioner.run.rollback import delete_created, rollback_candidates
+from batch_provisioner.run.sync import sync
+from batch_provisioner.run.target import Target, open_client, select_target
+from batch_provisioner.settings import ClientSettings
+
+PathLike = str | os.PathLike[str]
+
+
+def find_run(run_id: str, reports_dir: PathLike = "reports") -> Path:
+    """The run's folder; ``InputError`` (exit 2) when there is no such run."""
+    return lc.load_run(Path(reports_dir), run_id).run_dir
+
+
+@contextlib.contextmanager
+def _session(run_id: str, reports_dir: PathLike, target: Target | None, sandbox: bool,
+             sandbox_url: str | None, api_url: str | None,
+             on_target: Callable[[Target], None]) -> Iterator[tuple[lc.RunState, Target]]:
+    state = lc.load_run(Path(reports_dir), run_id)
+    with RunLock(state.run_dir), select_target(
+            target=target, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
+            reports_dir=Path(reports_dir)) as tgt:
+        on_target(tgt)
+        yield state, tgt
+
+
+def _frame(lines: Sequence[dict[str, Any]], columns: Sequence[str]) -> pl.DataFrame:
+    if not lines:
+        return pl.DataFrame(schema={c: pl.String for c in columns})
+    return pl.DataFrame(list(lines), infer_schema_length=None)
+
+
+async def status_async(run_id: str, *, reports_dir: PathLike = "reports",
+                       target: Target | None = None, sandbox: bool = False,
+                       sandbox_url: str | None = None, api_url: str | None = None,
+                       on_target: Callable[[Target], None] = lambda _t: None) -> StatusResult:
+    """Re-read each connection of the run: its setup state and setup tests; write status.csv
+    and refresh the run's results and report.html."""
+    with _session(run_id, reports_dir, target, sandbox, sandbox_url, api_url,
+                  on_target) as (state, tgt):
+        rows = state.connections()
+        async with open_client(tgt, ClientSettings()) as client:
+            found = await lc.read_connections(client, rows)
+        checked = now_iso()
+        lines = [lc.status_line(row, found[row.row]) for row in rows]
+        updates = {line["row"]: {"setup_state": line["setup_state"],
+                                 "setup_tests": line["setup_tests"]}
+                   for line in lines if not line["error"]}
+        states = [str(line["setup_state"]) for line in lines if line["setup_state"]]
+        tally = {s: states.count(s) for s in sorted(set(states))}
+        path = state.run_dir / "status.csv"
+        write_csv(_frame(lines, ("row", "group_id", "schema", "connection_id", *state.carry,
+                                 "setup_state", "setup_tests", "error")), path)
+        refreshed = lc.refresh_report(state, updates, {"status_checked_at": checked,
+                                                       "setup_states": tally})
+    code = ExitCode.ROWS_FAILED if any(line["error"] for line in lines) else ExitCode.OK
+    return StatusResult(run_id, tuple(lines), tally, code, {"status.csv": path},
+                        bool(refreshed))
+
+
+async def connect_cards_async(run_id: str, *, reports_dir: PathLike = "reports",
+                              target: Target | None = None, sandbox: bool = False,
+                              sandbox_url: str | None = None, api_url: str | None = None,
+                              on_target: Callable[[Target], None] = lambda _t: None
+                              ) -> ConnectCardsResult:
+    """Fresh connect-card URIs for the run's connections still incomplete; connect_cards.csv."""
+    with _session(run_id, reports_dir, target, sandbox, sandbox_url, api_url,
+                  on_target) as (state, tgt):
+        rows = state.connections()
+        async with open_client(tgt, ClientSettings()) as client:
+            results = await lc.refresh_cards(client, rows,
+                                             lambda: lc.input_card_configs(state.run_dir))
+        cards = [r for r in results if r.uri]
+        lines = [{"row": r.row.row, "group_id": r.row.group_id, "schema": r.row.schema,
+                  "connection_id": r.row.connection_id, **r.row.carry, "uri": r.uri,
+                  "expires_at": r.expires_at} for r in cards]
+        path = state.run_dir / "connect_cards.csv"
+        write_csv(_frame(lines, ("row", "group_id", "schema", "connection_id", *state.carry,
+                                 "uri", "expires_at")), path)
+        lc.refresh_report(state, {r.row.row: {"connect_card_uri": r.uri,
+                                              "setup_state": r.setup_state} for r in cards},
+                          {"connect_cards_at": now_iso()})
+    code = ExitCode.ROWS_FAILED if any(r.error for r in results) else ExitCode.OK
+    return ConnectCardsResult(run_id, tuple(results), code, {"connect_cards.csv": path})
+
+
+def _always(_plan: RollbackPlan) -> bool:
+    return True
+
+
+async def rollback_async(run_id: str, *, confirm: Callable[[RollbackPlan], bool] = _always,
+                         reports_dir: PathLike = "reports", target: Target | None = None,
+                         sandbox: bool = False, sandbox_url: str | None = None,
+                         api_url: str | None = None, concurrency: int = 8,
+                         on_target: Callable[[Target], None] = lambda _t: None
+                         ) -> RollbackResult:
+    """Delete exactly the connections this run created. ``confirm(plan)`` is asked first
+    (always, so it can show what is left in flight); nothing is deleted unless it says yes."""
+    state = lc.load_run(Path(reports_dir), run_id)
+    with RunLock(state.run_dir):
+        todo, earlier, in_flight = rollback_candidates(state)
+        plan = RollbackPlan(run_id, tuple(todo), tuple(earlier), tuple(in_flight))
+        if not confirm(plan) and todo:
+            return RollbackResult(plan, (), ExitCode.ROWS_FAILED, confirmed=False)
+        outcomes: list[Outcome] = []
+        fatal: FatalApiError | None = None
+        if todo:
+            with select_target(target=target, sandbox=sandbox, sandbox_url=sandbox_url,
+                               api_url=api_url, reports_dir=Path(reports_dir)) as tgt:
+                on_target(tgt)
+                journal = Journal(state.run_dir)
+                journal.write({"type": "rollback", "run_id": run_id, "t": now_iso()})
+                try:
+                    async with open_client(tgt, ClientSettings(concurrency=concurrency)) as client:
+                        outcomes, fatal = await delete_created(client, todo, journal, concurrency)
+                finally:
+                    journal.close()
+        outcomes += [Outcome(row=r.row, status=Status.ROLLED_BACK, action=ActionKind.ROLLBACK,
+                             group_id=r.group_id, schema=r.schema, connection_id=r.connection_id,
+                             error_message=ROLLED_BACK_EARLIER) for r in earlier]
+        outcomes += [Outcome(row=row, status=Status.NOT_ATTEMPTED, action=ActionKind.ROLLBACK,
+                             error_code="InFlight", error_message="its create was in flight "
+                             "when the run stopped: resume the apply, then roll back")
+                     for row in in_flight]
+        outcomes.sort(key=lambda o: o.row)
+        code = (ExitCode.FATAL_API if fatal else ExitCode.ROWS_FAILED
+                if any(o.status is not Status.ROLLED_BACK for o in outcomes) else ExitCode.OK)
+        paths = _write_rollback(state, outcomes, int(code))
+        lc.refresh_report(state, {o.row: {"status": str(Status.ROLLED_BACK)} for o in outcomes
+                                  if o.status is Status.ROLLED_BACK},
+                          {"rolled_back_at": now_iso()})
+    return RollbackResult(plan, tuple(outcomes), code, confirmed=True,
+                          fatal_message=fatal.message if fatal else None, paths=paths)
+
+
+def _write_rollback(state: lc.RunState, outcomes: list[Outcome], code: int) -> dict[str, Path]:
+    folder = state.run_dir / "rollback"
+    carry = {r.row: r.carry for r in state.rows}
+    lines = [{"row": o.row, "group_id": o.group_id, "schema": o.schema,
+              "connection_id": o.connection_id, **carry.get(o.row, {}), "status": str(o.status),
+              "http_status": o.http_status, "error_code": o.error_code,
+              "error_message": o.error_message, "finished_at": o.finished_at}
+             for o in outcomes]
+    write_csv(_frame(lines, ("row", "group_id", "schema", "connection_id", *state.carry,
+                             "status", "http_status", "error_code", "error_message",
+                             "finished_at")), folder / "results.csv")
+    summary = {"run_id": state.run_id, "finished_at": now_iso(), "exit_code": code,
+               "counts": {str(s): sum(1 for o in outcomes if o.status is s) for s in Status}}
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", "utf-8")
+    return {"rollback/results.csv": folder / "results.csv",
+            "rollback/summary.json": folder / "summary.json"}
+
+
+status = sync(status_async)
+connect_cards = sync(connect_cards_async)
+rollback = sync(rollback_async)

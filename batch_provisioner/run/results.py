@@ -1,0 +1,155 @@
+"""The frozen results the public API returns: what happened, the exit code, the files written."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from batch_provisioner.errors import ExitCode
+from batch_provisioner.models import Outcome, Status
+from batch_provisioner.run.lifecycle import CardResult, RunRow
+from batch_provisioner.run.plan import Plan
+from batch_provisioner.sheet.load import Prepared
+
+#: ``plan``'s exit code when creates or drifts are pending (terraform plan -detailed-exitcode).
+PLAN_CHANGES_PENDING = 5
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Every problem of every row (``problems``: source, row, column, value, severity, ...)."""
+
+    sheet: Prepared
+    exit_code: ExitCode
+    paths: Mapping[str, Path] = field(default_factory=dict)
+
+    @property
+    def problems(self) -> pl.DataFrame:
+        return self.sheet.problems
+
+    @property
+    def errors(self) -> int:
+        return self.sheet.error_count
+
+    @property
+    def warnings(self) -> int:
+        return self.problems.height - self.errors
+
+    @property
+    def invalid_rows(self) -> list[int]:
+        return sorted(self.sheet.invalid)
+
+    @property
+    def ready(self) -> int:
+        """Rows that would be sent."""
+        return len(self.sheet.requests)
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code is ExitCode.OK
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """One line per input row in ``frame`` (plan.csv): create, exists, drift, conflict, invalid."""
+
+    sheet: Prepared
+    frame: pl.DataFrame
+    counts: Mapping[str, int]
+    exit_code: int
+    plan: Plan
+    paths: Mapping[str, Path] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """One outcome per input row, in input order; ``summary`` is summary.json."""
+
+    run_id: str
+    run_dir: Path
+    outcomes: tuple[Outcome, ...]
+    exit_code: ExitCode
+    summary: Mapping[str, Any]
+    paths: Mapping[str, Path]
+    lock_taken_over_from: Mapping[str, Any] | None = None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = {str(s): 0 for s in Status}
+        for outcome in self.outcomes:
+            counts[str(outcome.status)] += 1
+        return counts
+
+    def results(self) -> pl.DataFrame:
+        """results.parquet: the per-row report, with the carry-through columns."""
+        return pl.read_parquet(self.paths["results.parquet"])
+
+
+@dataclass(frozen=True)
+class StatusResult:
+    run_id: str
+    lines: tuple[Mapping[str, Any], ...]  # one per connection: setup_state, setup_tests, error
+    setup_states: Mapping[str, int]
+    exit_code: ExitCode
+    paths: Mapping[str, Path]
+    report_refreshed: bool
+
+
+@dataclass(frozen=True)
+class ConnectCardsResult:
+    run_id: str
+    results: tuple[CardResult, ...]
+    exit_code: ExitCode
+    paths: Mapping[str, Path]
+
+    @property
+    def cards(self) -> list[CardResult]:
+        return [r for r in self.results if r.uri]
+
+    @property
+    def failed(self) -> list[CardResult]:
+        return [r for r in self.results if r.error]
+
+    @property
+    def connected(self) -> int:
+        return sum(1 for r in self.results if r.setup_state and r.setup_state != "incomplete")
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    """What a rollback would do, shown to ``confirm`` before anything is deleted."""
+
+    run_id: str
+    to_delete: tuple[RunRow, ...]
+    rolled_back_earlier: tuple[RunRow, ...]
+    in_flight: tuple[int, ...]  # rows whose create was in flight when the run stopped
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    plan: RollbackPlan
+    outcomes: tuple[Outcome, ...]
+    exit_code: ExitCode
+    confirmed: bool
+    fatal_message: str | None = None
+    paths: Mapping[str, Path] = field(default_factory=dict)
+
+    @property
+    def deleted_now(self) -> int:
+        return sum(1 for o in self.outcomes if o.status is Status.ROLLED_BACK
+                   and o.error_message != ROLLED_BACK_EARLIER)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for o in self.outcomes if o.status is Status.FAILED)
+
+    @property
+    def not_attempted(self) -> int:
+        return len(self.plan.to_delete) - self.deleted_now - self.failed
+
+
+ROLLED_BACK_EARLIER = "rolled back by an earlier rollback"

@@ -1,0 +1,162 @@
+"""report.html: what a person sees, and what hostile text in the data cannot do to the page."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from typing import Any
+
+import polars as pl
+
+from batch_provisioner.report.html import render_html, timeline_svg
+from batch_provisioner.safety import MASK, REDACTOR
+
+ATTACK = "</script><script>alert(1)</script>"
+SECRET = "report-secret-4f8a2c6e1b-never"
+CARD = "https://fivetran.example/connect-card/setup?auth=abc&redirect_uri=https%3A%2F%2Fx"
+
+
+def results(rows: list[dict[str, Any]], carry: tuple[str, ...] = ("client_ref",)
+            ) -> pl.DataFrame:
+    """A results frame shaped as apply writes it: keys, carry-through columns, outcome."""
+    base: dict[str, Any] = {"group_id": "decent_dropsy", "group_name": None, "schema": "tt_x",
+                            "action": "create", "status": "created", "connection_id": None,
+                            "setup_state": None, "connect_card_uri": None, "http_status": 201,
+                            "error_code": None, "error_message": None, "attempts": 1,
+                            "reconciled": False, "started_at": None, "finished_at": None}
+    records = [{"source_row": i + 2, **dict.fromkeys(carry, f"ref {i}"), **base, **row}
+               for i, row in enumerate(rows)]
+    order = ["source_row", "group_id", "group_name", "schema", *carry, *list(base)[3:]]
+    schema = {name: pl.Int64 if name in ("source_row", "http_status", "attempts")
+              else pl.Boolean if name == "reconciled" else pl.String for name in order}
+    return pl.DataFrame(records, schema=schema)
+
+
+def summary(**extra: Any) -> dict[str, Any]:
+    return {"run_id": "r-1", "version": "0.1.0", "started_at": "2024-01-01T00:00:00Z",
+            "finished_at": "2024-01-01T00:01:00Z", "exit_code": 0, "wall_seconds": 1.5,
+            "ideal_seconds": 1.25, "calls": 4, "throttled_429": 1, "retries": 1,
+            "reconciliations": 0, "counts": {"created": 2, "failed": 1, "exists": 0}, **extra}
+
+
+TIMELINE = [(0.0, "GET", 200), (0.4, "POST", 429), (0.9, "POST", 201), (3.0, "GET", 200)]
+
+
+class Page(HTMLParser):
+    """The page as a browser's parser splits it: each script's text, every cell's text."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.scripts: list[tuple[dict[str, str | None], str]] = []
+        self.cells: list[str] = []
+        self.headers: list[str] = []
+        self.links: list[dict[str, str | None]] = []
+        self._open: list[str] = []
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "script":
+            self.scripts.append((dict(attrs), ""))
+        if tag == "a":
+            self.links.append(dict(attrs))
+        if tag in ("td", "th"):
+            self.cells.append("")
+        if tag == "th":
+            self.headers.append("")
+        self._open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._open and self._open[-1] == tag:
+            self._open.pop()
+
+    def handle_data(self, data: str) -> None:
+        if self._open and self._open[-1] == "script":
+            attrs, text = self.scripts[-1]
+            self.scripts[-1] = (attrs, text + data)
+        elif "td" in self._open or "th" in self._open:
+            self.cells[-1] += data
+            if self._open[-1] == "th":
+                self.headers[-1] += data
+
+    def summary(self) -> Any:
+        [text] = [t for attrs, t in self.scripts if attrs.get("id") == "summary"]
+        return json.loads(text)
+
+
+def test_the_summary_script_is_json_equal_to_the_scrubbed_summary() -> None:
+    with REDACTOR.scoped():
+        REDACTOR.add(SECRET)
+        data = summary(note=f"token {SECRET} & <more>", nested={"list": [1, 2.5, None, SECRET]},
+                       stop_reason="it's done")
+        page = Page(render_html(results([{}]), data, TIMELINE, ["client_ref"]))
+    expected = {**data, "note": f"token {MASK} & <more>",
+                "nested": {"list": [1, 2.5, None, MASK]}}
+    assert page.summary() == expected
+
+
+def test_script_closing_text_in_the_data_cannot_break_out_of_the_page() -> None:
+    rows = [{"client_ref": ATTACK, "error_code": "Bad", "error_message": ATTACK + " <!--",
+             "schema": "<SCRIPT>x</SCRIPT >", "status": ATTACK}]
+    data = summary(run_id=ATTACK, note="</SCRIPT ><!--<script>", counts={ATTACK: 1})
+    text = render_html(results(rows, ("client_ref", ATTACK)), data, TIMELINE,
+                       ["client_ref", ATTACK])
+    page = Page(text)
+    assert [attrs.get("id") for attrs, _ in page.scripts] == ["summary", None]  # no extra one
+    assert len(re.findall(r"(?i)<script", text)) == 2
+    assert len(re.findall(r"(?i)</script", text)) == 2  # only the two real closing tags
+    assert page.summary()["run_id"] == ATTACK and page.summary()["counts"] == {ATTACK: 1}
+    assert ATTACK in page.cells  # shown as text: the header and the carry-through cell
+    assert page.cells.count(ATTACK) == 3  # header, cell, status
+    assert f"Bad {ATTACK} <!--" in page.cells
+
+
+def test_a_registered_secret_never_shows_on_the_page() -> None:
+    with REDACTOR.scoped():
+        REDACTOR.add(SECRET)
+        rows = [{"client_ref": f"x{SECRET}y", "error_message": f"denied for {SECRET}",
+                 "connect_card_uri": f"{CARD}&t={SECRET}", "connection_id": SECRET}]
+        text = render_html(results(rows), summary(run_id=SECRET, hint={SECRET: SECRET}),
+                           TIMELINE, ["client_ref"])
+    assert SECRET not in text
+    page = Page(text)
+    assert f"x{MASK}y" in page.cells and f"denied for {MASK}" in page.cells
+    assert page.links == [{"class": "connect-card", "href": f"{CARD}&t={MASK}"}]
+    assert page.summary()["run_id"] == MASK and page.summary()["hint"] == {MASK: MASK}
+
+
+def test_the_page_shows_counts_cards_rows_links_and_the_429s() -> None:
+    rows = [{"connect_card_uri": CARD, "setup_state": "incomplete", "connection_id": "c_1"},
+            {"status": "created"},
+            {"status": "failed", "error_code": "Boom", "error_message": "it broke"}]
+    text = render_html(results(rows), summary(), TIMELINE, ["client_ref"])
+    assert '<b id="count-created">2<' in text and '<b id="count-failed">1<' in text
+    assert "count-exists" not in text  # a status nobody has gets no card
+    assert re.findall(r'class="card" data-status="(\w+)"', text) == ["all", "created", "failed"]
+    assert re.findall(r'<tr data-status="(\w+)"', text) == ["created", "created", "failed"]
+    assert text.count('class="connect-card"') == 1
+    assert CARD.replace("&", "&amp;") in text
+    assert '<span id="shown">3</span>' in text
+    page = Page(text)
+    assert page.headers == ["row", "group_id", "schema", "client_ref", "status",
+                            "connection_id", "setup_state", "connect card", "error"]
+    assert "Boom it broke" in page.cells and "ref 1" in page.cells
+    assert text.count('class="throttled"') == 1  # one window held the one 429
+    assert text.count("<svg") == 1 and "peak 1 requests per window" in text
+    assert "http://" not in text.replace("http://www.w3.org/2000/svg", "")
+
+
+def test_a_connect_card_uri_that_is_not_a_web_address_is_shown_not_linked() -> None:
+    rows = [{"connect_card_uri": "javascript:alert(document.cookie)"}]
+    page = Page(render_html(results(rows), summary(), TIMELINE, ["client_ref"]))
+    assert page.links == []
+    assert "javascript:alert(document.cookie)" in page.cells
+
+
+def test_without_requests_the_page_says_so() -> None:
+    text = render_html(results([{}]), summary(), (), ["client_ref"])
+    assert "<svg" not in text and "No requests were sent." in text
+    assert timeline_svg(()) == '<p class="muted">No requests were sent.</p>'
+    assert timeline_svg(TIMELINE).startswith("<svg") and 'class="throttled"' in timeline_svg(
+        TIMELINE)
