@@ -44,6 +44,9 @@ if TYPE_CHECKING:
         render as render,
         validate as validate,
     )
+    from batch_provisioner.run.control import (
+        RunControl as RunControl,
+    )
     from batch_provisioner.run.operations import (
         connect_cards as connect_cards,
         connect_cards_async as connect_cards_async,
@@ -61,9 +64,6 @@ if TYPE_CHECKING:
         RollbackResult as RollbackResult,
         StatusResult as StatusResult,
         Validation as Validation,
-    )
-    from batch_provisioner.run.runner import (
-        RunControl as RunControl,
     )
     from batch_provisioner.run.target import (
         Sandbox as Sandbox,
@@ -94,7 +94,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("Outcome", "Status"), "batch_provisioner.models"),
     **dict.fromkeys(("Sandbox", "Target"), "batch_provisioner.run.target"),
     **dict.fromkeys(("ApiCredentials", "Limits"), "batch_provisioner.settings"),
-    "RunControl": "batch_provisioner.run.runner",
+    "RunControl": "batch_provisioner.run.control",
     "Prepared": "batch_provisioner.sheet.load",
     "write_templates": "batch_provisioner.sheet.templates",
 }

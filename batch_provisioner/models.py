@@ -77,6 +77,18 @@ class Outcome:
     retriable: bool = False  # a failure a later run may get past (decided from the error type)
     started_at: str | None = None
     finished_at: str | None = None
+    #: The connection's ``created_at`` as the API reported it (what rollback checks again).
+    created_at: str | None = None
+    #: A create of this row may have been applied and nothing has settled it yet: a resume
+    #: (or another invocation) looks the key up before anything is resent.
+    in_doubt: bool = False
+    #: When the attempts in doubt began (the earliest send that may have landed).
+    sent_at: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str] | None:
+        """The connection's identity, (group_id, schema), once the group is known."""
+        return (self.group_id, self.schema) if self.group_id and self.schema else None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -87,5 +99,6 @@ class Outcome:
             "error_code": self.error_code, "error_message": self.error_message,
             "attempts": self.attempts, "reconciled": self.reconciled,
             "retriable": self.retriable, "started_at": self.started_at,
-            "finished_at": self.finished_at,
+            "finished_at": self.finished_at, "created_at": self.created_at,
+            "in_doubt": self.in_doubt, "sent_at": self.sent_at,
         }

@@ -70,3 +70,24 @@ def run_job(prepared: Prepared, url: str, run_dir: Path, *, client: ClientSettin
 
 def creations(ledger: dict[str, Any]) -> dict[tuple[str, str], int]:
     return {(c["group_id"], c["schema"]): c["creations"] for c in ledger["creates"]}
+
+
+def resends_without_lookup(ledger: dict[str, Any]) -> list[tuple[str, str]]:
+    """Keys whose create was sent again after an answer that may have been applied (no answer,
+    a 5xx, a dropped or reset connection) without a lookup of that key in between."""
+    doubtful: set[tuple[str, str]] = set()
+    found: list[tuple[str, str]] = []
+    for entry in sorted(ledger["requests"], key=lambda e: e["seq"]):
+        if not entry.get("schema") or not entry.get("group_id"):
+            continue
+        key = (entry["group_id"], entry["schema"])
+        if entry["method"] == "GET":
+            doubtful.discard(key)
+        elif entry["method"] == "POST":
+            if key in doubtful:
+                found.append(key)
+            status = entry["status"]
+            if status is None or status >= 500 or entry.get("fault") in (
+                    "reset", "drop_after_commit"):
+                doubtful.add(key)
+    return found

@@ -20,6 +20,11 @@ FOUND = {"id": "found_conn", "schema": "tt_00000", "group_id": "decent_dropsy",
          "service": "tiktok_ads", "status": {"setup_state": "connected"}}
 
 
+def found_now() -> dict[str, Any]:
+    """The connection our lost create made: created after the send, as the API stamps it."""
+    return {**FOUND, "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+
+
 def _json(status: int, code: str, message: str = "", data: Any = None,
           headers: dict[str, str] | None = None) -> httpx.Response:
     body: dict[str, Any] = {"code": code, "message": message}
@@ -81,7 +86,7 @@ def test_status_to_outcome(tmp_path: Path, name: str) -> None:
             return _json(200, "Success", data={"items": []})
         if request.method == "GET" and request.url.path == "/v1/connections":
             lookups.append(request.url.params["schema"])
-            items = [FOUND] if (found and posts) else []
+            items = [found_now()] if (found and posts) else []
             return _json(200, "Success", data={"items": items})
         assert request.method == "POST"
         json.loads(request.content)

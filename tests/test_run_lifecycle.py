@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from batch_provisioner.run.journal import load
+from batch_provisioner.run.journal import Journal, load
 from batch_provisioner.run.lock import RunLock
 from batch_provisioner.sandbox import SandboxHandle, run_in_process
 from tests.apply_helpers import ENV, creations, write_sheet
@@ -170,7 +170,22 @@ def test_a_torn_last_journal_line_is_tolerated(tmp_path: Path) -> None:
         '{"type": "outc')
     state = load(run_dir)
     assert state.torn_lines == 1
-    assert set(state.outcomes) == {2} and state.started == {3}
+    assert set(state.outcomes) == {("g", "s")} and set(state.started) == {("g", "t")}
+    assert state.started[("g", "t")].row == 3  # keyed by connection, the row kept for display
+
+
+def test_regression_a_torn_tail_does_not_swallow_the_next_record(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "journal.jsonl").write_text(
+        '{"type": "start", "row": 3, "key": ["g", "t"], "op": "create", "t": "x"}\n'
+        '{"type": "outc')
+    journal = Journal(run_dir)
+    journal.header("run", tmp_path / "in.csv", "sha-after-kill", "apply")
+    journal.close()
+    state = load(run_dir)
+    assert state.header is not None and state.header["input_sha256"] == "sha-after-kill"
+    assert state.torn_lines == 1 and set(state.started) == {("g", "t")}
 
 
 def test_ctrl_c_finishes_in_flight_rows_writes_the_report_and_exits_4(tmp_path: Path) -> None:

@@ -117,8 +117,10 @@ def rollback(
         raise typer.Exit(result.exit_code)
     plan = result.plan
     plain_out.print(f"rollback: {result.deleted_now} deleted now, "
-                    f"{len(plan.rolled_back_earlier)} rolled back earlier, {result.failed} "
-                    f"failed, {len(plan.in_flight)} left (create in flight), "
+                    f"{len(plan.rolled_back_earlier)} rolled back earlier, "
+                    f"{result.already_gone} already gone, "
+                    f"{result.failed} failed, {len(plan.in_flight)} left (create in flight), "
+                    f"{result.not_provably_ours} left (not provably ours), "
                     f"{result.not_attempted} not attempted")
     if result.fatal_message:
         plain_err.print(f"error: {result.fatal_message}")

@@ -6,7 +6,7 @@ Pure orchestration over the stages; the CLI owns printing, signals, exit and the
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Set as AbstractSet
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,9 @@ import structlog
 from batch_provisioner.api.budgets import BudgetGate
 from batch_provisioner.api.client import ClientStats, FivetranClient
 from batch_provisioner.errors import ExitCode, FatalApiError
-from batch_provisioner.models import Action, ActionKind, ConnectionRequest, Outcome, Status
-from batch_provisioner.run.drift import format_changes
+from batch_provisioner.models import ActionKind, ConnectionRequest, Outcome, Status
+from batch_provisioner.report.files import read_timeline
+from batch_provisioner.run.control import RunControl
 from batch_provisioner.run.journal import (
     Journal,
     JournalState,
@@ -28,10 +29,19 @@ from batch_provisioner.run.journal import (
     load,
     now_iso,
 )
-from batch_provisioner.run.plan import DriftCheck, Plan, make_plan
-from batch_provisioner.run.runner import RunControl, Runner
+from batch_provisioner.run.ownership import Reservations
+from batch_provisioner.run.plan import (
+    DriftCheck,
+    GroupProblem,
+    Plan,
+    make_plan,
+    resolve_group_names,
+)
+from batch_provisioner.run.runner import Runner
+from batch_provisioner.run.settle import carried, invalid_rows, settle_planned
+from batch_provisioner.run.summary import invocation_figures, summary
 from batch_provisioner.run.target import Target, client_settings_for
-from batch_provisioner.settings import VERSION as __version__, ApiCredentials, ClientSettings
+from batch_provisioner.settings import ApiCredentials, ClientSettings
 from batch_provisioner.sheet.load import Prepared
 from batch_provisioner.sheet.secrets import SecretContext
 
@@ -81,7 +91,11 @@ async def run_apply(
     on_outcome: Callable[[Outcome], None] = lambda _o: None,
     on_plan: Callable[[Plan, BudgetGate], None] = lambda _p, _g: None,
 ) -> RunResult:
-    """Plan and apply every valid row; returns one outcome per input row, in input order."""
+    """Plan and apply every valid row; returns one outcome per input row, in input order.
+
+    Every outcome is journaled before it is reported (``on_outcome``), and the run's summary
+    covers every invocation of the run.
+    """
     control = control or RunControl()
     started, wall0 = now_iso(), time.monotonic()
     if options.deadline_seconds is not None:
@@ -97,13 +111,16 @@ async def run_apply(
     settings = options.client
     gate: BudgetGate | None = None
     client_stats: ClientStats | None = None
-    done: dict[int, Outcome] = dict(previous.outcomes)
-    for row, error in prepared.invalid.items():
-        done[row] = Outcome(row=row, status=Status.INVALID, action=ActionKind.INVALID,
-                            error_code="InvalidRow", error_message=error)
-    pending = [r for r in prepared.requests if r.row not in done]
+    done = invalid_rows(prepared.frame, prepared.invalid, previous)
     plan: Plan | None = None
     runner: Runner | None = None
+
+    async def report(outcomes: dict[int, Outcome]) -> None:
+        for outcome in outcomes.values():
+            await journal.aoutcome(outcome, settles=False)
+            on_outcome(outcome)
+        done.update(outcomes)
+
     try:
         if options.adopt_sandbox_limits:
             settings = await client_settings_for(Target(credentials, True), settings, transport)
@@ -111,22 +128,34 @@ async def run_apply(
                           max_wait=settings.retry.max_wait)
         async with FivetranClient(credentials, settings, gate=gate, transport=transport) as client:
             client_stats = client.stats
-            if pending:
+            requests, name_problems = await _resolved(client, prepared, previous)
+            earlier = carried([r for r in requests if r.row not in name_problems], previous)
+            for outcome in earlier.values():
+                on_outcome(outcome)
+            done.update(earlier)
+            await report({row: o for row, o in done.items() if o.status is Status.INVALID})
+            pending = [r for r in requests if r.row not in done and r.row not in name_problems]
+            if pending or name_problems:
                 # --update reads every existing connection; otherwise drift is noted from
                 # what the listing shows, at no extra call (see plan.DriftCheck).
                 plan = await make_plan(
                     client, pending, update=options.update,
                     drift=DriftCheck.FULL if options.update else DriftCheck.LISTING)
+                plan.group_problems.update(name_problems)
                 on_plan(plan, gate)
+                by_row = {r.row: r for r in prepared.requests} | {r.row: r for r in requests}
+                settled, to_run = settle_planned(plan, by_row,
+                                                 previous.started, options.update)
+                await report(settled)
                 runner = Runner(client=client, secrets=secrets, policy=settings.retry,
                                 sleep=gate.sleep, journal=journal, control=control,
                                 on_outcome=on_outcome,
-                                started_before=frozenset(previous.started))
-                to_run = _settle_planned(plan, previous.started, done, options.update,
-                                         {r.row: r for r in pending},
-                                         _started_updates(previous))
-                for row_outcome in [done[r.row] for r in pending if r.row in done]:
-                    on_outcome(row_outcome)
+                                started_before={k: d.since for k, d in previous.started.items()},
+                                last_sends={k: d.last_send for k, d in previous.started.items()
+                                            if d.last_send},
+                                landing_seconds=settings.timeouts.read,
+                                reservations=Reservations(options.run_dir.parent,
+                                                          options.run_id))
                 with anyio.CancelScope() as scope:
                     control.abort_scope = scope
                     await runner.run(to_run, settings.concurrency)
@@ -134,30 +163,59 @@ async def run_apply(
     except FatalApiError as exc:
         control.fatal = control.fatal or exc
         _log.error("run.fatal", http_status=exc.http_status, error=exc.message)
-    finally:
-        journal.close()
+    stopped = {}
     for request in prepared.requests:
         if request.row not in done:
             reason = control.stop_reason() or "stopped"
-            done[request.row] = Outcome(
+            stopped[request.row] = Outcome(
                 row=request.row, status=Status.NOT_ATTEMPTED, action=ActionKind.CREATE,
                 group_id=request.group_id, schema=request.schema, error_code=reason,
                 error_message=_fatal_message(control) or (
                 "aborted while in flight: a resume looks it up before resending"
                 if control.aborted else f"not started: run {reason}"))
+    with anyio.CancelScope(shield=True):
+        await report(stopped)
     outcomes = [done[row] for row in prepared.rows]
     code = exit_code_for(outcomes, control)
-    created = {o.row for o in outcomes if o.status is Status.CREATED}
-    setup_tests = sum(1 for r in prepared.requests if r.row in created and "auth" in r.payload
-                      and r.payload.get("run_setup_tests") is True)
     gate = gate or BudgetGate(settings.budgets, settings.concurrency,
                               max_wait=settings.retry.max_wait)
     stats = client_stats or ClientStats()
-    summary = _summary(outcomes, code, started, time.monotonic() - wall0, gate,
-                       client_stats=stats, runner=runner, control=control, options=options,
-                       setup_tests=setup_tests)
-    return RunResult(outcomes=outcomes, exit_code=code, summary=summary, plan=plan,
-                     timeline=list(stats.timeline))
+    figures = _figures(prepared, runner, stats, started, time.monotonic() - wall0, code,
+                       control)
+    journal.invocation(figures)
+    journal.close()
+    invocations = [*previous.invocations, figures]
+    offset = sum(float(i.get("active_seconds") or 0) for i in previous.invocations)
+    timeline = [*read_timeline(options.run_dir),
+                *((round(t + offset, 4), m, s) for t, m, s in stats.timeline)]
+    return RunResult(outcomes=outcomes, exit_code=code, plan=plan, timeline=timeline,
+                     summary=summary(options.run_id, outcomes, code, gate, invocations,
+                                     options.client.concurrency))
+
+
+async def _resolved(client: FivetranClient, prepared: Prepared, previous: JournalState
+                    ) -> tuple[list[ConnectionRequest], dict[int, GroupProblem]]:
+    """The requests with their group ids (names resolved once), so keys match the journal."""
+    if all(r.group_id for r in prepared.requests):
+        return list(prepared.requests), {}
+    return await resolve_group_names(client, prepared.requests)
+
+
+def _figures(prepared: Prepared, runner: Runner | None, stats: ClientStats, started: str,
+             wall: float, code: ExitCode, control: RunControl) -> dict[str, Any]:
+    made = [o for o in (runner.outcomes.values() if runner else ())
+            if o.status is Status.CREATED]
+    payloads = {r.row: r.payload for r in prepared.requests}
+    setup_tests = sum(1 for o in made if "auth" in payloads.get(o.row, {})
+                      and payloads[o.row].get("run_setup_tests") is True)
+    run_stats = runner.stats if runner else None
+    return invocation_figures(
+        started_at=started, active_seconds=wall, calls=stats.calls, throttled=stats.throttled,
+        retries=(run_stats.retries if run_stats else 0) + stats.retries,
+        reconciliations=run_stats.reconciliations if run_stats else 0,
+        lookups=run_stats.lookups if run_stats else 0,
+        write_attempts=run_stats.attempts if run_stats else 0, creates=len(made),
+        setup_tests=setup_tests, exit_code=code, stop_reason=control.stop_reason())
 
 
 def _inputs_record(prepared: Prepared, options: ApplyOptions) -> dict[str, Any]:
@@ -169,86 +227,7 @@ def _inputs_record(prepared: Prepared, options: ApplyOptions) -> dict[str, Any]:
             "custom_reports": paths[2], "t": now_iso()}
 
 
-def _started_updates(previous: JournalState) -> set[int]:
-    """Rows whose unfinished request was a PATCH (an update), not a create."""
-    return {row for row in previous.started
-            if previous.started_ops.get(row) == str(ActionKind.UPDATE)}
-
-
-def _settle_planned(plan: Plan, started_before: set[int], done: dict[int, Outcome],
-                    update: bool, requests: dict[int, ConnectionRequest],
-                    started_updates: AbstractSet[int] = frozenset()) -> list[Action]:
-    """Outcomes for rows the plan settles without a request; the actions left to run.
-
-    Drift that is not applied (no ``--update``) is an ``exists`` row whose error_code is
-    ``Drift`` and whose error_message lists the differences.
-    """
-    to_run: list[Action] = []
-    for row, problem in plan.group_problems.items():
-        request = requests[row]
-        done[row] = Outcome(row=row, status=Status.FAILED, action=ActionKind.CREATE,
-                            group_id=request.group_id, schema=request.schema,
-                            http_status=problem.http_status, error_code=problem.code,
-                            error_message=problem.message, finished_at=now_iso())
-    for action in plan.actions:
-        request = action.request
-        base: dict[str, Any] = {
-            "row": request.row, "action": action.kind, "group_id": request.group_id,
-            "schema": request.schema, "connection_id": action.connection_id,
-            "finished_at": now_iso()}
-        existing = plan.existing.get((request.group_id or "", request.schema), {})
-        state = existing.get("status", {}).get("setup_state") if existing else None
-        if action.kind is ActionKind.CREATE:
-            to_run.append(action)
-        elif action.kind is ActionKind.CONFLICT:
-            done[request.row] = Outcome(status=Status.CONFLICT, error_code="Conflict",
-                                        error_message=action.detail, **base)
-        elif action.kind is ActionKind.UPDATE and update:
-            to_run.append(action)
-        elif request.row in started_updates and action.kind is ActionKind.EXISTS:
-            done[request.row] = Outcome(status=Status.UPDATED, reconciled=True,
-                                        setup_state=state, **base)  # the lost PATCH landed
-        elif action.kind in (ActionKind.DRIFT, ActionKind.UPDATE):
-            done[request.row] = Outcome(
-                status=Status.EXISTS, setup_state=state, error_code="Drift",
-                error_message="drift left alone (apply --update to PATCH it): "
-                + format_changes(action.changes), **base)
-        elif request.row in started_before and request.row not in started_updates:
-            # a crashed run sent the create: it is ours
-            done[request.row] = Outcome(status=Status.CREATED, reconciled=True,
-                                        setup_state=state, **base)
-        else:
-            done[request.row] = Outcome(status=Status.EXISTS, setup_state=state, **base)
-    return to_run
-
-
 def _fatal_message(control: RunControl) -> str | None:
     if control.fatal is None:
         return None
     return f"not started: the run stopped on a fatal API error ({control.fatal.message})"
-
-
-def _summary(outcomes: list[Outcome], code: ExitCode, started: str, wall: float,
-             gate: BudgetGate, *, client_stats: ClientStats, runner: Runner | None,
-             control: RunControl, options: ApplyOptions, setup_tests: int) -> dict[str, Any]:
-    counts: dict[str, int] = {str(s): 0 for s in Status}
-    for outcome in outcomes:
-        counts[str(outcome.status)] += 1
-    creates = counts[str(Status.CREATED)]
-    ideal = gate.ideal_seconds(n_calls=client_stats.calls, n_creates=creates,
-                               n_setup_tests=setup_tests)
-    return {
-        "run_id": options.run_id, "version": __version__, "exit_code": int(code),
-        "started_at": started, "finished_at": now_iso(), "rows": len(outcomes),
-        "counts": counts, "wall_seconds": round(wall, 3), "ideal_seconds": round(ideal, 3),
-        "calls": client_stats.calls,
-        "throttled_429": client_stats.throttled,
-        "retries": (runner.stats.retries if runner else 0) + client_stats.retries,
-        "reconciliations": runner.stats.reconciliations if runner else 0,
-        "lookups": runner.stats.lookups if runner else 0,
-        "write_attempts": runner.stats.attempts if runner else 0,
-        "stop_reason": control.stop_reason(),
-        "budgets": [{"name": b.name, "limit": b.limit, "window_seconds": b.window_seconds,
-                     "applies_to": b.applies_to} for b in gate.budgets],
-        "concurrency": options.client.concurrency,
-    }

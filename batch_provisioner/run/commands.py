@@ -23,10 +23,10 @@ from batch_provisioner.errors import ExitCode, InputError
 from batch_provisioner.models import Outcome
 from batch_provisioner.report.results import write_csv, write_results
 from batch_provisioner.run.apply import ApplyOptions, run_apply
+from batch_provisioner.run.control import RunControl
 from batch_provisioner.run.lock import RunLock
 from batch_provisioner.run.plan import DriftCheck, Plan, make_plan, plan_frame
 from batch_provisioner.run.results import PLAN_CHANGES_PENDING, ApplyResult, PlanResult, Validation
-from batch_provisioner.run.runner import RunControl
 from batch_provisioner.run.sync import sync
 from batch_provisioner.run.target import Target, open_client, sandbox_groups, select_target
 from batch_provisioner.settings import ClientSettings, Limits

@@ -1,10 +1,16 @@
 """The run journal: append-only JSONL, one fsync per record, so a crash loses nothing.
 
 Records: ``run`` (header: input fingerprint), ``inputs`` (where the input files are),
-``start`` (before a request is sent, with its op: create or update), ``outcome`` (the row's
-final word in this run) and ``rollback``. ``load`` is the one reader: it tolerates a torn last
-line from a kill mid-write, and every append starts on a fresh line. A row with a ``start``
-and no ``outcome`` is looked up before anything is resent.
+``start`` (before a request is sent, with its op: create or update), ``outcome`` (a row's
+word in this invocation), ``invocation`` (one invocation's figures, at its end) and
+``rollback``. ``load`` is the one reader: it tolerates a torn last line from a kill mid-write,
+and every append starts on a fresh line. Every record passes through the redactor.
+
+Everything is keyed by the connection's identity, (group_id, schema), not by row number, so a
+row inserted, deleted or moved between invocations never inherits another row's outcome. A key
+with a ``start`` stays *in doubt* (its create may have landed) until an outcome settles it: a
+final outcome, or a runner outcome that says ``in_doubt: false``. A key in doubt is looked up
+before anything is resent.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import anyio.to_thread
 
 from batch_provisioner.errors import InputError
 from batch_provisioner.models import ActionKind, Outcome, Status
+from batch_provisioner.safety import REDACTOR
 from batch_provisioner.settings import VERSION as __version__
 
 JOURNAL_NAME = "journal.jsonl"
@@ -45,17 +52,34 @@ def is_final(outcome: Outcome, retriable: bool = False) -> bool:
     return outcome.status in FINAL_STATUSES or (outcome.status is Status.FAILED and not retriable)
 
 
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Doubt:
+    """A key whose request was started and not settled: it may have been applied."""
+
+    row: int  # the row it had when it was started
+    op: str  # "create" or "update"
+    since: str  # when the first attempt that may have landed was sent (ISO 8601, UTC)
+    last_send: str | None = None  # when the last create of it was sent (a ``send`` record)
+
+
 @dataclass
 class JournalState:
-    """What an earlier run of the same id left behind."""
+    """What earlier invocations of the same run left behind."""
 
     header: dict[str, Any] | None = None  # the first ``run`` record
     inputs: dict[str, Any] | None = None  # the last ``inputs`` record
-    outcomes: dict[int, Outcome] = field(default_factory=dict)  # final ones only
-    started: set[int] = field(default_factory=set)  # started, with no outcome after
-    started_ops: dict[int, str] = field(default_factory=dict)  # row -> op of that start
-    rolled_back: dict[int, Outcome] = field(default_factory=dict)
+    outcomes: dict[Key, Outcome] = field(default_factory=dict)  # the final ones
+    started: dict[Key, Doubt] = field(default_factory=dict)  # in doubt
+    rolled_back: dict[Key, Outcome] = field(default_factory=dict)
+    invocations: list[dict[str, Any]] = field(default_factory=list)
     torn_lines: int = 0
+    _row_keys: dict[int, Key] = field(default_factory=dict, repr=False)  # old records
+
+    def final(self, key: Key | None) -> Outcome | None:
+        return self.outcomes.get(key) if key is not None else None
 
 
 class Journal:
@@ -116,8 +140,23 @@ class Journal:
     async def astart(self, row: int, key: tuple[str, str], kind: str = "create") -> None:
         await self.awrite(_start(row, key, kind))
 
-    async def aoutcome(self, outcome: Outcome, *, retriable: bool = False) -> None:
-        await self.awrite(_outcome_record(outcome, retriable))
+    async def asend(self, key: tuple[str, str]) -> str:
+        """Journal that a create of ``key`` is about to be sent; returns its time."""
+        moment = now_iso()
+        await self.awrite({"type": "send", "key": list(key), "t": moment})
+        return moment
+
+    async def aoutcome(self, outcome: Outcome, *, retriable: bool | None = None,
+                       settles: bool = True) -> None:
+        """Journal an outcome. ``settles``: its ``in_doubt`` says whether the key is still in
+        doubt (the runner's outcomes); False for outcomes that sent nothing (invalid rows, rows
+        not attempted), which leave an earlier doubt standing."""
+        retriable = outcome.retriable if retriable is None else retriable
+        await self.awrite(_outcome_record(outcome, retriable, settles))
+
+    def invocation(self, figures: dict[str, Any]) -> None:
+        """One invocation's figures (calls, 429s, retries, active time...), at its end."""
+        self.write({"type": "invocation", **figures, "t": now_iso()})
 
     def header(self, run_id: str, input_path: Path, input_sha: str, command: str) -> None:
         self.write({"type": "run", "run_id": run_id, "command": command,
@@ -141,16 +180,21 @@ def _ends_mid_line(path: Path) -> bool:
 
 
 def _line(record: dict[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False, default=str) + "\n"
+    return json.dumps(REDACTOR.scrub_value(record), ensure_ascii=False, default=str) + "\n"
 
 
 def _start(row: int, key: tuple[str, str], kind: str) -> dict[str, Any]:
     return {"type": "start", "row": row, "key": list(key), "op": kind, "t": now_iso()}
 
 
-def _outcome_record(outcome: Outcome, retriable: bool) -> dict[str, Any]:
-    return {"type": "outcome", "final": is_final(outcome, retriable), **outcome.as_dict(),
-            "t": now_iso()}
+def _outcome_record(outcome: Outcome, retriable: bool, settles: bool) -> dict[str, Any]:
+    record = {"type": "outcome", "final": is_final(outcome, retriable), **outcome.as_dict(),
+              "t": now_iso()}
+    if outcome.key is not None:
+        record["key"] = list(outcome.key)
+    if not settles:  # says nothing about whether a create landed: leaves any doubt as it is
+        record.pop("in_doubt")
+    return record
 
 
 def load(run_dir: Path) -> JournalState:
@@ -178,21 +222,47 @@ def _apply(state: JournalState, record: dict[str, Any]) -> None:
         state.header = state.header or record
     elif kind == "inputs":
         state.inputs = record
+    elif kind == "invocation":
+        state.invocations.append(record)
     elif kind == "start":
+        key = _as_key(record.get("key"))
+        if key is None:
+            return
         row = int(record["row"])
-        state.started.add(row)
-        state.started_ops[row] = str(record.get("op") or "create")
+        state._row_keys[row] = key
+        earlier = state.started.get(key)
+        since = earlier.since if earlier else str(record.get("t") or "")
+        state.started[key] = Doubt(row, str(record.get("op") or "create"), since)
+    elif kind == "send":
+        key = _as_key(record.get("key"))
+        doubt = state.started.get(key) if key is not None else None
+        if key is not None and doubt is not None:
+            state.started[key] = Doubt(doubt.row, doubt.op, doubt.since, str(record.get("t")))
     elif kind == "outcome":
-        row = int(record["row"])
-        state.started.discard(row)
-        state.started_ops.pop(row, None)
         outcome = outcome_from_record(record)
+        key = (_as_key(record.get("key")) or outcome.key
+               or state._row_keys.get(int(record["row"])))
+        if key is None:
+            return
         if outcome.status is Status.ROLLED_BACK:
-            state.rolled_back[row] = outcome
+            state.rolled_back[key] = outcome
         if record.get("final"):
-            state.outcomes[row] = outcome
-        else:
-            state.outcomes.pop(row, None)
+            state.outcomes[key] = outcome
+            state.started.pop(key, None)
+            return
+        state.outcomes.pop(key, None)
+        if record.get("in_doubt") is False:
+            state.started.pop(key, None)
+        elif record.get("in_doubt") and key not in state.started:
+            state.started[key] = Doubt(outcome.row, str(outcome.action),
+                                       outcome.sent_at or str(record.get("t") or ""))
+
+
+def _as_key(value: Any) -> Key | None:
+    if isinstance(value, list | tuple) and len(value) == 2 and all(
+            isinstance(part, str) and part for part in value):
+        return (value[0], value[1])
+    return None
 
 
 def outcome_from_record(record: dict[str, Any]) -> Outcome:

@@ -48,6 +48,11 @@ class RunRow:
     status: str
     connection_id: str | None
     carry: dict[str, Any] = field(default_factory=dict)
+    created_at: str | None = None  # as the API reported it when the run claimed it
+
+    @property
+    def key(self) -> tuple[str, str] | None:
+        return (self.group_id, self.schema) if self.group_id and self.schema else None
 
 
 @dataclass
@@ -82,11 +87,14 @@ def load_run(reports_dir: Path, run_id: str) -> RunState:
         for rec in results.iter_rows(named=True):
             rows[rec[ROW]] = RunRow(rec[ROW], rec["group_id"], rec["schema"], rec["status"],
                                     rec["connection_id"], {c: rec[c] for c in carry})
-    for row, outcome in journal.outcomes.items():
+    row_of = {r.key: r.row for r in rows.values() if r.key is not None}
+    for key, outcome in journal.outcomes.items():  # keyed: a row's number may have changed
+        row = row_of.get(key, outcome.row)
         before = rows.get(row) or RunRow(row, None, None, "", None)
         rows[row] = RunRow(row, outcome.group_id or before.group_id,
                            outcome.schema or before.schema, str(outcome.status),
-                           outcome.connection_id or before.connection_id, before.carry)
+                           outcome.connection_id or before.connection_id, before.carry,
+                           outcome.created_at)
     return RunState(run_id, run_dir, journal, [rows[r] for r in sorted(rows)], results, carry)
 
 

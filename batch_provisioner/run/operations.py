@@ -22,6 +22,7 @@ from batch_provisioner.report.results import write_csv
 from batch_provisioner.run import lifecycle as lc
 from batch_provisioner.run.journal import Journal, now_iso
 from batch_provisioner.run.lock import RunLock
+from batch_provisioner.run.ownership import Reservations
 from batch_provisioner.run.results import (
     ROLLED_BACK_EARLIER,
     ConnectCardsResult,
@@ -142,7 +143,9 @@ async def rollback_async(run_id: str, *, confirm: Callable[[RollbackPlan], bool]
                 journal.write({"type": "rollback", "run_id": run_id, "t": now_iso()})
                 try:
                     async with open_client(tgt, ClientSettings(concurrency=concurrency)) as client:
-                        outcomes, fatal = await delete_created(client, todo, journal, concurrency)
+                        outcomes, fatal = await delete_created(
+                            client, todo, journal, concurrency,
+                            reservations=Reservations(Path(reports_dir), run_id))
                 finally:
                     journal.close()
         outcomes += [Outcome(row=r.row, status=Status.ROLLED_BACK, action=ActionKind.ROLLBACK,

@@ -57,6 +57,7 @@ class GroupProblem:
     message: str
     code: str | None = None
     http_status: int | None = None
+    retriable: bool = False  # a listing or read that failed: a resume plans the row again
 
 
 @dataclass
@@ -125,7 +126,8 @@ async def list_existing(
             return
         except ApiError as exc:
             problems[group_id] = GroupProblem(f"listing group {group_id!r} failed: "
-                                              f"{exc.message}", exc.code, exc.http_status)
+                                              f"{exc.message}", exc.code, exc.http_status,
+                                              retriable=True)
             return
         found[group_id] = {schema_of(item): item for item in items if schema_of(item)}
 
@@ -228,7 +230,7 @@ async def _read_each(client: PlanningClient, found: list[tuple[ConnectionRequest
             plan.group_problems[request.row] = GroupProblem(
                 f"connection {connection_id} vanished while planning; plan again" if gone
                 else f"reading connection {connection_id} failed: {exc.message}",
-                exc.code, exc.http_status)
+                exc.code, exc.http_status, retriable=True)
 
     await for_each(found, read_one, _GET_CONCURRENCY)
     return [(request, current[request.row]) for request, _ in found if request.row in current]

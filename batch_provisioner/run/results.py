@@ -13,6 +13,7 @@ from batch_provisioner.errors import ExitCode
 from batch_provisioner.models import Outcome, Status
 from batch_provisioner.run.lifecycle import CardResult, RunRow
 from batch_provisioner.run.plan import Plan
+from batch_provisioner.run.rollback import ALREADY_GONE, NOT_PROVABLY_OURS
 from batch_provisioner.sheet.load import Prepared
 
 #: ``plan``'s exit code when creates or drifts are pending (terraform plan -detailed-exitcode).
@@ -141,7 +142,15 @@ class RollbackResult:
     @property
     def deleted_now(self) -> int:
         return sum(1 for o in self.outcomes if o.status is Status.ROLLED_BACK
-                   and o.error_message != ROLLED_BACK_EARLIER)
+                   and o.error_message != ROLLED_BACK_EARLIER and o.error_code != ALREADY_GONE)
+
+    @property
+    def already_gone(self) -> int:
+        return sum(1 for o in self.outcomes if o.error_code == ALREADY_GONE)
+
+    @property
+    def not_provably_ours(self) -> int:
+        return sum(1 for o in self.outcomes if o.error_code == NOT_PROVABLY_OURS)
 
     @property
     def failed(self) -> int:
@@ -149,7 +158,8 @@ class RollbackResult:
 
     @property
     def not_attempted(self) -> int:
-        return len(self.plan.to_delete) - self.deleted_now - self.failed
+        return (len(self.plan.to_delete) - self.deleted_now - self.already_gone - self.failed
+                - self.not_provably_ours)
 
 
 ROLLED_BACK_EARLIER = "rolled back by an earlier rollback"

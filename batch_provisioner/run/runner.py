@@ -10,18 +10,18 @@ stops the run: in-flight rows finish, no further request goes out for them, and 
 
 from __future__ import annotations
 
-import enum
 import math
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import anyio
+import anyio.to_thread
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from batch_provisioner.api.retry import resumable, retrying
+from batch_provisioner.api.retry import retrying
 from batch_provisioner.errors import (
     AmbiguousApiError,
     ApiError,
@@ -31,13 +31,27 @@ from batch_provisioner.errors import (
     RowApiError,
 )
 from batch_provisioner.models import Action, ActionKind, Outcome, Status
+from batch_provisioner.run.control import RunControl
 from batch_provisioner.run.drift import format_changes
-from batch_provisioner.run.journal import Journal, now_iso
+from batch_provisioner.run.journal import Journal, Key, now_iso
+from batch_provisioner.run.ownership import Reservations, unproven
+from batch_provisioner.run.row_outcome import (
+    CreateRow,
+    Lookup,
+    Reconciliation,
+    failed,
+    from_connection,
+    in_doubt,
+    lookup_failed,
+    new_outcome,
+    patch_body,
+)
 from batch_provisioner.settings import RetryPolicy
 from batch_provisioner.sheet.expand import resolved
 from batch_provisioner.sheet.secrets import SecretContext
 
 JSON = dict[str, Any]
+__all__ = ["ApplyClient", "RunControl", "RunStats", "Runner"]
 _log = structlog.get_logger("batch_provisioner.run.runner")
 
 
@@ -45,32 +59,8 @@ class ApplyClient(Protocol):
     async def create_connection(self, payload: JSON) -> JSON: ...
     async def find_connection(self, group_id: str, schema: str) -> JSON | None: ...
     async def update_connection(self, connection_id: str, fields: JSON) -> JSON: ...
-
-
-@dataclass
-class RunControl:
-    """Why new work must stop: a fatal API error, a signal, or the deadline."""
-
-    deadline: float | None = None  # anyio.current_time() value
-    fatal: FatalApiError | None = None
-    interrupted: bool = False
-    aborted: bool = False
-    abort_scope: anyio.CancelScope | None = None
-
-    def abort(self) -> None:
-        """Second Ctrl-C: give up on in-flight requests too (resume looks them up)."""
-        self.interrupted = self.aborted = True
-        if self.abort_scope is not None:
-            self.abort_scope.cancel()
-
-    def stop_reason(self) -> str | None:
-        if self.fatal is not None:
-            return "fatal"
-        if self.interrupted:
-            return "interrupted"
-        if self.deadline is not None and anyio.current_time() >= self.deadline:
-            return "deadline"
-        return None
+    async def connect_card(self, connection_id: str, redirect_uri: str,
+                           hide_setup_guide: bool = False) -> JSON: ...
 
 
 @dataclass
@@ -94,7 +84,14 @@ class Runner:
     control: RunControl = field(default_factory=RunControl)
     rng: random.Random = field(default_factory=random.Random)
     stats: RunStats = field(default_factory=RunStats)
-    started_before: frozenset[int] = frozenset()  # rows a crashed run started: look up first
+    #: Keys an earlier invocation left in doubt -> when their first send that may have landed
+    #: went out: looked up before anything is resent, and claimed only on proof.
+    started_before: Mapping[Key, str] = field(default_factory=dict)
+    reservations: Reservations | None = None  # per-key reservations of the reports dir
+    #: Keys in doubt -> when their last create was sent (journaled ``send`` records).
+    last_sends: Mapping[Key, str] = field(default_factory=dict)
+    #: The longest a create can take to be applied while we wait for it (the read timeout).
+    landing_seconds: float = 60.0
     outcomes: dict[int, Outcome] = field(default_factory=dict)  # survives an abort
 
     async def run(self, actions: Sequence[Action], concurrency: int) -> list[Outcome]:
@@ -111,7 +108,10 @@ class Runner:
                     outcome = await self.process(action)
                     outcomes[action.request.row] = outcome
                     if self.journal is not None:
-                        await self.journal.aoutcome(outcome, retriable=outcome.retriable)
+                        await self.journal.aoutcome(outcome)
+                    if self.reservations is not None and action.kind is ActionKind.CREATE:
+                        await anyio.to_thread.run_sync(self.reservations.settle,
+                                                       action.request.key, outcome)
                     self.on_outcome(outcome)
 
         async with anyio.create_task_group() as tg:
@@ -126,7 +126,7 @@ class Runner:
         log = _log.bind(row=request.row, schema=request.schema, group_id=request.group_id)
         reason = self.control.stop_reason()
         if reason is not None:
-            return _outcome(action, Status.NOT_ATTEMPTED, error_code=reason,
+            return new_outcome(action, Status.NOT_ATTEMPTED, error_code=reason,
                             error_message=f"not started: run stopped ({reason})")
         started = now_iso()
         if self.journal is not None:
@@ -134,15 +134,29 @@ class Runner:
         try:
             if action.kind is ActionKind.UPDATE:
                 return await self._update(action, log, started)
+            holder = await self._reserve(action)
+            if holder is not None:
+                return new_outcome(action, Status.CONFLICT, error_code="ReservedByRun",
+                                error_message=f"run {holder} of this reports dir is creating "
+                                "(or created) this connection: not sent; rerun once it has "
+                                "finished")
             return await self._create(action, log, started)
         except Exception as exc:  # the last net: one row's surprise never ends the run
             log.error("row.internal_error", error=f"{type(exc).__name__}: {exc}")
-            return _outcome(action, Status.FAILED, started_at=started, retriable=True,
+            return new_outcome(action, Status.FAILED, started_at=started, retriable=True,
                             error_code="InternalError", error_message=f"{type(exc).__name__}")
+
+    async def _reserve(self, action: Action) -> str | None:
+        """Hold the key's reservation (after the start record is durable); or who holds it."""
+        if self.reservations is None:
+            return None
+        return await anyio.to_thread.run_sync(self.reservations.reserve, action.request.key)
 
     async def _create(self, action: Action, log: Any, started: str) -> Outcome:
         """A create, retried; an attempt that may have been applied is reconciled first."""
-        row = _CreateRow(maybe_sent=action.request.row in self.started_before)
+        since = self.started_before.get(action.request.key)
+        row = CreateRow(maybe_sent=since is not None, since=since,
+                         last_send=self.last_sends.get(action.request.key) or since)
 
         async def attempt(number: int) -> Outcome:
             row.attempt = number
@@ -155,66 +169,78 @@ class Runner:
         try:  # the attempt returns every outcome it can settle and raises what is worth a retry
             return await self._retrying(attempt, log, retry_on=(ApiError,))
         except ApiError as exc:  # attempts used up, a wait beyond max_wait, or the run stopping
-            if row.maybe_sent:
-                looked = await self._reconcile(action, log)
-                if looked.connection is not None:
-                    return self._reconciled(action, looked.connection, row.attempt, started, log)
-            log.warning("row.failed", attempts=row.attempt, error=exc.message)
-            return _failed(action, exc, row.attempt, started)
+            failure: ApiError = exc
+        if row.maybe_sent:  # one last look before giving the row up
+            looked = await self._reconcile(action, log)
+            if looked.connection is not None:
+                return await self._reconciled(action, looked.connection, row, row.attempt,
+                                              started, log)
+            if looked.result is Lookup.ABSENT:
+                row.since = None
+            failure = looked.error or failure
+        if row.since is not None and row.sent_error is not None and failure is not row.sent_error:
+            failure = lookup_failed(row.sent_error, failure)  # never lose "it may have landed"
+        log.warning("row.failed", attempts=row.attempt, error=failure.message)
+        return in_doubt(failed(action, failure, row.attempt, started), row)
 
-    async def _create_once(self, action: Action, row: _CreateRow, log: Any,
+    async def _create_once(self, action: Action, row: CreateRow, log: Any,
                            started: str) -> Outcome:
         """One attempt: reconcile when an earlier one may have landed, then POST."""
         if row.maybe_sent:  # look before resending
             looked = await self._reconcile(action, log)
             if looked.connection is not None:
-                return self._reconciled(action, looked.connection, row.attempt - 1, started, log)
+                return await self._reconciled(action, looked.connection, row,
+                                              row.attempt - 1, started, log)
             if looked.error is not None:
                 raise looked.error  # a failed lookup uses up this attempt
-            row.maybe_sent = False
+            row.maybe_sent, row.since = False, None  # absent: nothing of ours landed
             if row.attempt > 1 and row.last is not None and self._should_stop():
-                return _failed(action, row.last, row.attempt - 1, started)
+                return failed(action, row.last, row.attempt - 1, started)
         self.stats.attempts += 1
         try:
             payload = resolved(action.request.payload, self.secrets)
         except ValueError as exc:
-            return _outcome(action, Status.FAILED, attempts=row.attempt, started_at=started,
+            return new_outcome(action, Status.FAILED, attempts=row.attempt, started_at=started,
                             error_code="SecretUnavailable", error_message=str(exc),
                             retriable=True)
+        sent_at = now_iso()
+        if self.journal is not None:  # durable before the POST leaves: bounds a lost answer
+            sent_at = await self.journal.asend(action.request.key)
+        row.last_send = sent_at
         try:
             data = await self.client.create_connection(payload)
         except FatalApiError as exc:
             self._fatal(exc, log)
-            return _failed(action, exc, row.attempt, started)
+            return failed(action, exc, row.attempt, started)
         except AmbiguousApiError as exc:
-            row.maybe_sent = row.ambiguous = True
+            row.maybe_sent, row.sent_error = True, exc
+            row.since = row.since or sent_at
             log.warning("request.ambiguous", attempt=row.attempt, error=exc.message)
             raise
         except ConflictApiError as exc:
             return await self._conflict(action, row, exc, log, started)
         except RowApiError as exc:
             log.warning("row.failed", http_status=exc.http_status, code=exc.code)
-            return _failed(action, exc, row.attempt, started)
+            return failed(action, exc, row.attempt, started)
         log.info("row.created", connection_id=data.get("id"), attempts=row.attempt)
-        return _from_connection(action, data, Status.CREATED, row.attempt, started)
+        return from_connection(action, data, Status.CREATED, row.attempt, started)
 
-    async def _conflict(self, action: Action, row: _CreateRow, exc: ConflictApiError, log: Any,
+    async def _conflict(self, action: Action, row: CreateRow, exc: ConflictApiError, log: Any,
                         started: str) -> Outcome:
-        """A 409: ours (created, reconciled) after an ambiguous attempt of this run, else exists."""
+        """A 409: ours (created, reconciled) only on proof (an attempt of this run still in
+        doubt, and the connection's created_at after its send), else exists."""
         looked = await self._reconcile(action, log)
         if looked.connection is None:
             # a lookup the fatal stop refused (or a 401 on it) leaves the row to a resume
             error = looked.error if isinstance(looked.error, FatalApiError) else exc
-            return _failed(action, error, row.attempt, started)
-        if row.ambiguous:
-            return self._reconciled(action, looked.connection, row.attempt, started, log)
-        return _from_connection(action, looked.connection, Status.EXISTS, row.attempt, started)
+            return in_doubt(failed(action, error, row.attempt, started), row)
+        return await self._reconciled(action, looked.connection, row, row.attempt, started, log)
 
     async def _update(self, action: Action, log: Any, started: str) -> Outcome:
         """A PATCH, retried: it sets absolute values, so sending it again is safe."""
         connection_id = action.connection_id
         assert connection_id is not None
-        fields = _patch_body(action.changes)
+        fields = patch_body(action.changes)
         tried = 0
 
         async def attempt(number: int) -> Outcome:
@@ -225,18 +251,18 @@ class Runner:
                 data = await self.client.update_connection(connection_id, fields)
             except FatalApiError as exc:
                 self._fatal(exc, log)
-                return _failed(action, exc, number, started)
+                return failed(action, exc, number, started)
             except RowApiError as exc:
-                return _failed(action, exc, number, started)
+                return failed(action, exc, number, started)
             log.info("row.updated", connection_id=connection_id)
-            outcome = _from_connection(action, data, Status.UPDATED, number, started)
+            outcome = from_connection(action, data, Status.UPDATED, number, started)
             return replace(outcome, error_message="updated " + format_changes(action.changes))
 
         retry_on = (RetriableApiError, AmbiguousApiError)
         try:
             return await self._retrying(attempt, log, retry_on=retry_on)
         except retry_on as exc:
-            return _failed(action, exc, tried, started)
+            return failed(action, exc, tried, started)
 
     async def _reconcile(self, action: Action, log: Any) -> Reconciliation:
         """Look the row's connection up by (group_id, schema): found, absent or lookup failed.
@@ -260,13 +286,41 @@ class Runner:
             return Reconciliation(Lookup.ABSENT)
         return Reconciliation(Lookup.FOUND, connection=found)
 
-    def _reconciled(self, action: Action, connection: JSON, attempts: int, started: str,
-                    log: Any) -> Outcome:
-        """Our create landed although its answer was lost: created, reconciled."""
+    async def _reconciled(self, action: Action, connection: JSON, row: CreateRow,
+                          attempts: int, started: str, log: Any) -> Outcome:
+        """A connection found under the key: ours (created, reconciled) only on proof."""
+        reason = unproven(connection, row.since, row.last_send, self.landing_seconds,
+                          action.request.payload)
+        if reason is not None:
+            log.info("row.not_claimed", connection_id=connection.get("id"), reason=reason)
+            outcome = from_connection(action, connection, Status.EXISTS, attempts, started)
+            return replace(outcome, error_code="NotClaimed",
+                           error_message=f"exists, not claimed by this run: {reason}")
         self.stats.reconciliations += 1
         log.info("row.reconciled", connection_id=connection.get("id"))
-        return _from_connection(action, connection, Status.CREATED, attempts, started,
-                                reconciled=True)
+        outcome = from_connection(action, connection, Status.CREATED, attempts, started,
+                                   reconciled=True)
+        return await self._with_card(action, outcome, log)
+
+    async def _with_card(self, action: Action, outcome: Outcome, log: Any) -> Outcome:
+        """A reconciled connect-card row gets its link now (the lookup's answer has none)."""
+        config = action.request.payload.get("connect_card_config")
+        if (outcome.connect_card_uri or "auth" in action.request.payload
+                or not isinstance(config, dict) or not config.get("redirect_uri")
+                or outcome.connection_id is None or self._should_stop()):
+            return outcome
+        try:
+            data = await self.client.connect_card(outcome.connection_id,
+                                                  str(config["redirect_uri"]),
+                                                  bool(config.get("hide_setup_guide")))
+        except FatalApiError as exc:
+            self._fatal(exc, log)
+            return outcome
+        except ApiError as exc:
+            log.warning("row.connect_card_failed", error=exc.message)
+            return outcome
+        card = data.get("connect_card") if isinstance(data.get("connect_card"), dict) else {}
+        return replace(outcome, connect_card_uri=(card or {}).get("uri") or None)
 
     async def _retrying(self, op: Callable[[int], Awaitable[Outcome]], log: Any,
                         retry_on: tuple[type[ApiError], ...]) -> Outcome:
@@ -286,73 +340,3 @@ class Runner:
         log.error("run.fatal", http_status=exc.http_status, error=exc.message)
 
 
-class Lookup(enum.Enum):
-    FOUND = "found"
-    ABSENT = "absent"
-    FAILED = "lookup_failed"
-
-
-@dataclass(frozen=True)
-class Reconciliation:
-    """What a lookup by (group_id, schema) said about a create that may have been applied."""
-
-    result: Lookup
-    connection: JSON | None = None
-    error: ApiError | None = None
-
-
-@dataclass
-class _CreateRow:
-    """One create across its attempts."""
-
-    maybe_sent: bool  # an earlier attempt (or a crashed run) may have been applied
-    ambiguous: bool = False  # an attempt of this run got no clear answer
-    attempt: int = 0
-    last: ApiError | None = None
-
-
-def _patch_body(changes: dict[str, tuple[Any, Any]]) -> JSON:
-    """The PATCH body that sets every changed dotted path to its new value."""
-    fields: JSON = {}
-    for path, (_old, new) in changes.items():
-        target = fields
-        parts = path.split(".")
-        for part in parts[:-1]:
-            target = target.setdefault(part, {})
-        target[parts[-1]] = new
-    return fields
-
-
-def _outcome(action: Action, status: Status, connection_id: str | None = None,
-             **fields: Any) -> Outcome:
-    request = action.request
-    return Outcome(row=request.row, status=status, action=action.kind,
-                   group_id=request.group_id, schema=request.schema,
-                   connection_id=connection_id or action.connection_id, finished_at=now_iso(),
-                   **fields)
-
-
-def _failed(action: Action, exc: ApiError, attempts: int, started: str) -> Outcome:
-    """A failed row; whether a resume may retry it is decided here, from the error's type."""
-    code = exc.code or _default_code(exc)
-    return _outcome(action, Status.FAILED, http_status=exc.http_status, error_code=code,
-                    error_message=exc.message, attempts=attempts, started_at=started,
-                    retriable=resumable(exc))
-
-
-def _default_code(exc: ApiError) -> str:
-    if isinstance(exc, AmbiguousApiError):
-        return "Ambiguous"
-    if isinstance(exc, RetriableApiError):
-        return "TooManyRequests" if exc.http_status == 429 else "Retriable"
-    return type(exc).__name__
-
-
-def _from_connection(action: Action, data: JSON, status: Status, attempts: int, started: str,
-                     *, reconciled: bool = False) -> Outcome:
-    state = data.get("status") if isinstance(data.get("status"), dict) else {}
-    card = data.get("connect_card") if isinstance(data.get("connect_card"), dict) else {}
-    return _outcome(action, status, connection_id=str(data.get("id") or "") or None,
-                    setup_state=(state or {}).get("setup_state"),
-                    connect_card_uri=(card or {}).get("uri"), attempts=attempts,
-                    reconciled=reconciled, started_at=started, http_status=None)

@@ -159,6 +159,8 @@ class SandboxApp:
                 identity = f"{group_id}/{schema}"
                 if group_id is not None and schema is not None:
                     state.ledger.create_attempt(entry, group_id, schema)
+            elif method == "GET" and template == CONNECTIONS and facts["schema"]:
+                entry.group_id, entry.schema = facts["group_id"], facts["schema"]  # a lookup
             decision = state.faults.choose(
                 method, path, template, identity, facts, is_create=is_create
             )

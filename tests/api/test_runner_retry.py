@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,14 @@ from tests.api.fakes import FakeClock
 
 GROUP, SCHEMA = "decent_dropsy", "tt_00000"
 CREATED = {"id": "new_conn", "schema": SCHEMA, "status": {"setup_state": "connected"}}
-FOUND = {"id": "found_conn", "schema": SCHEMA, "group_id": GROUP,
-         "status": {"setup_state": "connected"}}
+
+
+def FOUND() -> dict[str, Any]:
+    """The connection a lost create made, stamped by the API as it is looked up: inside the
+    window in which a create of this run could have landed, so the runner may claim it."""
+    return {"id": "found_conn", "schema": SCHEMA, "group_id": GROUP,
+            "status": {"setup_state": "connected"},
+            "created_at": datetime.now(UTC).isoformat()}
 POLICY = RetryPolicy(max_attempts=3, backoff_base=1.0, backoff_max=4.0, max_wait=600.0)
 
 #: One scripted answer: a connection (or None: not found), an error to raise, or a callable that
@@ -112,8 +119,10 @@ CREATE_CASES: dict[str, tuple[list[Answer], list[Answer], Status, int, bool, boo
     "404 group": ([http(404, "NotFound_Group")], [], Status.FAILED, 1, False, False, ["POST"]),
     "409 first try": ([http(409, "Conflict")], [FOUND], Status.EXISTS, 1, False, False,
                       ["POST", "GET"]),
-    "409 after a 500": ([http(500, "InternalError"), http(409, "Conflict")], [None, FOUND],
-                        Status.CREATED, 2, False, True, ["POST", "GET", "POST", "GET"]),
+    # the lookup showed the key absent: the 500 did not land, so the 409 is someone else's
+    "409 after a 500 and an absent lookup": (
+        [http(500, "InternalError"), http(409, "Conflict")], [None, FOUND],
+        Status.EXISTS, 2, False, False, ["POST", "GET", "POST", "GET"]),
     "429 then 201": ([http(429, "TooManyRequests", retry_after=30.0), CREATED], [],
                      Status.CREATED, 2, False, False, ["POST", "POST"]),
     "429 past max_wait": ([http(429, "TooManyRequests", retry_after=7200.0)], [],
@@ -156,7 +165,8 @@ async def test_create_status_to_outcome(name: str) -> None:
 @pytest.mark.anyio
 async def test_a_crashed_runs_create_is_looked_up_before_anything_is_sent() -> None:
     client = FakeClient(lookups=[FOUND])
-    runner = make_runner(client, started_before=frozenset({2}))
+    since = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
+    runner = make_runner(client, started_before={(GROUP, SCHEMA): since})
     outcome = await runner.process(action())
     assert (outcome.status, outcome.reconciled, outcome.attempts) == (Status.CREATED, True, 0)
     assert client.calls == ["GET"]
@@ -257,7 +267,8 @@ async def test_regression_a_401_outcome_is_retriable_but_a_400_is_final(tmp_path
     assert outcomes[2].retriable and not outcomes[3].retriable
     assert outcomes[2].as_dict()["retriable"] is True
     state = load(tmp_path)
-    assert set(state.outcomes) == {3}  # the 400 is final; the 401 row is tried again on resume
+    # keyed by connection: the 400 is final; the 401 row (same key) would be tried again
+    assert state.outcomes[(GROUP, SCHEMA)].row == 3
     assert not state.started
 
 

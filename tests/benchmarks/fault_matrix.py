@@ -1,6 +1,11 @@
 """The fault matrix: seeded runs of ``apply`` against a faulty sandbox, checked from the ledger.
 
     .venv/bin/python tests/benchmarks/fault_matrix.py [--runs 50] [--rows 200] [--seed 2026]
+    .venv/bin/python tests/benchmarks/fault_matrix.py --concurrent [--runs 50] [--seed 2026]
+
+``--concurrent`` runs the ownership matrix instead (tests/benchmarks/ownership_matrix.py:
+2-3 runs, a foreign client and faults on one sandbox; columns claimed_twice,
+foreign_claimed, misattributed, rollback_over_deletes; reports/benchmarks/ownership_matrix.json).
 
 Each run gets a sandbox in its own process with a random mix of faults (``429``, ``429_date``,
 ``500``, ``502``, ``503``, ``reset``, ``drop_after_commit``, ``slow``), a random create budget
@@ -32,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from batch_provisioner.sandbox import run_in_process  # noqa: E402
-from tests.apply_helpers import ENV, creations, write_sheet  # noqa: E402
+from tests.apply_helpers import ENV, creations, resends_without_lookup, write_sheet  # noqa: E402
 
 FAULT_NAMES = ("429", "429_date", "500", "502", "503", "reset", "drop_after_commit", "slow")
 OUT = ROOT / "reports" / "benchmarks" / "fault_matrix.json"
@@ -143,6 +148,9 @@ def _check(figures: RunFigures, run_dir: Path, ledger: dict[str, Any], sheet: Pa
         figures.problems.append(f"statuses {sorted(set(not_ok))}")
     if figures.duplicated:
         figures.problems.append(f"{figures.duplicated} keys created twice")
+    resent = resends_without_lookup(ledger)
+    if resent:  # a create that may have landed was sent again without a lookup first
+        figures.problems.append(f"{len(resent)} creates resent without a lookup: {resent[:3]}")
     if not figures.exit_code_matches:
         figures.problems.append(f"exit code {figures.exit_code}, expected {expected_exit}")
 
@@ -186,7 +194,14 @@ def _row(r: RunFigures) -> str:
 
 
 def main() -> None:
+    if "--concurrent" in sys.argv[1:]:
+        from tests.benchmarks import ownership_matrix
+
+        ownership_matrix.main([a for a in sys.argv[1:] if a != "--concurrent"])
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--concurrent", action="store_true",
+                        help="the ownership matrix (tests/benchmarks/ownership_matrix.py)")
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--rows", type=int, default=200)
     parser.add_argument("--seed", type=int, default=2026)
