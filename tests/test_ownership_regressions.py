@@ -20,6 +20,7 @@ import pytest
 
 from batch_provisioner.errors import ExitCode, InputError
 from batch_provisioner.models import Status
+from batch_provisioner.report.results import write_results
 from batch_provisioner.run import lifecycle as lc
 from batch_provisioner.run.journal import load
 from batch_provisioner.run.lock import RunLock
@@ -146,9 +147,9 @@ def test_regression_two_runs_of_one_reports_dir_never_send_one_key(tmp_path: Pat
     (tmp_path / "run-a").mkdir()
     (tmp_path / "run-a" / "journal.jsonl").write_text(json.dumps(
         {"type": "start", "row": 2, "key": [GROUP, "tt_a"], "op": "create", "t": now()}) + "\n")
-    assert first.reserve((GROUP, "tt_a")) is None
-    assert second.reserve((GROUP, "tt_a")) == "run-a"  # in doubt for run-a: not sent by b
-    assert second.reserve((GROUP, "tt_b")) is None
+    assert first.reserve((GROUP, "tt_a")).blocked_by is None
+    assert second.reserve((GROUP, "tt_a")).blocked_by == "run-a"  # in doubt for run-a
+    assert second.reserve((GROUP, "tt_b")).blocked_by is None
 
 
 # 2 -------------------------------------------------------------------------------------------
@@ -312,3 +313,92 @@ def test_regression_rollback_deletes_only_what_still_matches_its_claim(
     assert [c["id"] for c in listed["data"]["items"]] == [ids["tt_c"]]  # left, not deleted
     assert done.exit_code is ExitCode.ROWS_FAILED
     assert pl.read_csv(tmp_path / "run" / "rollback" / "results.csv").height == 3
+
+
+def test_regression_report_html_shows_every_invocation(box: SandboxHandle,
+                                                       tmp_path: Path) -> None:
+    import batch_provisioner as bp
+
+    prepared = load_sheet(sheet(tmp_path / "in.csv", ["tt_a", "tt_b"]))
+    target = bp.Target(bp.ApiCredentials("sandbox", "sandbox", box.url), True)
+    first = bp.apply(prepared, target=target, reports_dir=tmp_path, run_id="two")
+    again = bp.apply(prepared, target=target, reports_dir=tmp_path, run_id="two")
+    page = (tmp_path / "two" / "report.html").read_text()
+    # the resume had nothing to send: the page still shows the first invocation's calls
+    assert again.summary["calls"] == first.summary["calls"] > 0
+    assert len(again.summary["invocations"]) == 2
+    assert "<h2>Invocations</h2>" in page and "No requests were sent" not in page
+    assert f"<td>API calls</td><td><b>{first.summary['calls']}</b>" in page
+
+
+def _lost_then(api: StandIn, created_at: Callable[[], str],
+               sync_frequency: int | None = None) -> Callable[[dict[str, Any]], httpx.Response]:
+    """Another tool's create lands under the key, and our create's answer is lost."""
+    def answer(body: dict[str, Any]) -> httpx.Response:
+        conn = api.store(body, created_at=created_at())
+        if sync_frequency is not None:
+            conn["sync_frequency"] = sync_frequency
+        raise httpx.ReadTimeout("lost", request=httpx.Request("POST", "http://x"))
+    return answer
+
+
+def test_regression_a_lost_answer_never_claims_a_connection_with_other_settings(
+        tmp_path: Path) -> None:
+    api = StandIn([])
+    api.creates = [_lost_then(api, now, sync_frequency=60)]  # inside the window, but not ours
+    prepared = load_sheet(sheet(tmp_path / "in.csv", ["tt_a"]))
+    result = run_job(prepared, "http://api.test", tmp_path / "run", adopt=False,
+                     transport=httpx.MockTransport(api), client=settings(1, max_attempts=2))
+    [outcome] = result.outcomes
+    assert outcome.status is Status.EXISTS and outcome.error_code == "NotClaimed"
+    assert "settings differ" in (outcome.error_message or "")
+
+
+def test_regression_a_lost_answer_never_claims_one_made_after_it_could_have_landed(
+        tmp_path: Path) -> None:
+    later = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+    api = StandIn([])
+    api.creates = [_lost_then(api, lambda: later)]
+    prepared = load_sheet(sheet(tmp_path / "in.csv", ["tt_a"]))
+    result = run_job(prepared, "http://api.test", tmp_path / "run", adopt=False,
+                     transport=httpx.MockTransport(api), client=settings(1, max_attempts=2))
+    [outcome] = result.outcomes
+    assert outcome.status is Status.EXISTS and outcome.error_code == "NotClaimed"
+    assert "after any create of this run could have landed" in (outcome.error_message or "")
+
+
+def test_regression_a_key_another_run_has_in_doubt_is_not_sent(box: SandboxHandle,
+                                                               tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "journal.jsonl").write_text(json.dumps(
+        {"type": "start", "row": 2, "key": [GROUP, "tt_a"], "op": "create", "t": now()}) + "\n")
+    assert Reservations(tmp_path, "other").reserve((GROUP, "tt_a")).blocked_by is None
+    result = run_job(load_sheet(sheet(tmp_path / "in.csv", ["tt_a", "tt_b"])), box.url,
+                     tmp_path / "mine")
+    by_schema = {o.schema: o for o in result.outcomes}
+    assert by_schema["tt_a"].status is Status.CONFLICT
+    assert by_schema["tt_a"].error_code == "ReservedByRun"
+    assert "run other" in (by_schema["tt_a"].error_message or "")
+    assert by_schema["tt_b"].status is Status.CREATED
+    posted = [e for e in box.ledger()["requests"] if e["method"] == "POST"]
+    assert [e["schema"] for e in posted] == ["tt_b"]  # tt_a was never sent
+
+
+def test_regression_rollback_finds_every_claim_after_the_sheet_was_edited(
+        box: SandboxHandle, tmp_path: Path) -> None:
+    first = run_job(load_sheet(sheet(tmp_path / "in.csv", ["tt_a", "tt_b", "tt_c"])), box.url,
+                    tmp_path / "Z")
+    # a schema "typo" fixed and a row removed, resumed under the same run id
+    edited = load_sheet(sheet(tmp_path / "edited.csv", ["tt_b2", "tt_c"]))
+    resumed = run_job(edited, box.url, tmp_path / "Z", force=True)
+    write_results(tmp_path / "Z", edited, resumed.outcomes, resumed.summary)  # as apply does
+    claimed = {o.connection_id for o in first.outcomes} | {
+        o.connection_id for o in load(tmp_path / "Z").outcomes.values()
+        if o.status is Status.CREATED}
+    done = rollback("Z", reports_dir=tmp_path, sandbox_url=box.url)
+    assert done.deleted_now == len(claimed) == 4  # tt_a, tt_b, tt_c and tt_b2
+    listed = httpx.get(f"{box.url}/v1/groups/{GROUP}/connections", auth=box.auth).json()
+    assert listed["data"]["items"] == []
+    lines = pl.read_csv(tmp_path / "Z" / "rollback" / "results.csv")
+    assert sorted(lines.get_column("schema").to_list()) == ["tt_a", "tt_b", "tt_b2", "tt_c"]

@@ -160,3 +160,12 @@ def test_without_requests_the_page_says_so() -> None:
     assert timeline_svg(()) == '<p class="muted">No requests were sent.</p>'
     assert timeline_svg(TIMELINE).startswith("<svg") and 'class="throttled"' in timeline_svg(
         TIMELINE)
+
+
+def test_a_secret_named_field_in_the_summary_is_masked_even_if_never_registered() -> None:
+    token = "summary-token-3e9d1c7a5b-never"  # not in REDACTOR: only its key tells
+    data = summary(auth={"access_token": token, "client_secret": "cs-5a1b9e", "note": "ok"})
+    text = render_html(results([{}]), data, TIMELINE, ["client_ref"])
+    assert token not in text and "cs-5a1b9e" not in text
+    assert Page(text).summary()["auth"] == {"access_token": MASK, "client_secret": MASK,
+                                            "note": "ok"}

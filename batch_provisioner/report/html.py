@@ -125,8 +125,11 @@ def render_html(results: pl.DataFrame, summary: dict[str, Any], timeline: Timeli
     cards = [{"status": status, "count": count,
               "colour": _STATUS_COLOURS.get(status, "#455a64")}
              for status, count in counts.items() if count]
+    invocations = summary.get("invocations") or []
     figures = [("exit code", summary.get("exit_code")),
-               ("wall time (s)", summary.get("wall_seconds")),
+               ("invocations", len(invocations) or 1),
+               ("active time over all invocations (s)" if len(invocations) > 1
+                else "wall time (s)", summary.get("wall_seconds")),
                ("ideal time from the budgets (s)", summary.get("ideal_seconds")),
                ("API calls", summary.get("calls")),
                ("429 answers", summary.get("throttled_429")),
@@ -137,6 +140,7 @@ def render_html(results: pl.DataFrame, summary: dict[str, Any], timeline: Timeli
     run = {key: summary.get(key) for key in ("run_id", "version", "started_at", "finished_at")}
     return environment().get_template("report.html.j2").render(
         run=run, summary=summary, total=results.height, cards=cards, figures=figures,
+        invocations=invocations if len(invocations) > 1 else [],
         chart=timeline_chart(timeline), head=head, rows=_rows(results, carry))
 
 

@@ -190,7 +190,8 @@ async def run_apply(
                 *((round(t + offset, 4), m, s) for t, m, s in stats.timeline)]
     return RunResult(outcomes=outcomes, exit_code=code, plan=plan, timeline=timeline,
                      summary=summary(options.run_id, outcomes, code, gate, invocations,
-                                     options.client.concurrency))
+                                     options.client.concurrency,
+                                     first_start=(previous.header or {}).get("t")))
 
 
 async def _resolved(client: FivetranClient, prepared: Prepared, previous: JournalState

@@ -49,6 +49,9 @@ class RunRow:
     connection_id: str | None
     carry: dict[str, Any] = field(default_factory=dict)
     created_at: str | None = None  # as the API reported it when the run claimed it
+    #: False for a key only the journal knows (its row was edited away or moved since):
+    #: rollback still sees it; the results files have no line for it.
+    in_results: bool = True
 
     @property
     def key(self) -> tuple[str, str] | None:
@@ -67,7 +70,7 @@ class RunState:
     def connections(self) -> list[RunRow]:
         """Rows that point at a live connection (created, exists or updated; not rolled back)."""
         live = {str(Status.CREATED), str(Status.EXISTS), str(Status.UPDATED)}
-        return [r for r in self.rows if r.connection_id and r.status in live]
+        return [r for r in self.rows if r.connection_id and r.status in live and r.in_results]
 
 
 def load_run(reports_dir: Path, run_id: str) -> RunState:
@@ -88,14 +91,20 @@ def load_run(reports_dir: Path, run_id: str) -> RunState:
             rows[rec[ROW]] = RunRow(rec[ROW], rec["group_id"], rec["schema"], rec["status"],
                                     rec["connection_id"], {c: rec[c] for c in carry})
     row_of = {r.key: r.row for r in rows.values() if r.key is not None}
+    orphans: list[RunRow] = []
     for key, outcome in journal.outcomes.items():  # keyed: a row's number may have changed
-        row = row_of.get(key, outcome.row)
-        before = rows.get(row) or RunRow(row, None, None, "", None)
-        rows[row] = RunRow(row, outcome.group_id or before.group_id,
-                           outcome.schema or before.schema, str(outcome.status),
+        row = row_of.get(key)
+        if row is None:  # no line of the results has this key any more
+            orphans.append(RunRow(outcome.row, key[0], key[1], str(outcome.status),
+                                  outcome.connection_id, {}, outcome.created_at,
+                                  in_results=False))
+            continue
+        before = rows[row]
+        rows[row] = RunRow(row, before.group_id, before.schema, str(outcome.status),
                            outcome.connection_id or before.connection_id, before.carry,
                            outcome.created_at)
-    return RunState(run_id, run_dir, journal, [rows[r] for r in sorted(rows)], results, carry)
+    listed = [rows[r] for r in sorted(rows)] + sorted(orphans, key=lambda r: r.row)
+    return RunState(run_id, run_dir, journal, listed, results, carry)
 
 
 async def read_connections(client: FivetranClient, rows: Sequence[RunRow]

@@ -125,8 +125,12 @@ async def rollback_async(run_id: str, *, confirm: Callable[[RollbackPlan], bool]
                          api_url: str | None = None, concurrency: int = 8,
                          on_target: Callable[[Target], None] = lambda _t: None
                          ) -> RollbackResult:
-    """Delete exactly the connections this run created. ``confirm(plan)`` is asked first
-    (always, so it can show what is left in flight); nothing is deleted unless it says yes."""
+    """Delete exactly the connections this run created (proven claims that still match).
+
+    ``confirm(plan)`` is called first, always (so it can show what is left in doubt), and
+    nothing is deleted unless it returns True; the default says yes, so a library call
+    ``rollback(run_id)`` deletes at once (the CLI asks, or needs ``--yes``).
+    """
     state = lc.load_run(Path(reports_dir), run_id)
     with RunLock(state.run_dir):
         todo, earlier, in_flight = rollback_candidates(state)
@@ -159,8 +163,10 @@ async def rollback_async(run_id: str, *, confirm: Callable[[RollbackPlan], bool]
         code = (ExitCode.FATAL_API if fatal else ExitCode.ROWS_FAILED
                 if any(o.status is not Status.ROLLED_BACK for o in outcomes) else ExitCode.OK)
         paths = _write_rollback(state, outcomes, int(code))
-        lc.refresh_report(state, {o.row: {"status": str(Status.ROLLED_BACK)} for o in outcomes
-                                  if o.status is Status.ROLLED_BACK},
+        in_results = {r.key: r.row for r in state.rows if r.in_results and r.key}
+        lc.refresh_report(state, {in_results[o.key]: {"status": str(Status.ROLLED_BACK)}
+                                  for o in outcomes if o.status is Status.ROLLED_BACK
+                                  and o.key in in_results},
                           {"rolled_back_at": now_iso()})
     return RollbackResult(plan, tuple(outcomes), code, confirmed=True,
                           fatal_message=fatal.message if fatal else None, paths=paths)
@@ -168,9 +174,10 @@ async def rollback_async(run_id: str, *, confirm: Callable[[RollbackPlan], bool]
 
 def _write_rollback(state: lc.RunState, outcomes: list[Outcome], code: int) -> dict[str, Path]:
     folder = state.run_dir / "rollback"
-    carry = {r.row: r.carry for r in state.rows}
+    carry = {r.key: r.carry for r in state.rows if r.key is not None}
     lines = [{"row": o.row, "group_id": o.group_id, "schema": o.schema,
-              "connection_id": o.connection_id, **carry.get(o.row, {}), "status": str(o.status),
+              "connection_id": o.connection_id, **(carry.get(o.key, {}) if o.key else {}),
+              "status": str(o.status),
               "http_status": o.http_status, "error_code": o.error_code,
               "error_message": o.error_message, "finished_at": o.finished_at}
              for o in outcomes]

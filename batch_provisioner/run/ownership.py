@@ -18,8 +18,9 @@ that shows the key absent settles the doubt: a 409 after it is someone else's co
 Reservations live in ``<reports_dir>/.claims/``, one file per key, written before a run's
 first POST of that key. A run keeps the file while the key is created by it or in
 doubt, and removes it when its outcome shows it sent nothing that landed; rollback removes it
-with the connection. Another run finding the file does not send, and reports the key
-``conflict`` (which run holds it).
+with the connection. Another run finding the file of a run that has the key in doubt does not
+send, and reports the key ``conflict`` (resume that run first); a holder that settled the key
+is taken over.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -91,6 +93,15 @@ def unproven(connection: dict[str, Any], since: str | None, last_send: str | Non
     return None
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """What reserving a key gave: held by another run (``blocked_by``: do not send), or ours,
+    never to be claimed as any of ``not_ours`` (connections other runs claimed)."""
+
+    blocked_by: str | None = None
+    not_ours: frozenset[str] = frozenset()
+
+
 class Reservations:
     """Per-key reservations of one reports dir (see the module docstring).
 
@@ -118,26 +129,29 @@ class Reservations:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
-    def reserve(self, key: Key) -> str | None:
-        """Take the key for this run: None when it is ours now, else the run that holds it.
+    def reserve(self, key: Key) -> Reservation:
+        """Take the key for this run (the caller's listing showed it absent), unless another
+        run has it in doubt: that run may still create it, so this one must not send it.
 
-        A key held by a run that has settled it without a claim (nothing landed, or rolled
-        back) is taken over; one held by a run that created it, or has it in doubt, is not.
+        A holder that settled the key is taken over: with nothing landed or rolled back, the
+        key is free; with a connection it created that the listing no longer shows (deleted
+        since, or made on another API target), the key is free too, and that connection's id
+        is returned so that this run never claims it (see ``Reservation.not_ours``).
         """
         with self._locked():
             holder = self.holder(key)
-            if holder is not None and holder != self.run_id and self._holds(holder, key):
-                return holder
-            if holder != self.run_id:
-                self._write(key)
-            return None
-
-    def _holds(self, run_id: str, key: Key) -> bool:
-        state = load(self.reports_dir / run_id)
-        if key in state.started:
-            return True
-        final = state.final(key)
-        return final is not None and final.status is Status.CREATED
+            if holder is None or holder == self.run_id:
+                if holder is None:
+                    self._write(key)
+                return Reservation()
+            state = load(self.reports_dir / holder)
+            if key in state.started:
+                return Reservation(blocked_by=holder)
+            final = state.final(key)
+            self._write(key)
+            if final is not None and final.status is Status.CREATED and final.connection_id:
+                return Reservation(not_ours=frozenset({final.connection_id}))
+            return Reservation()
 
     def _write(self, key: Key) -> None:
         path = self._path(key)

@@ -58,7 +58,7 @@ async def delete_created(client: FivetranClient, rows: Sequence[RunRow], journal
     schema or created_at no longer match is left, "not provably ours". Each deletion is
     journaled ``rolled_back`` as it lands, so a rerun skips it.
     """
-    outcomes: dict[int, Outcome] = {}
+    outcomes: dict[object, Outcome] = {}  # by key: rows moved since share numbers
 
     async def delete(row: RunRow) -> None:
         assert row.connection_id is not None
@@ -66,7 +66,7 @@ async def delete_created(client: FivetranClient, rows: Sequence[RunRow], journal
         try:
             outcome = await _delete_one(client, row, base)
         except FatalApiError as exc:
-            outcomes[row.row] = replace(base, status=Status.FAILED, error_code="Fatal",
+            outcomes[_id(row)] = replace(base, status=Status.FAILED, error_code="Fatal",
                                         http_status=exc.http_status, error_message=exc.message,
                                         finished_at=now_iso())
             raise
@@ -74,7 +74,7 @@ async def delete_created(client: FivetranClient, rows: Sequence[RunRow], journal
             await journal.aoutcome(outcome)  # durable before it counts: a rerun skips it
             if reservations is not None and row.key is not None:
                 reservations.release(row.key)
-        outcomes[row.row] = outcome
+        outcomes[_id(row)] = outcome
         on_outcome(outcome)
 
     fatal: FatalApiError | None = None
@@ -83,10 +83,14 @@ async def delete_created(client: FivetranClient, rows: Sequence[RunRow], journal
     except FatalApiError as exc:
         fatal = exc
     for row in rows:
-        outcomes.setdefault(row.row, _rollback_outcome(
+        outcomes.setdefault(_id(row), _rollback_outcome(
             row, Status.NOT_ATTEMPTED, error_code="fatal",
             error_message="not started: the rollback stopped on a fatal API error"))
-    return [outcomes[r.row] for r in rows], fatal
+    return [outcomes[_id(r)] for r in rows], fatal
+
+
+def _id(row: RunRow) -> object:
+    return row.key or row.row
 
 
 async def _delete_one(client: FivetranClient, row: RunRow, base: Outcome) -> Outcome:

@@ -41,6 +41,7 @@ class CreateRow:
     #: key absent (nothing of ours landed) or before any such attempt.
     since: str | None = None
     last_send: str | None = None  # when the latest create of this row was sent
+    not_ours: frozenset[str] = frozenset()  # connection ids other runs claimed
     attempt: int = 0
     last: ApiError | None = None
     sent_error: ApiError | None = None  # the last create that may have been applied

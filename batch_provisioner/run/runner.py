@@ -34,7 +34,7 @@ from batch_provisioner.models import Action, ActionKind, Outcome, Status
 from batch_provisioner.run.control import RunControl
 from batch_provisioner.run.drift import format_changes
 from batch_provisioner.run.journal import Journal, Key, now_iso
-from batch_provisioner.run.ownership import Reservations, unproven
+from batch_provisioner.run.ownership import Reservation, Reservations, unproven
 from batch_provisioner.run.row_outcome import (
     CreateRow,
     Lookup,
@@ -134,29 +134,32 @@ class Runner:
         try:
             if action.kind is ActionKind.UPDATE:
                 return await self._update(action, log, started)
-            holder = await self._reserve(action)
-            if holder is not None:
-                return new_outcome(action, Status.CONFLICT, error_code="ReservedByRun",
-                                error_message=f"run {holder} of this reports dir is creating "
-                                "(or created) this connection: not sent; rerun once it has "
-                                "finished")
-            return await self._create(action, log, started)
+            reservation = await self._reserve(action)
+            if reservation.blocked_by is not None:
+                holder = reservation.blocked_by
+                return new_outcome(
+                    action, Status.CONFLICT, error_code="ReservedByRun",
+                    error_message=f"run {holder} of this reports dir has a create of this "
+                    f"connection in flight or in doubt: not sent. Let it finish (or, if it was "
+                    f"stopped, apply --resume {holder}), then run this again")
+            return await self._create(action, log, started, reservation.not_ours)
         except Exception as exc:  # the last net: one row's surprise never ends the run
             log.error("row.internal_error", error=f"{type(exc).__name__}: {exc}")
             return new_outcome(action, Status.FAILED, started_at=started, retriable=True,
                             error_code="InternalError", error_message=f"{type(exc).__name__}")
 
-    async def _reserve(self, action: Action) -> str | None:
+    async def _reserve(self, action: Action) -> Reservation:
         """Hold the key's reservation (after the start record is durable); or who holds it."""
         if self.reservations is None:
-            return None
+            return Reservation()
         return await anyio.to_thread.run_sync(self.reservations.reserve, action.request.key)
 
-    async def _create(self, action: Action, log: Any, started: str) -> Outcome:
+    async def _create(self, action: Action, log: Any, started: str,
+                      not_ours: frozenset[str] = frozenset()) -> Outcome:
         """A create, retried; an attempt that may have been applied is reconciled first."""
         since = self.started_before.get(action.request.key)
-        row = CreateRow(maybe_sent=since is not None, since=since,
-                         last_send=self.last_sends.get(action.request.key) or since)
+        row = CreateRow(maybe_sent=since is not None, since=since, not_ours=not_ours,
+                        last_send=self.last_sends.get(action.request.key) or since)
 
         async def attempt(number: int) -> Outcome:
             row.attempt = number
@@ -289,8 +292,10 @@ class Runner:
     async def _reconciled(self, action: Action, connection: JSON, row: CreateRow,
                           attempts: int, started: str, log: Any) -> Outcome:
         """A connection found under the key: ours (created, reconciled) only on proof."""
-        reason = unproven(connection, row.since, row.last_send, self.landing_seconds,
-                          action.request.payload)
+        reason = (f"another run of this reports dir claimed connection {connection.get('id')}"
+                  if str(connection.get("id")) in row.not_ours else
+                  unproven(connection, row.since, row.last_send, self.landing_seconds,
+                           action.request.payload))
         if reason is not None:
             log.info("row.not_claimed", connection_id=connection.get("id"), reason=reason)
             outcome = from_connection(action, connection, Status.EXISTS, attempts, started)

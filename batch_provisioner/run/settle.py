@@ -89,7 +89,8 @@ def settle_planned(plan: Plan, requests: Mapping[int, ConnectionRequest],
             to_run.append(Action(ActionKind.CREATE, request))  # reconciled by the runner
         elif action.kind is ActionKind.UPDATE and update:
             to_run.append(action)
-        elif doubt is not None and action.kind is ActionKind.EXISTS:
+        elif doubt is not None and doubt.op == str(ActionKind.UPDATE) and (
+                action.kind is ActionKind.EXISTS):
             done[request.row] = Outcome(status=Status.UPDATED, reconciled=True,
                                         setup_state=state, **base)  # the lost PATCH landed
         elif action.kind in (ActionKind.DRIFT, ActionKind.UPDATE):

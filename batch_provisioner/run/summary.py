@@ -34,8 +34,13 @@ def invocation_figures(*, started_at: str, active_seconds: float, calls: int, th
 
 
 def summary(run_id: str, outcomes: Sequence[Outcome], code: ExitCode, gate: BudgetGate,
-            invocations: Sequence[dict[str, Any]], concurrency: int) -> dict[str, Any]:
-    """The run's summary over ``invocations`` (the earlier ones, then this one)."""
+            invocations: Sequence[dict[str, Any]], concurrency: int,
+            first_start: str | None = None) -> dict[str, Any]:
+    """The run's summary over ``invocations`` (the earlier ones, then this one).
+
+    ``first_start`` is when the run's journal was begun: an invocation killed before it could
+    journal its figures still counts as the run's start.
+    """
     counts: dict[str, int] = {str(s): 0 for s in Status}
     for outcome in outcomes:
         counts[str(outcome.status)] += 1
@@ -45,7 +50,8 @@ def summary(run_id: str, outcomes: Sequence[Outcome], code: ExitCode, gate: Budg
     last = invocations[-1] if invocations else {}
     return {
         "run_id": run_id, "version": VERSION, "exit_code": int(code),
-        "started_at": invocations[0].get("started_at") if invocations else now_iso(),
+        "started_at": first_start or (invocations[0].get("started_at") if invocations
+                                      else now_iso()),
         "finished_at": last.get("finished_at") or now_iso(), "rows": len(outcomes),
         "counts": counts, "wall_seconds": round(total["active_seconds"], 3),
         "active_seconds": round(total["active_seconds"], 3),

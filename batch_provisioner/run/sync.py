@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
@@ -20,6 +21,6 @@ def sync(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:
         return anyio.run(functools.partial(fn, *args, **kwargs))
 
     run.__name__ = run.__qualname__ = fn.__name__.removesuffix("_async")
-    run.__doc__ = (f"Run ``{fn.__name__}`` without an event loop; same arguments and result."
-                   f"\n\n{fn.__doc__ or ''}")
+    run.__doc__ = (f"{inspect.cleandoc(fn.__doc__ or '')}\n\n(The sync twin of "
+                   f"``{fn.__name__}``: same arguments and result, no event loop needed.)")
     return run
