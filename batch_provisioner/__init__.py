@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from batch_provisioner.run.control import (
         RunControl as RunControl,
     )
+    from batch_provisioner.run.journal import checked_run_id as checked_run_id
     from batch_provisioner.run.operations import (
         connect_cards as connect_cards,
         connect_cards_async as connect_cards_async,
@@ -97,6 +98,7 @@ _EXPORTS: dict[str, str] = {
     "RunControl": "batch_provisioner.run.control",
     "Prepared": "batch_provisioner.sheet.load",
     "write_templates": "batch_provisioner.sheet.templates",
+    "checked_run_id": "batch_provisioner.run.journal",
 }
 
 __all__ = ["SERVICE", "__version__", *sorted(_EXPORTS)]

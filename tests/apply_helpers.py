@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import functools
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +42,17 @@ def write_sheet(path: Path, n: int, *, connect_card_every: int = 0, prefix: str 
                 "https://agency.example/done" if card else "",
                 "1440", f"CLIENT-{i}",
             ])
+    return path
+
+
+def write_dict_rows(path: Path, rows: list[dict[str, str]], columns: list[str]) -> Path:
+    """A CSV of ``rows`` (dicts) over ``columns``; AllAccounts, daily, the test token."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({"sync_mode": "AllAccounts", "sync_frequency": "1440",
+                             "access_token": "env:TT_TOKEN", **row})
     return path
 
 
@@ -91,3 +105,18 @@ def resends_without_lookup(ledger: dict[str, Any]) -> list[tuple[str, str]]:
                     "reset", "drop_after_commit"):
                 doubtful.add(key)
     return found
+
+
+def cli(*args: str | Path, stdin: int | None = subprocess.DEVNULL
+        ) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "batch_provisioner", *map(str, args)],
+                          capture_output=True, text=True, timeout=120, stdin=stdin,
+                          env={**os.environ, **ENV}, cwd=Path(__file__).resolve().parents[1])
+    assert "Traceback" not in done.stderr, done.stderr
+    assert TOKEN not in done.stdout + done.stderr
+    return done
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))

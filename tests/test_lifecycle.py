@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -25,7 +24,7 @@ from batch_provisioner.run.drift import diff, format_changes
 from batch_provisioner.sandbox import SandboxHandle, run_in_thread
 from batch_provisioner.sheet.expand import expand
 from batch_provisioner.sheet.secrets import parse_ref
-from tests.apply_helpers import ENV, TOKEN, creations, load, run_job
+from tests.apply_helpers import ENV, cli, creations, csv_rows, load, run_job, write_dict_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ["group_id", "group_name", "schema", "sync_mode", "accounts", "access_token",
@@ -129,28 +128,7 @@ def box(sandbox: SandboxHandle) -> SandboxHandle:
 
 
 def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({"sync_mode": "AllAccounts", "sync_frequency": "1440",
-                             "access_token": "env:TT_TOKEN", **row})
-    return path
-
-
-def cli(*args: str | Path, stdin: int | None = subprocess.DEVNULL
-        ) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "batch_provisioner", *map(str, args)],
-                          capture_output=True, text=True, timeout=120, stdin=stdin,
-                          env={**os.environ, **ENV}, cwd=ROOT)
-    assert "Traceback" not in done.stderr, done.stderr
-    assert TOKEN not in done.stdout + done.stderr
-    return done
-
-
-def csv_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+    return write_dict_rows(path, rows, COLUMNS)
 
 
 def methods(box: SandboxHandle, since: int = 0) -> list[str]:

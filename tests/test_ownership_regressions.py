@@ -9,14 +9,13 @@ from __future__ import annotations
 import csv
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import polars as pl
-import pytest
 
 from batch_provisioner.errors import ExitCode, InputError
 from batch_provisioner.models import Status
@@ -27,7 +26,7 @@ from batch_provisioner.run.lock import RunLock
 from batch_provisioner.run.operations import rollback
 from batch_provisioner.run.ownership import Reservations
 from batch_provisioner.run.rollback import rollback_candidates
-from batch_provisioner.sandbox import SandboxHandle, run_in_thread
+from batch_provisioner.sandbox import SandboxHandle
 from tests.apply_helpers import load as load_sheet, run_job, settings
 
 GROUP = "decent_dropsy"
@@ -43,18 +42,6 @@ def sheet(path: Path, schemas: list[str], *, token: str = "env:TT_TOKEN",
             writer.writerow([GROUP, schema, "AllAccounts", "" if card else token,
                              "https://agency.example/done" if card else "", "1440"])
     return path
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[SandboxHandle]:
-    with run_in_thread(profile="fast", groups={GROUP: "Acme"}) as handle:
-        yield handle
-
-
-@pytest.fixture()
-def box(sandbox: SandboxHandle) -> SandboxHandle:
-    sandbox.reset()
-    return sandbox
 
 
 def now() -> str:

@@ -8,34 +8,21 @@ planning), and read the truth from the sandbox's ledger.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
-import pytest
 
 from batch_provisioner.errors import ExitCode
 from batch_provisioner.models import ConnectionRequest, Status
 from batch_provisioner.run.journal import Journal, fingerprint
-from batch_provisioner.sandbox import SandboxHandle, run_in_thread
+from batch_provisioner.sandbox import SandboxHandle
 from batch_provisioner.sheet.expand import resolved
 from batch_provisioner.sheet.load import Prepared
 from batch_provisioner.sheet.secrets import SecretContext
 from tests.apply_helpers import ENV, creations, load, run_job, settings, write_sheet
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[SandboxHandle]:
-    with run_in_thread(profile="fast") as handle:
-        yield handle
-
-
-@pytest.fixture()
-def box(sandbox: SandboxHandle) -> SandboxHandle:
-    sandbox.reset()
-    return sandbox
 
 
 def killed_while_sending(run_dir: Path, prepared: Prepared, request: ConnectionRequest) -> None:

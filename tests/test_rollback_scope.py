@@ -2,57 +2,19 @@
 
 from __future__ import annotations
 
-import csv
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
-from batch_provisioner.sandbox import SandboxHandle, run_in_thread
-from tests.apply_helpers import ENV, TOKEN
+from batch_provisioner.sandbox import SandboxHandle
+from tests.apply_helpers import cli, csv_rows, write_dict_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ["group_id", "schema", "sync_mode", "access_token", "sync_frequency"]
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[SandboxHandle]:
-    with run_in_thread(profile="fast") as handle:
-        yield handle
-
-
-@pytest.fixture()
-def box(sandbox: SandboxHandle) -> SandboxHandle:
-    sandbox.reset()
-    return sandbox
-
-
 def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({"sync_mode": "AllAccounts", "sync_frequency": "1440",
-                             "access_token": "env:TT_TOKEN", **row})
-    return path
-
-
-def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "batch_provisioner", *map(str, args)],
-                          capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL, env={**os.environ, **ENV}, cwd=ROOT)
-    assert "Traceback" not in done.stderr, done.stderr
-    assert TOKEN not in done.stdout + done.stderr
-    return done
-
-
-def csv_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+    return write_dict_rows(path, rows, COLUMNS)
 
 
 def test_rollback_of_an_update_run_keeps_the_connections_it_only_patched(

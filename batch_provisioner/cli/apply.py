@@ -81,7 +81,7 @@ def plan(
                        sheet_name=sheet_name, secrets_dir=secrets_dir)
     if prepared.invalid:
         print_problems(prepared, err)
-    run_id = run_id or bp.new_run_id()
+    run_id = bp.checked_run_id(run_id or bp.new_run_id())
     logs.configure(log_format="auto", level="warning",
                    run_log=reports_dir / run_id / "run.log.jsonl")
     try:
@@ -216,7 +216,9 @@ def apply(
     limits = _limits(concurrency, calls_per_hour, creates_per_minute, setup_tests_per_minute,
                      setup_tests_per_hour, max_attempts, max_wait, connect_timeout, read_timeout)
     seconds = parse_duration(deadline) if deadline else None
-    run_id = resume or run_id or bp.new_run_id()
+    run_id = bp.checked_run_id(resume or run_id or bp.new_run_id())
+    if resume:
+        bp.find_run(run_id, reports_dir)  # before anything is written
     run_dir = reports_dir / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     logs.configure(log_format=str(log_format), run_log=run_dir / "run.log.jsonl")
@@ -224,7 +226,7 @@ def apply(
     start = functools.partial(
         bp.apply_async, prepared, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
         reports_dir=reports_dir, run_id=run_id, limits=limits, deadline=seconds, update=update,
-        force=force, input_paths=(sheet, defaults, custom_reports))
+        force=force, resume=resume is not None, input_paths=(sheet, defaults, custom_reports))
     try:
         with ProgressReporter(len(prepared.rows), tty) as reporter:
             result = anyio.run(_apply_watching_signals, start, reporter)

@@ -24,7 +24,9 @@ from batch_provisioner.models import Outcome
 from batch_provisioner.report.results import write_csv, write_results
 from batch_provisioner.run.apply import ApplyOptions, run_apply
 from batch_provisioner.run.control import RunControl
+from batch_provisioner.run.journal import checked_run_id
 from batch_provisioner.run.lock import RunLock
+from batch_provisioner.run.operations import find_run
 from batch_provisioner.run.plan import DriftCheck, Plan, make_plan, plan_frame
 from batch_provisioner.run.results import PLAN_CHANGES_PENDING, ApplyResult, PlanResult, Validation
 from batch_provisioner.run.sync import sync
@@ -71,7 +73,7 @@ def validate(sheet: SheetLike, *, defaults: PathLike | None = None,
                       sheet_name=sheet_name, secrets_dir=secrets_dir)
     paths = {}
     if reports_dir is not None:
-        path = Path(reports_dir) / (run_id or new_run_id()) / "validation.csv"
+        path = Path(reports_dir) / checked_run_id(run_id or new_run_id()) / "validation.csv"
         write_csv(prepared.problems, path)
         paths["validation.csv"] = path
     code = ExitCode.ROWS_FAILED if prepared.error_count else ExitCode.OK
@@ -112,7 +114,7 @@ async def plan_async(sheet: SheetLike, *, target: Target | None = None, sandbox:
                      on_target: Callable[[Target], None] = lambda _t: None) -> PlanResult:
     """Compare the sheet with the live connections; change nothing; write ``plan.csv``."""
     prepared = _sheet(sheet)
-    run_dir = Path(reports_dir) / (run_id or new_run_id())
+    run_dir = Path(reports_dir) / checked_run_id(run_id or new_run_id())
     result = Plan()
     if prepared.requests:
         settings = _client_settings(prepared, limits)
@@ -140,7 +142,8 @@ async def apply_async(
     sandbox_url: str | None = None, api_url: str | None = None,
     reports_dir: PathLike = "reports", run_id: str | None = None, limits: Limits | None = None,
     deadline: float | None = None, update: bool = False, force: bool = False,
-    input_paths: tuple[PathLike | None, ...] = (), secrets: SecretContext | None = None,
+    resume: bool = False, input_paths: tuple[PathLike | None, ...] = (),
+    secrets: SecretContext | None = None,
     control: RunControl | None = None,
     on_outcome: Callable[[Outcome], None] = lambda _o: None,
     on_plan: Callable[[Plan, BudgetGate], None] = lambda _p, _g: None,
@@ -150,11 +153,14 @@ async def apply_async(
     """Create every valid row's connection inside the budgets, then write the reports.
 
     ``run_id`` names the run's folder under ``reports_dir``; an existing run of that id is
-    resumed (its finished rows are skipped). ``deadline`` is in seconds from now.
+    resumed (its finished rows are skipped); with ``resume``, the run must exist already.
+    ``deadline`` is in seconds from now.
     """
     prepared = _sheet(sheet)
-    run_id = run_id or new_run_id()
+    run_id = checked_run_id(run_id or new_run_id())
     run_dir = Path(reports_dir) / run_id
+    if resume:
+        find_run(run_id, reports_dir)  # an unknown run to resume is an error, not a new run
     run_dir.mkdir(parents=True, exist_ok=True)
     settings = _client_settings(prepared, limits)
     paths = tuple(Path(p) if p is not None else None for p in input_paths) or (

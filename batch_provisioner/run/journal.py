@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +35,28 @@ from batch_provisioner.settings import VERSION as __version__
 JOURNAL_NAME = "journal.jsonl"
 FINAL_STATUSES = frozenset({Status.CREATED, Status.EXISTS, Status.UPDATED, Status.CONFLICT,
                             Status.ROLLED_BACK})
+
+
+_RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+
+
+def checked_run_id(run_id: str) -> str:
+    """A run id is a plain folder name: letters, digits and ``. _ -``, not starting with a dot
+    (``.claims`` and ``..`` are not runs), at most 128 characters. Else ``InputError``."""
+    if not _RUN_ID.fullmatch(run_id) or run_id.strip(".") == "":
+        raise InputError(f"run id {run_id!r} may use only letters, digits and . _ - (not "
+                         "starting with a dot, at most 128 characters)", column="--run-id")
+    return run_id
+
+
+def recent_runs(reports_dir: Path, limit: int = 5) -> list[str]:
+    """The newest run ids in ``reports_dir`` (folders with a journal), newest first."""
+    try:
+        runs = [p for p in reports_dir.iterdir() if (p / JOURNAL_NAME).is_file()]
+    except OSError:
+        return []
+    runs.sort(key=lambda p: (p / JOURNAL_NAME).stat().st_mtime, reverse=True)
+    return [p.name for p in runs[:limit]]
 
 
 def fingerprint(*paths: Path | None) -> str:

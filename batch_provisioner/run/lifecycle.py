@@ -29,7 +29,13 @@ from batch_provisioner.errors import ApiError, FatalApiError, InputError, NotFou
 from batch_provisioner.models import Status
 from batch_provisioner.report.files import refresh_results
 from batch_provisioner.run.concurrently import for_each
-from batch_provisioner.run.journal import JOURNAL_NAME, JournalState, load
+from batch_provisioner.run.journal import (
+    JOURNAL_NAME,
+    JournalState,
+    checked_run_id,
+    load,
+    recent_runs,
+)
 from batch_provisioner.sheet.read import ROW
 
 JSON = dict[str, Any]
@@ -75,10 +81,12 @@ class RunState:
 
 def load_run(reports_dir: Path, run_id: str) -> RunState:
     """The run's rows: results.parquet overlaid with the journal's final outcomes."""
-    run_dir = reports_dir / run_id
+    run_dir = reports_dir / checked_run_id(run_id)
     if not (run_dir / JOURNAL_NAME).is_file():
+        recent = ", ".join(recent_runs(reports_dir)) or "none"
         raise InputError(f"no run {run_id!r} in {reports_dir} (no {JOURNAL_NAME}); "
-                         "give the run id that apply printed, and the same --reports-dir")
+                         "give the run id that apply printed, and the same --reports-dir "
+                         f"(recent runs there: {recent})")
     journal = load(run_dir)
     results_path = run_dir / "results.parquet"
     results = pl.read_parquet(results_path) if results_path.is_file() else None
