@@ -109,17 +109,10 @@ def lost(api: StandIn) -> Callable[[dict[str, Any]], httpx.Response]:
 
 def test_regression_a_lost_answer_never_claims_an_older_connection(tmp_path: Path) -> None:
     # another tool's connection under the key, made before this run sent anything
-    api = StandIn([lambda body: (_ for _ in ()).throw(
-        httpx.ReadTimeout("lost", request=httpx.Request("POST", "http://x")))])
     older = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
+    api = StandIn([])
+    api.creates = [_lost_then(api, lambda: older)]
     prepared = load_sheet(sheet(tmp_path / "in.csv", ["tt_a"]))
-    api_post = api.creates[0]
-
-    def then_foreign(body: dict[str, Any]) -> httpx.Response:
-        api.store(body, created_at=older)
-        return api_post(body)
-
-    api.creates = [then_foreign]
     result = run_job(prepared, "http://api.test", tmp_path / "run", adopt=False,
                      transport=httpx.MockTransport(api), client=settings(1, max_attempts=2))
     [outcome] = result.outcomes

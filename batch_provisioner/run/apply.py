@@ -23,7 +23,6 @@ from batch_provisioner.report.files import read_timeline
 from batch_provisioner.run.control import RunControl
 from batch_provisioner.run.journal import (
     Journal,
-    JournalState,
     check_resumable,
     fingerprint,
     load,
@@ -106,7 +105,7 @@ async def run_apply(
     if previous.torn_lines:
         _log.warning("journal.torn_line_skipped", lines=previous.torn_lines)
     journal = Journal(options.run_dir)
-    journal.header(options.run_id, prepared.table.path, sha, "apply")
+    journal.header(options.run_id, prepared.table.path, sha, "apply", t=started)
     journal.write(_inputs_record(prepared, options))
     settings = options.client
     gate: BudgetGate | None = None
@@ -128,7 +127,7 @@ async def run_apply(
                           max_wait=settings.retry.max_wait)
         async with FivetranClient(credentials, settings, gate=gate, transport=transport) as client:
             client_stats = client.stats
-            requests, name_problems = await _resolved(client, prepared, previous)
+            requests, name_problems = await _resolved(client, prepared)
             earlier = carried([r for r in requests if r.row not in name_problems], previous)
             for outcome in earlier.values():
                 on_outcome(outcome)
@@ -194,7 +193,7 @@ async def run_apply(
                                      first_start=(previous.header or {}).get("t")))
 
 
-async def _resolved(client: FivetranClient, prepared: Prepared, previous: JournalState
+async def _resolved(client: FivetranClient, prepared: Prepared
                     ) -> tuple[list[ConnectionRequest], dict[int, GroupProblem]]:
     """The requests with their group ids (names resolved once), so keys match the journal."""
     if all(r.group_id for r in prepared.requests):

@@ -181,10 +181,12 @@ class Journal:
         """One invocation's figures (calls, 429s, retries, active time...), at its end."""
         self.write({"type": "invocation", **figures, "t": now_iso()})
 
-    def header(self, run_id: str, input_path: Path, input_sha: str, command: str) -> None:
+    def header(self, run_id: str, input_path: Path, input_sha: str, command: str,
+               t: str | None = None) -> None:
+        """The invocation's first record; ``t`` is when it started (default: now)."""
         self.write({"type": "run", "run_id": run_id, "command": command,
                     "input": str(input_path), "input_sha256": input_sha,
-                    "version": __version__, "t": now_iso()})
+                    "version": __version__, "t": t or now_iso()})
 
     def close(self) -> None:
         self._handle.close()

@@ -38,7 +38,7 @@ from typing import Any
 
 from batch_provisioner.models import Outcome, Status
 from batch_provisioner.run.drift import diff, format_changes
-from batch_provisioner.run.journal import Key, load, now_iso
+from batch_provisioner.run.journal import JOURNAL_NAME, JournalState, Key, load, now_iso
 
 #: How far the API's clock may be behind ours. A connection created up to this long before
 #: our first send that may have landed still counts as ours (the safe side is the other one:
@@ -114,6 +114,7 @@ class Reservations:
         self.reports_dir = reports_dir
         self.folder = reports_dir / CLAIMS_DIR
         self.run_id = run_id
+        self._journals: dict[str, tuple[tuple[int, int], JournalState]] = {}
 
     def _path(self, key: Key) -> Path:
         digest = hashlib.sha256("\0".join(key).encode()).hexdigest()[:32]
@@ -144,7 +145,7 @@ class Reservations:
                 if holder is None:
                     self._write(key)
                 return Reservation()
-            state = load(self.reports_dir / holder)
+            state = self._journal_of(holder)
             if key in state.started:
                 return Reservation(blocked_by=holder)
             final = state.final(key)
@@ -152,6 +153,21 @@ class Reservations:
             if final is not None and final.status is Status.CREATED and final.connection_id:
                 return Reservation(not_ours=frozenset({final.connection_id}))
             return Reservation()
+
+    def _journal_of(self, run_id: str) -> JournalState:
+        """The holder's journal, re-read only when the file changed since the last read: many
+        keys of one other run are checked in a row."""
+        path = self.reports_dir / run_id / JOURNAL_NAME
+        try:
+            stamp = os.stat(path)
+        except FileNotFoundError:
+            return JournalState()
+        mark = (stamp.st_size, stamp.st_mtime_ns)
+        cached = self._journals.get(run_id)
+        if cached is None or cached[0] != mark:
+            cached = (mark, load(self.reports_dir / run_id))
+            self._journals[run_id] = cached
+        return cached[1]
 
     def _write(self, key: Key) -> None:
         path = self._path(key)
