@@ -18,7 +18,7 @@ import httpx
 import polars as pl
 
 from batch_provisioner.errors import ExitCode, InputError
-from batch_provisioner.models import Status
+from batch_provisioner.models import Outcome, Status
 from batch_provisioner.report.results import write_results
 from batch_provisioner.run import lifecycle as lc
 from batch_provisioner.run.journal import load
@@ -97,12 +97,29 @@ def envelope(status: int, data: Any, code: str = "Success") -> httpx.Response:
     return httpx.Response(status, json=body)
 
 
-def lost(api: StandIn) -> Callable[[dict[str, Any]], httpx.Response]:
-    """The create is applied, and its answer never arrives."""
+def lost_then(api: StandIn, created_at: Callable[[], str],
+               sync_frequency: int | None = None) -> Callable[[dict[str, Any]], httpx.Response]:
+    """Another tool's create lands under the key, and our create's answer is lost."""
     def answer(body: dict[str, Any]) -> httpx.Response:
-        api.store(body)
+        conn = api.store(body, created_at=created_at())
+        if sync_frequency is not None:
+            conn["sync_frequency"] = sync_frequency
         raise httpx.ReadTimeout("lost", request=httpx.Request("POST", "http://x"))
     return answer
+
+
+def not_claimed(tmp_path: Path, created_at: Callable[[], str],
+                sync_frequency: int | None = None) -> Outcome:
+    """The one row's outcome when another tool's create lands under its key (made at
+    ``created_at``) and our create's answer is lost."""
+    api = StandIn([])
+    api.creates = [lost_then(api, created_at, sync_frequency)]
+    prepared = load_sheet(sheet(tmp_path / "in.csv", ["tt_a"]))
+    result = run_job(prepared, "http://api.test", tmp_path / "run", adopt=False,
+                     transport=httpx.MockTransport(api), client=settings(1, max_attempts=2))
+    [outcome] = result.outcomes
+    assert outcome.status is Status.EXISTS and outcome.error_code == "NotClaimed"
+    return outcome
 
 
 # 1 -------------------------------------------------------------------------------------------
@@ -110,13 +127,7 @@ def lost(api: StandIn) -> Callable[[dict[str, Any]], httpx.Response]:
 def test_regression_a_lost_answer_never_claims_an_older_connection(tmp_path: Path) -> None:
     # another tool's connection under the key, made before this run sent anything
     older = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
-    api = StandIn([])
-    api.creates = [_lost_then(api, lambda: older)]
-    prepared = load_sheet(sheet(tmp_path / "in.csv", ["tt_a"]))
-    result = run_job(prepared, "http://api.test", tmp_path / "run", adopt=False,
-                     transport=httpx.MockTransport(api), client=settings(1, max_attempts=2))
-    [outcome] = result.outcomes
-    assert outcome.status is Status.EXISTS and outcome.error_code == "NotClaimed"
+    outcome = not_claimed(tmp_path, lambda: older)
     assert "before this run first sent it" in (outcome.error_message or "")
     state = lc.load_run(tmp_path, "run")
     assert rollback_candidates(state)[0] == []  # rollback would never delete it
@@ -153,7 +164,7 @@ def test_regression_resume_matches_rows_by_key_not_row_number(box: SandboxHandle
 def test_regression_a_lost_answer_whose_lookups_failed_is_created_on_resume(
         tmp_path: Path) -> None:
     api = StandIn([], lookups_fail=10)
-    api.creates = [lost(api)]
+    api.creates = [lost_then(api, now)]
     prepared = load_sheet(sheet(tmp_path / "in.csv", ["tt_a"]))
     first = run_job(prepared, "http://api.test", tmp_path / "run", adopt=False,
                     transport=httpx.MockTransport(api), client=settings(1, max_attempts=2))
@@ -217,7 +228,7 @@ def test_regression_the_report_covers_every_invocation(box: SandboxHandle, tmp_p
 
 def test_regression_a_reconciled_connect_card_row_gets_its_link(tmp_path: Path) -> None:
     api = StandIn([])
-    api.creates = [lost(api)]
+    api.creates = [lost_then(api, now)]
     prepared = load_sheet(sheet(tmp_path / "in.csv", ["tt_card"], card=True))
     result = run_job(prepared, "http://api.test", tmp_path / "run", adopt=False,
                      transport=httpx.MockTransport(api), client=settings(1))
@@ -311,39 +322,16 @@ def test_regression_report_html_shows_every_invocation(box: SandboxHandle,
     assert f"<td>API calls</td><td><b>{first.summary['calls']}</b>" in page
 
 
-def _lost_then(api: StandIn, created_at: Callable[[], str],
-               sync_frequency: int | None = None) -> Callable[[dict[str, Any]], httpx.Response]:
-    """Another tool's create lands under the key, and our create's answer is lost."""
-    def answer(body: dict[str, Any]) -> httpx.Response:
-        conn = api.store(body, created_at=created_at())
-        if sync_frequency is not None:
-            conn["sync_frequency"] = sync_frequency
-        raise httpx.ReadTimeout("lost", request=httpx.Request("POST", "http://x"))
-    return answer
-
-
 def test_regression_a_lost_answer_never_claims_a_connection_with_other_settings(
         tmp_path: Path) -> None:
-    api = StandIn([])
-    api.creates = [_lost_then(api, now, sync_frequency=60)]  # inside the window, but not ours
-    prepared = load_sheet(sheet(tmp_path / "in.csv", ["tt_a"]))
-    result = run_job(prepared, "http://api.test", tmp_path / "run", adopt=False,
-                     transport=httpx.MockTransport(api), client=settings(1, max_attempts=2))
-    [outcome] = result.outcomes
-    assert outcome.status is Status.EXISTS and outcome.error_code == "NotClaimed"
+    outcome = not_claimed(tmp_path, now, sync_frequency=60)  # inside the window, not ours
     assert "settings differ" in (outcome.error_message or "")
 
 
 def test_regression_a_lost_answer_never_claims_one_made_after_it_could_have_landed(
         tmp_path: Path) -> None:
     later = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
-    api = StandIn([])
-    api.creates = [_lost_then(api, lambda: later)]
-    prepared = load_sheet(sheet(tmp_path / "in.csv", ["tt_a"]))
-    result = run_job(prepared, "http://api.test", tmp_path / "run", adopt=False,
-                     transport=httpx.MockTransport(api), client=settings(1, max_attempts=2))
-    [outcome] = result.outcomes
-    assert outcome.status is Status.EXISTS and outcome.error_code == "NotClaimed"
+    outcome = not_claimed(tmp_path, lambda: later)
     assert "after any create of this run could have landed" in (outcome.error_message or "")
 
 

@@ -90,9 +90,8 @@ def embedded_sandbox(reports_dir: Path, groups: Mapping[str, str] | None = None,
         if groups is not None else run_in_thread(profile=profile, state_path=state)
     with seeded as handle:
         shown = f"profile {profile}, state {state}" if groups is not None else f"state {state}"
-        yield Target(ApiCredentials(handle.api_key, handle.api_secret, handle.url), True,
-                     description=f"Embedded Fivetran sandbox at {handle.url} ({shown})",
-                     warning=warning)
+        yield _sandbox_target(handle, f"Embedded Fivetran sandbox at {handle.url} ({shown})",
+                              warning)
 
 
 async def client_settings_for(target: Target, settings: ClientSettings,
@@ -180,6 +179,11 @@ class Sandbox:
 
     @property
     def target(self) -> Target:
-        handle = self.handle
-        return Target(ApiCredentials(handle.api_key, handle.api_secret, handle.url), True,
-                      description=f"Fivetran sandbox at {handle.url}")
+        return _sandbox_target(self.handle, f"Fivetran sandbox at {self.handle.url}")
+
+
+def _sandbox_target(handle: SandboxHandle, description: str,
+                    warning: str | None = None) -> Target:
+    """A running sandbox as a target: its credentials, its budgets adopted."""
+    return Target(ApiCredentials(handle.api_key, handle.api_secret, handle.url), True,
+                  description=description, warning=warning)
