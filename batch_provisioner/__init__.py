@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         FatalApiError as FatalApiError,
         InputError as InputError,
         ProvisionerError as ProvisionerError,
+        RunStopped as RunStopped,
     )
     from batch_provisioner.models import (
         Outcome as Outcome,
@@ -42,10 +43,18 @@ if TYPE_CHECKING:
         plan as plan,
         plan_async as plan_async,
         render as render,
+        select_rows as select_rows,
         validate as validate,
     )
     from batch_provisioner.run.control import (
         RunControl as RunControl,
+    )
+    from batch_provisioner.run.estimate import (
+        Estimate as Estimate,
+    )
+    from batch_provisioner.run.groups import (
+        groups as groups,
+        groups_async as groups_async,
     )
     from batch_provisioner.run.journal import checked_run_id as checked_run_id
     from batch_provisioner.run.operations import (
@@ -58,8 +67,10 @@ if TYPE_CHECKING:
         status_async as status_async,
     )
     from batch_provisioner.run.results import (
+        AccountGroup as AccountGroup,
         ApplyResult as ApplyResult,
         ConnectCardsResult as ConnectCardsResult,
+        GroupsResult as GroupsResult,
         PlanResult as PlanResult,
         RollbackPlan as RollbackPlan,
         RollbackResult as RollbackResult,
@@ -83,19 +94,21 @@ if TYPE_CHECKING:
 
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("apply", "apply_async", "load", "new_run_id", "plan", "plan_async",
-                     "render", "validate"), "batch_provisioner.run.commands"),
+                     "render", "select_rows", "validate"), "batch_provisioner.run.commands"),
     **dict.fromkeys(("connect_cards", "connect_cards_async", "find_run", "rollback",
                      "rollback_async", "status", "status_async"),
                     "batch_provisioner.run.operations"),
-    **dict.fromkeys(("ApplyResult", "ConnectCardsResult", "PlanResult", "RollbackPlan",
-                     "RollbackResult", "StatusResult", "Validation"),
-                    "batch_provisioner.run.results"),
-    **dict.fromkeys(("ApiError", "ExitCode", "FatalApiError", "InputError", "ProvisionerError"),
-                    "batch_provisioner.errors"),
+    **dict.fromkeys(("AccountGroup", "ApplyResult", "ConnectCardsResult", "GroupsResult",
+                     "PlanResult", "RollbackPlan", "RollbackResult", "StatusResult",
+                     "Validation"), "batch_provisioner.run.results"),
+    **dict.fromkeys(("groups", "groups_async"), "batch_provisioner.run.groups"),
+    **dict.fromkeys(("ApiError", "ExitCode", "FatalApiError", "InputError", "ProvisionerError",
+                     "RunStopped"), "batch_provisioner.errors"),
     **dict.fromkeys(("Outcome", "Status"), "batch_provisioner.models"),
     **dict.fromkeys(("Sandbox", "Target"), "batch_provisioner.run.target"),
     **dict.fromkeys(("ApiCredentials", "Limits"), "batch_provisioner.settings"),
     "RunControl": "batch_provisioner.run.control",
+    "Estimate": "batch_provisioner.run.estimate",
     "Prepared": "batch_provisioner.sheet.load",
     "write_templates": "batch_provisioner.sheet.templates",
     "checked_run_id": "batch_provisioner.run.journal",

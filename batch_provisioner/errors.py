@@ -109,3 +109,16 @@ class FatalApiError(ApiError):
     """401/403 or a wrong base URL: stop the run, mark the rest ``not_attempted``."""
 
     exit_code = ExitCode.FATAL_API
+
+
+class RunStopped(ProvisionerError):
+    """Nothing more is sent: a signal, a wait that would pass ``--deadline`` or
+    ``--max-wait``, or a fatal error elsewhere. The request it stopped never left, so its row
+    is ``not_attempted`` (resumable). ``reason`` is one of ``run.control.STOP_REASONS``."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+    def __init__(self, message: str, *, reason: str, wait: float | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.wait = wait

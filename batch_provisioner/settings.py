@@ -120,6 +120,10 @@ class Limits:
                    if getattr(other, f.name) is not None}
         return dataclasses.replace(self, **changes)
 
+    def budgets_set(self) -> frozenset[str]:
+        """The budget names these limits set (to a number, or 0 = off)."""
+        return frozenset(name for name in _BUDGET_LIMITS if getattr(self, name) is not None)
+
     def client_settings(self) -> ClientSettings:
         budgets = {b.name: b for b in DEFAULT_BUDGETS}
         for name, (window, applies) in _BUDGET_LIMITS.items():
@@ -160,3 +164,6 @@ class ClientSettings:
     timeouts: Timeouts = dataclasses.field(default_factory=Timeouts)
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
     budgets: tuple[Budget, ...] = DEFAULT_BUDGETS
+    #: Budgets set on purpose (command-line flags, ``limits=``): they win over the budgets a
+    #: sandbox announces, which otherwise replace ``budgets``. Absent from ``budgets`` = off.
+    explicit_budgets: frozenset[str] = frozenset()

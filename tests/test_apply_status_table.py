@@ -114,7 +114,7 @@ def test_status_to_outcome(tmp_path: Path, name: str) -> None:
         assert lookups == ["tt_00000"]  # looked up before any retry
 
 
-def test_retry_after_longer_than_max_wait_fails_the_row_as_retriable(tmp_path: Path) -> None:
+def test_retry_after_longer_than_max_wait_stops_the_run_resumably(tmp_path: Path) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.method == "GET":
             return _json(200, "Success", data={"items": []})
@@ -124,6 +124,7 @@ def test_retry_after_longer_than_max_wait_fails_the_row_as_retriable(tmp_path: P
     result = run_job(sheet, "http://api.test", tmp_path / "run", adopt=False,
                      transport=httpx.MockTransport(handler),
                      client=settings(2, max_attempts=3, max_wait=60.0))
-    assert {o.status for o in result.outcomes} == {Status.FAILED}
+    assert {o.status for o in result.outcomes} == {Status.NOT_ATTEMPTED}
     assert all("max-wait" in (o.error_message or "") for o in result.outcomes)
-    assert result.exit_code is ExitCode.ROWS_FAILED
+    assert {o.error_code for o in result.outcomes} == {"max_wait"}
+    assert result.exit_code is ExitCode.INTERRUPTED

@@ -2,7 +2,8 @@
 
 ``FivetranClient`` (client.py) is the only place where HTTP answers and httpx exceptions become
 the error tree; ``BudgetGate`` (budgets.py) paces every worker; retry.py holds the rules and the
-one retry loop (``retrying``); wire.py reads what comes back (``schema_of``, envelopes).
+one retry loop (``retrying``); wire.py reads what comes back (``schema_of``, envelopes);
+edge.py gives up a base URL that never answers as Fivetran does (exit 3, the URL named).
 """
 
 from __future__ import annotations

@@ -15,6 +15,11 @@ server's own rolling window, whatever the latency.
 Waiting is exact, not polled: the head waiter of each request kind sleeps until the moment the
 oldest counted event leaves the window (or, when only in-flight events fill it, until one of them
 completes). Waiters of one kind queue FIFO behind a lock, so nobody stampedes.
+
+Every wait is bounded. A wait that would end past ``deadline`` (the run's ``--deadline``) or last
+longer than ``max_wait`` is not waited: the gate raises :class:`RunStopped` at once, and
+``close()`` (the first Ctrl-C, a fatal error) wakes every waiter, so nothing queued behind a
+budget is sent after it. In-flight requests are never cut short here.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import anyio
 import structlog
 
 from batch_provisioner.api.window import first_in_window, nth_leaving
-from batch_provisioner.errors import RetriableApiError
+from batch_provisioner.errors import RunStopped
 from batch_provisioner.settings import Budget
 
 __all__ = ["KIND_APPLIES_TO", "BudgetGate", "GateStats", "Slot"]
@@ -104,11 +109,15 @@ class BudgetGate:
         self._done: dict[str, list[float]] = {"all": [], "create": [], "setup_test": []}
         self._in_flight: dict[str, int] = dict.fromkeys(self._done, 0)
         self._pause_until = float("-inf")
-        self._refuse_until = float("-inf")
-        self._refuse_seconds = 0.0
         self._phantom = 0  # calls the server counted that we did not (X-Rate-Limit-Remaining)
         self._phantom_at = float("-inf")
         self._changed: anyio.Event | None = None
+        #: The run's deadline on this gate's clock: no wait may end past it.
+        self.deadline: float | None = None
+        self._closed: RunStopped | None = None
+        self._waiting: set[anyio.CancelScope] = set()  # every wait in progress, for close()
+        #: Told ``(reason, message)`` when the gate closes (the run's ``RunControl.halt``).
+        self.on_close: Callable[[str, str], None] | None = None
         self.stats = GateStats()
 
     # -- public -----------------------------------------------------------------------------
@@ -128,8 +137,31 @@ class BudgetGate:
         return self._clock()
 
     async def sleep(self, seconds: float) -> None:
-        """Sleep on the gate's (possibly fake) clock; used for retry backoff too."""
-        await self._sleep(seconds)
+        """Sleep on the gate's (possibly fake) clock; used for retry backoff too.
+
+        Raises :class:`RunStopped` instead when the gate is closed (also while sleeping), or
+        when the sleep would end past the deadline or last longer than ``max_wait``.
+        """
+        self._check_wait(seconds, self._clock(), "a retry backoff", halt=False)
+        await self._wait(seconds)
+        self._check_open()
+
+    @property
+    def closed(self) -> RunStopped | None:
+        """Why the gate sends nothing more (None while it is open)."""
+        return self._closed
+
+    def close(self, reason: str, message: str) -> None:
+        """Send nothing more: every waiter (budget, pause, backoff, a place in flight) raises
+        :class:`RunStopped` at once; in-flight requests finish. Idempotent."""
+        if self._closed is not None:
+            return
+        self._closed = RunStopped(f"not sent: {message}", reason=reason)
+        for scope in list(self._waiting):
+            scope.cancel()
+        self._notify()
+        if self.on_close is not None:
+            self.on_close(reason, message)
 
     @asynccontextmanager
     async def slot(self, kind: str) -> AsyncIterator[Slot]:
@@ -152,21 +184,20 @@ class BudgetGate:
     def pause(self, seconds: float, reason: str) -> None:
         """Pause every worker for ``seconds`` from now (extends, never shortens, a pause).
 
-        Raises :class:`RetriableApiError` instead when ``seconds`` exceeds ``max_wait``; until
-        that long wait has passed, new slots fail the same way at once rather than hang.
+        A pause longer than ``max_wait`` is not waited: the gate closes (nothing more is
+        sent) and :class:`RunStopped` is raised. A pause that would end past the deadline is
+        refused the same way by the waiters it holds back.
         """
         self.stats.throttles += 1
         now = self._clock()
         if seconds > self.max_wait:
-            self._refuse_until = max(self._refuse_until, now + seconds)
-            self._refuse_seconds = seconds
             _log.warning(
                 "budget.pause_refused", seconds=seconds, max_wait=self.max_wait, reason=reason
             )
-            raise RetriableApiError(
-                f"Retry-After of {seconds:g}s exceeds --max-wait {self.max_wait:g}s",
-                retry_after=seconds,
-            )
+            self.close("max_wait", f"the API asked to wait {seconds:g}s (Retry-After), "
+                                   f"longer than --max-wait {self.max_wait:g}s")
+            assert self._closed is not None
+            raise self._closed
         until = now + max(0.0, seconds)
         if until <= self._pause_until:
             return
@@ -250,33 +281,101 @@ class BudgetGate:
             await self._wait_until_open(kind)
             try:
                 self._limiter.acquire_nowait()
-                return
             except anyio.WouldBlock:
-                await self._limiter.acquire()
+                await self._acquire_place()
+            try:
+                self._check_open()
+                self._check_wait(0.0, self._clock(), "a place in flight")
+            except RunStopped:
+                self._limiter.release()
+                raise
             if self._delay(kind, self._clock()) == 0.0:
                 return
             self._limiter.release()
 
+    async def _acquire_place(self) -> None:
+        """A place under the in-flight cap; bounded by the deadline, woken by ``close``."""
+        with anyio.CancelScope() as scope:
+            self._waiting.add(scope)
+            try:
+                await self._limiter.acquire()
+                return
+            finally:
+                self._waiting.discard(scope)
+        self._check_open()  # cancelled: only close() cancels these scopes
+        raise RuntimeError("a wait for a place in flight was cancelled")  # pragma: no cover
+
     async def _wait_until_open(self, kind: str) -> None:
         counted = False
         while True:
+            self._check_open()
             now = self._clock()
-            if now < self._refuse_until:
-                raise RetriableApiError(
-                    f"Retry-After of {self._refuse_seconds:g}s exceeds --max-wait "
-                    f"{self.max_wait:g}s; not sending until it has passed",
-                    retry_after=self._refuse_until - now,
-                )
             delay = self._delay(kind, now)
             if delay == 0.0:
+                self._check_wait(0.0, now, "a request")
                 return
-            if not counted and now >= self._pause_until:  # held back by a budget, not a pause
+            paused = now < self._pause_until
+            if not counted and not paused:  # held back by a budget, not a pause
                 counted = True
                 self.stats.budget_waits += 1
-            if delay is None:
-                await self._changed_event().wait()
-            else:
-                await self._sleep(delay)
+            what = "the API's 429 pause" if paused else f"the {kind} budget"
+            # None: only in-flight events fill a window; wait for one (until the deadline)
+            self._check_wait(delay or 0.0, now, what)
+            await self._wait(delay, until_changed=delay is None)
+
+    # -- bounded waits ----------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed is not None:
+            raise self._closed
+
+    def _check_wait(self, seconds: float, now: float, what: str, *, halt: bool = True) -> None:
+        """Refuse a wait that would end past the deadline or last longer than ``max_wait``.
+
+        ``halt``: close the gate too (a budget or pause holds every later request back as
+        well); a retry backoff concerns one row only.
+        """
+        if self.deadline is not None and now + seconds > self.deadline:
+            reason = "deadline"
+            message = ("the run's deadline has passed" if seconds <= 0 else
+                       f"waiting {seconds:.0f}s for {what} would pass the run's deadline")
+        elif seconds > self.max_wait:
+            reason = "max_wait"
+            message = (f"waiting {seconds:.0f}s for {what} would exceed --max-wait "
+                       f"{self.max_wait:g}s")
+        else:
+            return
+        _log.warning("budget.wait_refused", reason=reason, seconds=round(seconds, 3), what=what)
+        if halt:
+            self.close(reason, message)
+            assert self._closed is not None
+            raise self._closed
+        raise RunStopped(f"not sent: {message}", reason=reason, wait=seconds)
+
+    async def _wait(self, seconds: float | None, *, until_changed: bool = False) -> None:
+        """Sleep ``seconds`` on the gate's clock (None: until the gate changes); ``close``
+        and, with ``until_changed``, any change of the gate end the wait early. With a
+        deadline, a wait for a change ends at the deadline."""
+        with anyio.CancelScope() as scope:
+            self._waiting.add(scope)
+            try:
+                if until_changed:
+                    changed = self._changed_event()
+                    if self.deadline is None:
+                        await changed.wait()
+                    else:
+                        async with anyio.create_task_group() as tg:
+                            async def cancel_when_changed() -> None:
+                                await changed.wait()
+                                tg.cancel_scope.cancel()
+
+                            tg.start_soon(cancel_when_changed)
+                            await self._sleep(max(0.0, self.deadline - self._clock()))
+                            tg.cancel_scope.cancel()
+                elif seconds is not None and seconds > 0:
+                    await self._sleep(seconds)
+            finally:
+                self._waiting.discard(scope)
 
     def _delay(self, kind: str, now: float) -> float | None:
         """0 when a request of ``kind`` may go now, seconds to wait, or None (wait for a change)."""

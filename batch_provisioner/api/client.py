@@ -24,6 +24,7 @@ import httpx
 import structlog
 
 from batch_provisioner.api.budgets import BudgetGate
+from batch_provisioner.api.edge import FirstContact, transport_cause
 from batch_provisioner.api.retry import (
     error_for_status,
     error_for_transport,
@@ -45,7 +46,6 @@ from batch_provisioner.errors import (
     ApiError,
     FatalApiError,
     NotFoundApiError,
-    RetriableApiError,
     ThrottledError,
 )
 from batch_provisioner.safety import REDACTOR, secret_values
@@ -90,7 +90,10 @@ class FivetranClient:
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
         default_retry_after: float = 2.0,
+        answered: bool = False,
     ) -> None:
+        # ``answered``: this API already answered properly (a probe of the same target did),
+        # so a transport error is a row's matter from the first request (see api/edge.py).
         self._settings = settings or ClientSettings()
         self._gate = gate or BudgetGate(
             self._settings.budgets,
@@ -123,6 +126,7 @@ class FivetranClient:
         )
         self.stats = ClientStats()
         self._opened = self._gate.now()
+        self._contact = FirstContact(credentials.base_url, answered=answered)
 
     @property
     def gate(self) -> BudgetGate:
@@ -216,7 +220,8 @@ class FivetranClient:
         budgets = budgets_of(await self._read("GET", "/sandbox/limits"))
         if budgets is None:
             raise FatalApiError(
-                "GET /sandbox/limits: unexpected answer (expected {'budgets': [...]})",
+                f"GET /sandbox/limits at {self._contact.base}: unexpected answer "
+                "(expected {'budgets': [...]})",
                 method="GET",
                 path="/sandbox/limits",
             )
@@ -278,6 +283,7 @@ class FivetranClient:
         """One attempt through the gate; returns the envelope or raises from the error tree."""
         if idempotent is None:
             idempotent = method in _IDEMPOTENT_METHODS
+        self._contact.check()  # the base URL was given up: nothing more is sent
         async with self._gate.slot(request_kind(method, path, body)) as slot:
             self.stats.calls += 1
             response: httpx.Response | None = None
@@ -291,17 +297,18 @@ class FivetranClient:
                 failure = error_for_transport(
                     method, path, type(exc).__name__, sent=False, idempotent=idempotent
                 )
+                failure = self._contact.no_answer(
+                    method, path, type(exc).__name__, transport_cause(exc)) or failure
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
                 slot.not_sent()
-                failure = FatalApiError(
-                    f"{method} {path}: {type(exc).__name__}; check the API base URL",
-                    method=method,
-                    path=path,
-                )
+                failure = self._contact.unusable(
+                    method, path, type(exc).__name__, transport_cause(exc))
             except httpx.HTTPError as exc:
                 failure = error_for_transport(
                     method, path, type(exc).__name__, sent=True, idempotent=idempotent
                 )
+                failure = self._contact.no_answer(
+                    method, path, type(exc).__name__, transport_cause(exc)) or failure
             # Raised here, outside the except blocks: no httpx exception (which holds the
             # request, headers included) is chained to the error as its __context__.
             self.stats.timeline.append((
@@ -327,6 +334,14 @@ class FivetranClient:
         self._observe_rate_headers(response)
         envelope = read_envelope(response)
         _log.debug("request.completed", method=method, path=path, status=status)
+        if envelope is not None:
+            self._contact.proper_answer()
+        else:  # HTML, non-JSON, no envelope: fatal at once, after the bound, or a row's 5xx
+            stop = self._contact.not_an_answer(method, path, status,
+                                               response.headers.get("content-type"),
+                                               empty=not response.content.strip())
+            if stop is not None:
+                raise stop
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         error = error_for_status(
             method,
@@ -341,21 +356,12 @@ class FivetranClient:
             self._throttled(error, envelope, redact)
         if error is not None:
             raise error
-        if envelope is None and response.content.strip():
-            raise FatalApiError(
-                f"{method} {path}: HTTP {status} is not a Fivetran API answer "
-                f"({response.headers.get('content-type', 'no content type')}); "
-                "check the API base URL",
-                http_status=status,
-                method=method,
-                path=path,
-            )
         return envelope or {}
 
     def _throttled(
         self, error: ThrottledError, envelope: JSON | None, redact: Callable[[str], str]
     ) -> None:
-        """Learn what the 429 reveals and pause every worker (or fail fast past --max-wait)."""
+        """Learn what the 429 reveals and pause every worker (or stop the run past --max-wait)."""
         self.stats.throttled += 1
         message = redact(str(envelope.get("message") or "")) if envelope else ""
         revealed = parse_limit_message(message) if message else None
@@ -370,20 +376,8 @@ class FivetranClient:
             message=message or None,
         )
         wait = error.retry_after if error.retry_after is not None else self._default_retry_after
-        try:
-            self._gate.pause(wait, reason=message or "HTTP 429")
-        except RetriableApiError as exc:
-            too_long = exc
-        else:
-            return
-        raise RetriableApiError(
-            f"{error.message}; {too_long.message}",
-            retry_after=wait,
-            http_status=429,
-            code=error.code,
-            method=error.method,
-            path=error.path,
-        )
+        # past --max-wait (or the deadline) this raises RunStopped: the run sends nothing more
+        self._gate.pause(wait, reason=message or "HTTP 429")
 
     def _observe_rate_headers(self, response: httpx.Response) -> None:
         limit = header_int(response, "x-rate-limit")

@@ -26,6 +26,7 @@ from batch_provisioner.errors import (
     NotFoundApiError,
     RetriableApiError,
     RowApiError,
+    RunStopped,
     ThrottledError,
 )
 from batch_provisioner.settings import RetryPolicy
@@ -183,10 +184,11 @@ async def retrying(
     An error of ``retry_on`` is retried after :func:`retry_delay`, reported first to
     ``on_retry`` and logged as ``request.retry_scheduled`` (on ``log``, by default this module's
     logger). The error is re-raised at once, with no wait after it, when it is not of
-    ``retry_on``, when it was attempt ``policy.max_attempts``, when its ``retry_after`` exceeds
-    ``policy.max_wait`` (waiting that long is refused: fail fast), or when ``should_stop()``
-    says the run is stopping. ``should_stop`` is asked again after the wait, so a stop that
-    came meanwhile sends nothing more. ``sleep`` is injectable: tests never wait for real.
+    ``retry_on``, when it was attempt ``policy.max_attempts``, or when ``should_stop()``
+    says the run is stopping. An error whose ``retry_after`` exceeds ``policy.max_wait`` is not
+    waited for: :class:`RunStopped` (reason ``max_wait``) is raised at once instead.
+    ``should_stop`` is asked again after the wait, so a stop that came meanwhile sends nothing
+    more. ``sleep`` is injectable: tests never wait for real.
     """
     attempts = max(1, policy.max_attempts)
     stopping = should_stop or _never
@@ -195,8 +197,10 @@ async def retrying(
         try:
             return await op(attempt)
         except retry_on as exc:
-            if attempt >= attempts or _waits_too_long(exc, policy) or stopping():
+            if attempt >= attempts or stopping():
                 raise
+            if _waits_too_long(exc, policy):
+                raise _wait_refused(exc, policy) from None
             error = exc
         delay = retry_delay(error, attempt, policy, rng)
         _log_retry(log if log is not None else _log, attempt, error, delay)
@@ -207,6 +211,14 @@ async def retrying(
         if stopping():
             raise error
         attempt += 1
+
+
+def _wait_refused(error: ApiError, policy: RetryPolicy) -> RunStopped:
+    """A Retry-After past ``--max-wait`` is not waited: the run stops sending instead."""
+    after = retry_after_of(error) or 0.0
+    return RunStopped(f"not sent again: the API asked to wait {after:g}s (Retry-After), longer "
+                      f"than --max-wait {policy.max_wait:g}s ({error.message})",
+                      reason="max_wait", wait=after)
 
 
 async def retry_idempotent(

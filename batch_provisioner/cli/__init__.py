@@ -2,8 +2,9 @@
 
 This package is the only one that prints for the user, exits, or configures logging. Each
 command family lives in its own module (``sheet``: validate, render, template; ``apply``: plan,
-apply; ``runs``: status, connect-cards, rollback; ``sandbox``: sandbox serve) and calls the
-public library (:mod:`batch_provisioner`); ``common`` holds what they share.
+apply; ``runs``: status, connect-cards, rollback; ``groups``: groups; ``sandbox``: sandbox
+serve) and calls the public library (:mod:`batch_provisioner`); ``common`` holds what they
+share.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typer._click import exceptions as typer_errors  # typer vendors click: its 
 
 from batch_provisioner.cli import (
     apply as apply_commands,
+    groups as group_commands,
     runs as run_commands,
     sheet as sheet_commands,
 )
@@ -54,6 +56,7 @@ def _register_subcommands() -> None:
     apply_commands.register(app)
     app.add_typer(sandbox_app, name="sandbox", help="Run the embedded Fivetran API sandbox.")
     run_commands.register(app)
+    group_commands.register(app)
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

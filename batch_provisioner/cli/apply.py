@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import anyio
+import anyio.to_thread
 import polars as pl
 import structlog
 import typer
@@ -20,6 +22,7 @@ from rich.text import Text
 
 import batch_provisioner as bp
 from batch_provisioner import logs
+from batch_provisioner.cli.closing import Invocation, apply_closing, say, say_next
 from batch_provisioner.cli.common import (
     ApiUrlOpt,
     ConcurrencyOpt,
@@ -29,7 +32,9 @@ from batch_provisioner.cli.common import (
     ReportsDirOpt,
     ReportsOpt,
     RunIdOpt,
+    SandboxGroupsOpt,
     SandboxOpt,
+    SandboxProfileOpt,
     SandboxUrlOpt,
     SecretsDirOpt,
     SheetArg,
@@ -39,11 +44,14 @@ from batch_provisioner.cli.common import (
     out,
     parse_duration,
     plain_out,
+    print_carry_notice,
     print_problems,
     show_target,
+    shown,
 )
 from batch_provisioner.errors import ExitCode, InputError
 from batch_provisioner.models import ActionKind, Outcome, Status
+from batch_provisioner.run.target import check_target_options
 from batch_provisioner.settings import Limits
 
 if TYPE_CHECKING:
@@ -52,9 +60,11 @@ if TYPE_CHECKING:
 
 _log = structlog.get_logger("batch_provisioner.cli")
 MAX_PRINTED = 200
+_CANARY = 5  # the canary size the closing lines suggest
 PlanSandboxOpt = Annotated[bool, typer.Option(
-    "--sandbox", help="Start the embedded Fivetran sandbox (profile fast, state kept in "
-                      "<reports-dir>/sandbox/state.sqlite) and plan against it.")]
+    "--sandbox", help="Start the embedded Fivetran sandbox (profile fast unless "
+                      "--sandbox-profile, state kept in <reports-dir>/sandbox/state.sqlite) "
+                      "and plan against it.")]
 PlanSandboxUrlOpt = Annotated[str | None, typer.Option(
     "--sandbox-url", help="Use a sandbox already serving at URL; adopt its limits.")]
 
@@ -64,7 +74,8 @@ def plan(
     sheet_name: SheetNameOpt = None, secrets_dir: SecretsDirOpt = None,
     api_url: ApiUrlOpt = None, sandbox: PlanSandboxOpt = False,
     sandbox_url: PlanSandboxUrlOpt = None, reports_dir: ReportsDirOpt = Path("reports"),
-    run_id: RunIdOpt = None,
+    run_id: RunIdOpt = None, sandbox_groups: SandboxGroupsOpt = None,
+    sandbox_profile: SandboxProfileOpt = None,
 ) -> None:
     """Compare the sheet with the live connections; change nothing; write plan.csv.
 
@@ -77,8 +88,13 @@ def plan(
     something); 1 some rows are invalid or conflict (wins over 5, as an error wins in
     terraform plan -detailed-exitcode); 2 input error; 3 fatal API error.
     """
+    profile = str(sandbox_profile) if sandbox_profile else None
+    check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
+                         sandbox_groups=sandbox_groups, sandbox_profile=profile,
+                         reports_dir=reports_dir)
     prepared = bp.load(sheet, defaults=defaults, custom_reports=custom_reports,
                        sheet_name=sheet_name, secrets_dir=secrets_dir)
+    print_carry_notice(prepared, err)
     if prepared.invalid:
         print_problems(prepared, err)
     run_id = bp.checked_run_id(run_id or bp.new_run_id())
@@ -86,15 +102,42 @@ def plan(
                    run_log=reports_dir / run_id / "run.log.jsonl")
     try:
         result = bp.plan(prepared, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
-                         reports_dir=reports_dir, run_id=run_id, on_target=show_target)
+                         reports_dir=reports_dir, run_id=run_id, sandbox_groups=sandbox_groups,
+                         sandbox_profile=profile, on_target=show_target)
     finally:
         logs.close_run_log()
-    _print_plan(result.frame, result.counts, result.exit_code)
+    _print_plan(result.frame, result.counts)
     plain_out.print(f"plan written to {result.paths['plan.csv']}")
+    how = Invocation(sheet=sheet, defaults=defaults, custom_reports=custom_reports,
+                     sheet_name=sheet_name, secrets_dir=secrets_dir, reports_dir=reports_dir,
+                     api_url=api_url, sandbox=sandbox, sandbox_url=sandbox_url,
+                     sandbox_groups=sandbox_groups, sandbox_profile=profile)
+    _plan_closing(result, how)
     raise typer.Exit(result.exit_code)
 
 
-def _print_plan(frame: pl.DataFrame, counts: Mapping[str, int], code: int) -> None:
+def _plan_closing(result: bp.PlanResult, how: Invocation) -> None:
+    counts, code = result.counts, result.exit_code
+    if result.estimate is not None and result.estimate.calls:
+        say(f"apply would send {result.estimate.describe()}")
+    if counts.get("invalid") or counts.get("conflict"):
+        say(f"{counts.get('invalid', 0)} invalid and {counts.get('conflict', 0)} conflicting rows "
+            "are listed with their reason in plan.csv (detail); apply leaves them out")
+    if counts.get("drift"):
+        say(f"{counts['drift']} rows drifted: apply --update PATCHes the mutable fields")
+    if counts.get("create", 0) > _CANARY:
+        say_next(how.command("apply", "--limit", str(_CANARY)),
+                 f"a canary of {_CANARY} creates first; apply --resume RUN_ID carries on")
+    elif counts.get("create"):
+        say_next(how.command("apply"))
+    elif code == int(ExitCode.OK):
+        say("nothing to change")
+    why = {int(ExitCode.ROWS_FAILED): "rows to fix", int(ExitCode.OK): "no changes"}.get(
+        code, "changes pending")
+    say(f"exit code {code} ({why})")
+
+
+def _print_plan(frame: pl.DataFrame, counts: Mapping[str, int]) -> None:
     shown = frame.filter(pl.col("action") != str(ActionKind.EXISTS))
     if shown.height:
         table = RichTable(title="plan (rows that exist unchanged are not listed)")
@@ -111,9 +154,6 @@ def _print_plan(frame: pl.DataFrame, counts: Mapping[str, int], code: int) -> No
             plain_out.print(f"... and {shown.height - MAX_PRINTED} more rows in plan.csv")
     kinds = ("create", "exists", "drift", "conflict", "invalid")
     plain_out.print("plan: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in kinds))
-    why = {int(ExitCode.ROWS_FAILED): "rows to fix", int(ExitCode.OK): "no changes"}.get(
-        code, "changes pending")
-    plain_out.print(f"exit code {code} ({why})")
 
 
 class ProgressReporter:
@@ -141,6 +181,25 @@ class ProgressReporter:
     def __exit__(self, *_exc: object) -> None:
         if self.progress is not None:
             self.progress.stop()
+
+    def say(self, line: str) -> None:
+        """A line for the person running it, above the bar (stderr: stdout stays the report)."""
+        if self.progress is not None:
+            self.progress.console.print(shown(line, 4_000))
+        else:
+            err.print(shown(line, 4_000))
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """No bar while a question is asked on the terminal."""
+        if self.progress is None:
+            yield
+            return
+        self.progress.stop()
+        try:
+            yield
+        finally:
+            self.progress.start()
 
     def on_plan(self, plan: Plan, gate: BudgetGate) -> None:
         self.gate = gate
@@ -205,14 +264,34 @@ def apply(
     connect_timeout: Annotated[float | None, typer.Option("--connect-timeout", min=0.1)] = None,
     read_timeout: Annotated[float | None, typer.Option("--read-timeout", min=0.1)] = None,
     log_format: LogFormatOpt = LogFormat.AUTO,
+    sandbox_groups: SandboxGroupsOpt = None, sandbox_profile: SandboxProfileOpt = None,
+    yes: Annotated[bool, typer.Option(
+        "--yes", "-y", help="Do not ask before sending to a real API (on a terminal, apply "
+                            "shows the estimate and asks).")] = False,
+    rows: Annotated[str | None, typer.Option(
+        "--rows", help="Only these sheet rows, as the file numbers them (e.g. 2-11,40); "
+                       "the rest are not attempted, and --resume carries on.")] = None,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", min=1, help="Send at most N creates/updates (a canary); the rest are not "
+                               "attempted, and --resume carries on.")] = None,
 ) -> None:
-    """Create every valid row's connection, inside Fivetran's budgets; write the reports."""
+    """Create every valid row's connection, inside Fivetran's budgets; write the reports.
+
+    Before sending it prints what it will send and the least time the budgets allow; on a
+    terminal, against a real API, it asks first (--yes skips the question; without a
+    terminal it proceeds, as cron needs, and logs that it did)."""
     if resume and run_id and resume != run_id:
         raise InputError("--resume and --run-id name different runs; give one of them")
+    profile = str(sandbox_profile) if sandbox_profile else None
+    check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
+                         sandbox_groups=sandbox_groups, sandbox_profile=profile,
+                         reports_dir=reports_dir)
     prepared = bp.load(sheet, defaults=defaults, custom_reports=custom_reports,
                        sheet_name=sheet_name, secrets_dir=secrets_dir)
+    print_carry_notice(prepared, err)
     if prepared.invalid:
         print_problems(prepared, err)
+    bp.select_rows(rows, prepared)  # a bad --rows is exit 2 before anything is written
     limits = _limits(concurrency, calls_per_hour, creates_per_minute, setup_tests_per_minute,
                      setup_tests_per_hour, max_attempts, max_wait, connect_timeout, read_timeout)
     seconds = parse_duration(deadline) if deadline else None
@@ -226,26 +305,63 @@ def apply(
     start = functools.partial(
         bp.apply_async, prepared, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
         reports_dir=reports_dir, run_id=run_id, limits=limits, deadline=seconds, update=update,
-        force=force, resume=resume is not None, input_paths=(sheet, defaults, custom_reports))
+        force=force, resume=resume is not None, input_paths=(sheet, defaults, custom_reports),
+        sandbox_groups=sandbox_groups, sandbox_profile=profile, rows=rows, limit=limit)
+    asking = yes is False and sys.stdin.isatty() and sys.stderr.isatty()
     try:
         with ProgressReporter(len(prepared.rows), tty) as reporter:
-            result = anyio.run(_apply_watching_signals, start, reporter)
+            result = anyio.run(_apply_watching_signals, start, reporter, asking, yes)
     finally:
         logs.close_run_log()
     _print_summary(result)
+    how = Invocation(sheet=sheet, defaults=defaults, custom_reports=custom_reports,
+                     sheet_name=sheet_name, secrets_dir=secrets_dir, reports_dir=reports_dir,
+                     api_url=api_url, sandbox=sandbox, sandbox_url=sandbox_url,
+                     sandbox_groups=sandbox_groups, sandbox_profile=profile)
+    cards = sum(1 for o in result.outcomes if o.connect_card_uri
+                and o.status in (Status.CREATED, Status.EXISTS))
+    apply_closing(result.counts, int(result.exit_code), result.run_id, dict(result.paths), how,
+                  fatal=result.fatal_message, stopped=result.stop_message, cards_waiting=cards)
     raise typer.Exit(int(result.exit_code))
 
 
 async def _apply_watching_signals(start: Callable[..., Awaitable[bp.ApplyResult]],
-                                  reporter: ProgressReporter) -> bp.ApplyResult:
-    """The first Ctrl-C (or SIGTERM) starts no new row; the second gives up on in-flight ones."""
+                                  reporter: ProgressReporter, asking: bool,
+                                  yes: bool) -> bp.ApplyResult:
+    """The first Ctrl-C (or SIGTERM) sends nothing new; the second gives up on in-flight ones.
+
+    ``asking``: on a terminal, ask before sending to a real API (not to a sandbox).
+    """
     control = bp.RunControl()
+    real_api = True
+
+    def on_target(target: bp.Target) -> None:
+        nonlocal real_api
+        real_api = not target.adopt_sandbox_limits
+        show_target(target)
+
+    def on_preview(preview: bp.Estimate) -> None:
+        reporter.say(f"apply: sending {preview.describe()}")
+        if real_api and not asking and not yes and preview.calls:
+            _log.info("run.unattended", note="no terminal: sending without a question (cron); "
+                                             "--yes says so explicitly")
+
+    async def confirm(preview: bp.Estimate) -> bool:
+        if not (asking and real_api):
+            return True
+        with anyio.CancelScope() as scope:
+            control.on_stop(lambda _reason, _message: scope.cancel())
+            with reporter.paused():
+                return await anyio.to_thread.run_sync(
+                    _ask, f"Send {preview.calls:,} requests to the Fivetran API?",
+                    abandon_on_cancel=True)
+        return False  # Ctrl-C while asking
 
     async def watch_signals() -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
                 if not control.interrupted:
-                    control.interrupted = True
+                    control.interrupt()
                     _log.warning("run.interrupted", signal=signal.Signals(signum).name,
                                  note="no new rows; in-flight requests finish; again to abort")
                 else:
@@ -255,9 +371,13 @@ async def _apply_watching_signals(start: Callable[..., Awaitable[bp.ApplyResult]
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch_signals)
         result = await start(control=control, on_outcome=reporter, on_plan=reporter.on_plan,
-                             on_target=show_target)
+                             on_target=on_target, on_preview=on_preview, confirm=confirm)
         tg.cancel_scope.cancel()
     return result
+
+
+def _ask(question: str) -> bool:
+    return bool(typer.confirm(question, default=False, err=True))
 
 
 def _print_summary(result: bp.ApplyResult) -> None:
@@ -273,11 +393,6 @@ def _print_summary(result: bp.ApplyResult) -> None:
               f"{s['throttled_429']} throttled, {s['retries']} retries, "
               f"{s['reconciliations']} reconciled")
     out.print(f"results: {result.paths['results.csv']}")
-    failed = sum(result.summary["counts"].get(k, 0) for k in (
-        str(Status.INVALID), str(Status.FAILED), str(Status.NOT_ATTEMPTED)))
-    if failed:
-        out.print(f"rows to fix and feed back: {result.paths['failed_rows.csv']}")
-    out.print(f"exit code {int(result.exit_code)} ({ExitCode(result.exit_code).name.lower()})")
 
 
 def register(app: typer.Typer) -> None:

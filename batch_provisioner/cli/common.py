@@ -45,11 +45,27 @@ RunIdOpt = Annotated[str | None, typer.Option("--run-id", help="Name of this run
 ApiUrlOpt = Annotated[str | None, typer.Option(
     "--api-url", help="Fivetran API base URL (default FIVETRAN_API_URL or api.fivetran.com).")]
 SandboxOpt = Annotated[bool, typer.Option(
-    "--sandbox", help="Start the embedded Fivetran sandbox (profile fast) and run against it.")]
+    "--sandbox", help="Start the embedded Fivetran sandbox (profile fast unless "
+                      "--sandbox-profile) and run against it.")]
+SandboxGroupsOpt = Annotated[Path | None, typer.Option(
+    "--sandbox-groups", help="With --sandbox: seed the sandbox with exactly these groups (a CSV "
+                             "id,name, e.g. from `groups --out`), so a group mistake shows as "
+                             "invalid.")]
 SandboxUrlOpt = Annotated[str | None, typer.Option(
     "--sandbox-url", help="Run against a sandbox already serving at URL; adopt its limits.")]
 ConcurrencyOpt = Annotated[int | None, typer.Option(
     "--concurrency", min=1, max=256, help="Requests in flight at once (default 8).")]
+
+
+class SandboxProfile(enum.StrEnum):
+    FAST = "fast"
+    FIVETRAN = "fivetran"
+    UNLIMITED = "unlimited"
+
+
+SandboxProfileOpt = Annotated[SandboxProfile | None, typer.Option(
+    "--sandbox-profile", help="With --sandbox: fast (default; Fivetran's counts over 60x "
+                              "shorter windows), fivetran (the real limits) or unlimited.")]
 
 
 class LogFormat(enum.StrEnum):
@@ -106,6 +122,13 @@ def print_problems(prepared: Prepared, console: Console) -> None:
     console.print(f"{len(prepared.rows)} rows: {len(prepared.invalid)} invalid "
                   f"({n_err} errors, {problems.height - n_err} warnings), "
                   f"{len(prepared.requests)} ready to send.")
+
+
+def print_carry_notice(prepared: Prepared, console: Console) -> None:
+    """One line naming the user's own columns, which ride along to every output unchanged."""
+    if prepared.carry_columns:
+        console.print(shown("carried through unchanged (your own columns): "
+                            + ", ".join(prepared.carry_columns), 2_000))
 
 
 def cell(value: object) -> Text:

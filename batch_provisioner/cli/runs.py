@@ -10,8 +10,17 @@ import typer
 
 import batch_provisioner as bp
 from batch_provisioner import logs
-from batch_provisioner.cli.common import ApiUrlOpt, plain_err, plain_out, print_rows, show_target
+from batch_provisioner.cli.closing import Invocation, say, say_next
+from batch_provisioner.cli.common import (
+    ApiUrlOpt,
+    plain_err,
+    plain_out,
+    print_rows,
+    show_target,
+    shown,
+)
 from batch_provisioner.errors import InputError
+from batch_provisioner.run.target import check_target_options
 
 RunIdArg = Annotated[str, typer.Argument(help="The run id apply printed (its reports folder).",
                                          show_default=False)]
@@ -23,8 +32,11 @@ SandboxUrlOpt = Annotated[str | None, typer.Option(
 RunReportsOpt = Annotated[Path, typer.Option("--reports-dir", help="Where run folders are.")]
 
 
-def _logging_for(run_id: str, reports_dir: Path) -> Path:
-    """The run's folder (exit 2 if there is none), with its run.log.jsonl tee set up."""
+def _logging_for(run_id: str, reports_dir: Path, *, sandbox: bool, sandbox_url: str | None,
+                 api_url: str | None) -> Path:
+    """The run's folder (exit 2 if there is none, or the target flags contradict each
+    other), with its run.log.jsonl tee set up."""
+    check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url)
     run_dir = bp.find_run(run_id, reports_dir)
     logs.configure(log_format="auto", level="warning", run_log=run_dir / "run.log.jsonl")
     return run_dir
@@ -40,7 +52,7 @@ def status(
     setup_tests column when tests ran) and writes status.csv. Exit 0 every connection read;
     1 some could not be read (e.g. deleted since); 2 unknown run; 3 fatal API error.
     """
-    _logging_for(run_id, reports_dir)
+    _logging_for(run_id, reports_dir, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url)
     try:
         result = bp.status(run_id, reports_dir=reports_dir, sandbox=sandbox,
                            sandbox_url=sandbox_url, api_url=api_url, on_target=show_target)
@@ -53,6 +65,18 @@ def status(
                                  or "no connections"))
     plain_out.print(f"status written to {result.paths['status.csv']}"
                     + ("; results and report.html updated" if result.report_refreshed else ""))
+    how = Invocation(reports_dir=reports_dir, api_url=api_url, sandbox=sandbox,
+                     sandbox_url=sandbox_url)
+    waiting = sum(n for state, n in tally.items() if state != "connected")
+    unread = sum(1 for line in result.lines if line.get("error"))
+    if unread:
+        say(f"{unread} connections could not be read: see the error column of status.csv")
+    if waiting:
+        say_next(how.command("connect-cards", run_id, inputs=False),
+                 f"fresh links for the {waiting} connections not connected yet")
+    elif tally:
+        say("every connection of the run is connected")
+    say(f"exit code {int(result.exit_code)}")
     raise typer.Exit(result.exit_code)
 
 
@@ -67,7 +91,7 @@ def connect_cards(
     redirect_uri and hide_setup_guide come from the connection's connect_card_config, else
     from the run's input files. Exit 0 all done; 1 some rows failed; 2 unknown run; 3 fatal.
     """
-    _logging_for(run_id, reports_dir)
+    _logging_for(run_id, reports_dir, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url)
     try:
         result = bp.connect_cards(run_id, reports_dir=reports_dir, sandbox=sandbox,
                                   sandbox_url=sandbox_url, api_url=api_url,
@@ -82,6 +106,13 @@ def connect_cards(
     plain_out.print(f"{len(result.cards)} fresh connect cards, {result.connected} already "
                     f"authorised, {len(result.failed)} failed; written to "
                     f"{result.paths['connect_cards.csv']}")
+    how = Invocation(reports_dir=reports_dir, api_url=api_url, sandbox=sandbox,
+                     sandbox_url=sandbox_url)
+    if result.cards:
+        say(f"send each client its link (uri in {result.paths['connect_cards.csv']}; valid "
+            "about a day, see expires_at)")
+        say_next(how.command("status", run_id, inputs=False), "who has authorised since")
+    say(f"exit code {int(result.exit_code)}")
     raise typer.Exit(result.exit_code)
 
 
@@ -102,7 +133,7 @@ def rollback(
     Exit 0 all rolled back (or nothing to do); 1 some rows failed or were left, or you
     declined; 2 unknown run or no confirmation; 3 fatal API error.
     """
-    _logging_for(run_id, reports_dir)
+    _logging_for(run_id, reports_dir, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url)
     try:
         result = bp.rollback(run_id, confirm=lambda plan: _confirmed(plan, yes),
                              reports_dir=reports_dir, sandbox=sandbox, sandbox_url=sandbox_url,
@@ -123,9 +154,17 @@ def rollback(
                     f"{result.not_provably_ours} left (not provably ours), "
                     f"{result.not_attempted} not attempted")
     if result.fatal_message:
-        plain_err.print(f"error: {result.fatal_message}")
-    plain_out.print(f"rollback report: {result.paths['rollback/results.csv']}; exit code "
-                    f"{int(result.exit_code)}")
+        plain_err.print(shown(f"error: {result.fatal_message}", 2_000))
+    plain_out.print(f"rollback report: {result.paths['rollback/results.csv']}")
+    how = Invocation(reports_dir=reports_dir, api_url=api_url, sandbox=sandbox,
+                     sandbox_url=sandbox_url)
+    if plan.in_flight:
+        say_next(how.command("apply", "SHEET", "--resume", run_id, inputs=False),
+                 "settles the creates left in flight; then roll back again")
+    if result.failed or result.not_attempted or result.fatal_message:
+        say_next(how.command("rollback", run_id, "--yes", inputs=False),
+                 "again: it carries on where this one stopped")
+    say(f"exit code {int(result.exit_code)}")
     raise typer.Exit(result.exit_code)
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 import batch_provisioner as bp
+from batch_provisioner.cli.closing import Invocation, say, say_next
 from batch_provisioner.cli.common import (
     DefaultsOpt,
     ReportsDirOpt,
@@ -20,6 +21,7 @@ from batch_provisioner.cli.common import (
     SheetNameOpt,
     err,
     out,
+    print_carry_notice,
     print_problems,
     shown,
 )
@@ -35,8 +37,16 @@ def validate(
     result = bp.validate(sheet, defaults=defaults, custom_reports=custom_reports,
                          sheet_name=sheet_name, secrets_dir=secrets_dir,
                          reports_dir=reports_dir, run_id=run_id)
+    print_carry_notice(result.sheet, out)
     print_problems(result.sheet, out)
     out.print(shown(f"Problems written to {result.paths['validation.csv']}", 10_000))
+    how = Invocation(sheet=sheet, defaults=defaults, custom_reports=custom_reports,
+                     sheet_name=sheet_name, secrets_dir=secrets_dir, reports_dir=reports_dir)
+    if result.errors:
+        say(f"fix the {len(result.invalid_rows)} invalid rows in the sheet (every problem is "
+            "listed above and in validation.csv), then validate again")
+    else:
+        say_next(how.command("plan", "--sandbox"), "rehearse: what apply would do")
     raise typer.Exit(result.exit_code)
 
 

@@ -17,7 +17,7 @@ from batch_provisioner.report.files import write_result_files, write_timeline
 from batch_provisioner.report.html import Timeline
 from batch_provisioner.report.scrub import neutralise as neutralise, scrub_frame as scrub_frame
 from batch_provisioner.report.xlsx import write_xlsx as write_xlsx
-from batch_provisioner.sheet.columns import SECRET_COLUMNS
+from batch_provisioner.sheet.columns import RESULT_COLUMNS as RESULT_COLUMNS, SECRET_COLUMNS
 from batch_provisioner.sheet.read import ROW
 
 if TYPE_CHECKING:
@@ -29,9 +29,6 @@ def write_csv(frame: pl.DataFrame, path: Path) -> None:
     neutralise(scrub_frame(frame)).write_csv(path)
 
 
-RESULT_COLUMNS = ("action", "status", "connection_id", "setup_state", "connect_card_uri",
-                  "http_status", "error_code", "error_message", "attempts", "reconciled",
-                  "started_at", "finished_at")
 _OUTCOME_SCHEMA = {
     "source_row": pl.Int64, "action": pl.String, "status": pl.String,
     "out_group_id": pl.String, "connection_id": pl.String, "setup_state": pl.String,

@@ -6,7 +6,7 @@ Pure orchestration over the stages; the CLI owns printing, signals, exit and the
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,10 +17,11 @@ import structlog
 
 from batch_provisioner.api.budgets import BudgetGate
 from batch_provisioner.api.client import ClientStats, FivetranClient
-from batch_provisioner.errors import ExitCode, FatalApiError
+from batch_provisioner.errors import ExitCode, FatalApiError, RunStopped
 from batch_provisioner.models import ActionKind, ConnectionRequest, Outcome, Status
 from batch_provisioner.report.files import read_timeline
 from batch_provisioner.run.control import RunControl
+from batch_provisioner.run.estimate import Estimate, estimate
 from batch_provisioner.run.journal import (
     Journal,
     check_resumable,
@@ -45,6 +46,10 @@ from batch_provisioner.sheet.load import Prepared
 from batch_provisioner.sheet.secrets import SecretContext
 
 _log = structlog.get_logger("batch_provisioner.run.apply")
+#: Stops that leave rows for a resume (exit 4).
+_RESUMABLE_STOPS = frozenset({"interrupted", "deadline", "max_wait"})
+#: Rows held back on purpose: a canary's unselected rows, a run the user declined.
+HELD_BACK = frozenset({"not_selected", "declined"})
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,11 @@ class ApplyOptions:
     force: bool = False
     adopt_sandbox_limits: bool = False
     input_paths: tuple[Path | None, ...] = ()
+    #: A canary: only these sheet rows (``--rows``), and at most ``limit`` sends (``--limit``);
+    #: the rest are ``not_attempted`` (``not_selected``) and a resume carries on.
+    rows: frozenset[int] | None = None
+    rows_text: str | None = None
+    limit: int | None = None
 
 
 @dataclass
@@ -66,17 +76,25 @@ class RunResult:
     summary: dict[str, Any]
     plan: Plan | None = None
     timeline: list[tuple[float, str, int]] = field(default_factory=list)
+    estimate: Estimate | None = None
 
 
 def exit_code_for(outcomes: list[Outcome], control: RunControl) -> ExitCode:
-    """3 fatal API error; 4 stopped by a signal or the deadline; 1 some rows not ok; else 0."""
+    """3 fatal API error; 4 stopped (a signal, the deadline, a wait past --max-wait) with
+    rows left for a resume; 1 some rows not ok; 4 a canary (``--rows``/``--limit``) or a
+    declined run whose sent rows are all ok; else 0."""
     if control.fatal is not None:
         return ExitCode.FATAL_API
-    skipped = any(o.status is Status.NOT_ATTEMPTED for o in outcomes)
-    if control.interrupted or (skipped and control.stop_reason() == "deadline"):
+    waiting = [o for o in outcomes if o.status is Status.NOT_ATTEMPTED]
+    stopped = any(o.error_code in _RESUMABLE_STOPS for o in waiting)
+    if control.interrupted or stopped or (control.stop_reason() in _RESUMABLE_STOPS
+                                          and waiting):
         return ExitCode.INTERRUPTED
-    bad = {Status.INVALID, Status.FAILED, Status.CONFLICT, Status.NOT_ATTEMPTED}
-    return ExitCode.ROWS_FAILED if any(o.status in bad for o in outcomes) else ExitCode.OK
+    bad = {Status.INVALID, Status.FAILED, Status.CONFLICT}
+    if any(o.status in bad for o in outcomes) or any(
+            o.error_code not in HELD_BACK for o in waiting):
+        return ExitCode.ROWS_FAILED
+    return ExitCode.INTERRUPTED if waiting else ExitCode.OK
 
 
 async def run_apply(
@@ -89,11 +107,15 @@ async def run_apply(
     transport: httpx.AsyncBaseTransport | None = None,
     on_outcome: Callable[[Outcome], None] = lambda _o: None,
     on_plan: Callable[[Plan, BudgetGate], None] = lambda _p, _g: None,
+    on_preview: Callable[[Estimate], None] = lambda _e: None,
+    confirm: Callable[[Estimate], Awaitable[bool]] | None = None,
 ) -> RunResult:
     """Plan and apply every valid row; returns one outcome per input row, in input order.
 
     Every outcome is journaled before it is reported (``on_outcome``), and the run's summary
-    covers every invocation of the run.
+    covers every invocation of the run. Once planned, ``on_preview`` gets the estimate of
+    what is left to send, and ``confirm`` (when given) is awaited before anything is: False
+    sends nothing (the rows are ``not_attempted``, ``declined``).
     """
     control = control or RunControl()
     started, wall0 = now_iso(), time.monotonic()
@@ -107,12 +129,14 @@ async def run_apply(
     journal = Journal(options.run_dir)
     journal.header(options.run_id, prepared.table.path, sha, "apply", t=started)
     journal.write(_inputs_record(prepared, options))
+    _log.info("input.carry_columns", columns=prepared.carry_columns)
     settings = options.client
     gate: BudgetGate | None = None
     client_stats: ClientStats | None = None
     done = invalid_rows(prepared.frame, prepared.invalid, previous)
     plan: Plan | None = None
     runner: Runner | None = None
+    preview: Estimate | None = None
 
     async def report(outcomes: dict[int, Outcome]) -> None:
         for outcome in outcomes.values():
@@ -123,9 +147,9 @@ async def run_apply(
     try:
         if options.adopt_sandbox_limits:
             settings = await client_settings_for(Target(credentials, True), settings, transport)
-        gate = BudgetGate(settings.budgets, settings.concurrency,
-                          max_wait=settings.retry.max_wait)
-        async with FivetranClient(credentials, settings, gate=gate, transport=transport) as client:
+        gate = _bounded_gate(settings, control)
+        async with FivetranClient(credentials, settings, gate=gate, transport=transport,
+                                  answered=options.adopt_sandbox_limits) as client:
             client_stats = client.stats
             requests, name_problems = await _resolved(client, prepared)
             earlier = carried([r for r in requests if r.row not in name_problems], previous)
@@ -134,6 +158,11 @@ async def run_apply(
             done.update(earlier)
             await report({row: o for row, o in done.items() if o.status is Status.INVALID})
             pending = [r for r in requests if r.row not in done and r.row not in name_problems]
+            if options.rows is not None:
+                left_out = {r.row: r for r in pending if r.row not in options.rows}
+                await report(_held(left_out.values(), options.run_id, "not_selected",
+                                   f"not selected: outside --rows {options.rows_text}"))
+                pending = [r for r in pending if r.row not in left_out]
             if pending or name_problems:
                 # --update reads every existing connection; otherwise drift is noted from
                 # what the listing shows, at no extra call (see plan.DriftCheck).
@@ -146,6 +175,19 @@ async def run_apply(
                 settled, to_run = settle_planned(plan, by_row,
                                                  previous.started, options.update)
                 await report(settled)
+                if options.limit is not None and len(to_run) > options.limit:
+                    beyond = [a.request for a in to_run[options.limit:]]
+                    to_run = to_run[:options.limit]
+                    await report(_held(beyond, options.run_id, "not_selected",
+                                       f"not selected: beyond --limit {options.limit}"))
+                preview = estimate(to_run, gate.budgets)
+                _log.info("run.preview", **preview.as_dict(), note=preview.describe())
+                on_preview(preview)
+                if confirm is not None and to_run and not await confirm(preview):
+                    _log.warning("run.declined", note="nothing sent")
+                    await report(_held([a.request for a in to_run], options.run_id, "declined",
+                                       "not sent: the run was not confirmed"))
+                    to_run = []
                 runner = Runner(client=client, secrets=secrets, policy=settings.retry,
                                 sleep=gate.sleep, journal=journal, control=control,
                                 on_outcome=on_outcome,
@@ -162,6 +204,9 @@ async def run_apply(
     except FatalApiError as exc:
         control.fatal = control.fatal or exc
         _log.error("run.fatal", http_status=exc.http_status, error=exc.message)
+    except RunStopped as stop:  # a listing's wait refused (deadline, --max-wait)
+        control.halt(stop.reason, stop.message)
+        _log.warning("run.stopped", reason=stop.reason, error=stop.message)
     stopped = {}
     for request in prepared.requests:
         if request.row not in done:
@@ -171,7 +216,7 @@ async def run_apply(
                 group_id=request.group_id, schema=request.schema, error_code=reason,
                 error_message=_fatal_message(control) or (
                 "aborted while in flight: a resume looks it up before resending"
-                if control.aborted else f"not started: run {reason}"))
+                if control.aborted else _stop_message(control, reason)))
     with anyio.CancelScope(shield=True):
         await report(stopped)
     outcomes = [done[row] for row in prepared.rows]
@@ -187,10 +232,14 @@ async def run_apply(
     offset = sum(float(i.get("active_seconds") or 0) for i in previous.invocations)
     timeline = [*read_timeline(options.run_dir),
                 *((round(t + offset, 4), m, s) for t, m, s in stats.timeline)]
+    figures_summary = summary(options.run_id, outcomes, code, gate, invocations,
+                              options.client.concurrency,
+                              first_start=(previous.header or {}).get("t"),
+                              carry_columns=prepared.carry_columns)
+    if preview is not None:  # what this invocation set out to send, before it did
+        figures_summary["estimate"] = preview.as_dict()
     return RunResult(outcomes=outcomes, exit_code=code, plan=plan, timeline=timeline,
-                     summary=summary(options.run_id, outcomes, code, gate, invocations,
-                                     options.client.concurrency,
-                                     first_start=(previous.header or {}).get("t")))
+                     summary=figures_summary, estimate=preview)
 
 
 async def _resolved(client: FivetranClient, prepared: Prepared
@@ -225,6 +274,30 @@ def _inputs_record(prepared: Prepared, options: ApplyOptions) -> dict[str, Any]:
     return {"type": "inputs", "sheet": paths[0] or str(prepared.table.path.resolve()),
             "sheet_name": prepared.table.sheet, "defaults": paths[1],
             "custom_reports": paths[2], "t": now_iso()}
+
+
+def _held(requests: Iterable[ConnectionRequest], run_id: str, code: str, message: str
+          ) -> dict[int, Outcome]:
+    """Rows held back on purpose (``not_attempted``); a resume carries them on."""
+    note = f"{message}; apply --resume {run_id} carries on"
+    return {r.row: Outcome(row=r.row, status=Status.NOT_ATTEMPTED, action=ActionKind.CREATE,
+                           group_id=r.group_id, schema=r.schema, error_code=code,
+                           error_message=note) for r in requests}
+
+
+def _bounded_gate(settings: ClientSettings, control: RunControl) -> BudgetGate:
+    """The run's gate: no wait past the deadline or ``--max-wait``; closed (nothing more
+    sent, queued requests included) the moment the run stops, and vice versa."""
+    gate = BudgetGate(settings.budgets, settings.concurrency, max_wait=settings.retry.max_wait)
+    if control.deadline is not None:
+        gate.deadline = gate.now() + (control.deadline - anyio.current_time())
+    control.on_stop(gate.close)
+    gate.on_close = control.halt
+    return gate
+
+
+def _stop_message(control: RunControl, reason: str) -> str:
+    return f"not started: {control.stop_message() or 'run ' + reason}"
 
 
 def _fatal_message(control: RunControl) -> str | None:

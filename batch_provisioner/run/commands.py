@@ -9,8 +9,10 @@ here prints, exits or configures logging: progress reaches the caller through ca
 from __future__ import annotations
 
 import os
+import re
 import secrets as _random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,14 +26,22 @@ from batch_provisioner.models import Outcome
 from batch_provisioner.report.results import write_csv, write_results
 from batch_provisioner.run.apply import ApplyOptions, run_apply
 from batch_provisioner.run.control import RunControl
+from batch_provisioner.run.estimate import Estimate, estimate
 from batch_provisioner.run.journal import checked_run_id
 from batch_provisioner.run.lock import RunLock
 from batch_provisioner.run.operations import find_run
 from batch_provisioner.run.plan import DriftCheck, Plan, make_plan, plan_frame
 from batch_provisioner.run.results import PLAN_CHANGES_PENDING, ApplyResult, PlanResult, Validation
 from batch_provisioner.run.sync import sync
-from batch_provisioner.run.target import Target, open_client, sandbox_groups, select_target
-from batch_provisioner.settings import ClientSettings, Limits
+from batch_provisioner.run.target import (
+    GroupsSource,
+    SheetGroups,
+    Target,
+    check_target_options,
+    open_client,
+    select_target,
+)
+from batch_provisioner.settings import Budget, ClientSettings, Limits
 from batch_provisioner.sheet.expand import masked
 from batch_provisioner.sheet.load import Prepared, prepare
 from batch_provisioner.sheet.secrets import SecretContext
@@ -92,38 +102,53 @@ def render(sheet: SheetLike, *, defaults: PathLike | None = None,
 
 
 def _client_settings(prepared: Prepared, limits: Limits | None) -> ClientSettings:
-    """Command-line limits win over ``[limits]`` in defaults.toml, which win over Fivetran's."""
-    merged = prepared.defaults.limits.overridden_by(limits or Limits())
+    """Command-line limits win over ``[limits]`` in defaults.toml, which win over Fivetran's;
+    the budgets they set also win over a sandbox's announced ones (``explicit_budgets``)."""
+    given = limits or Limits()
+    merged = prepared.defaults.limits.overridden_by(given)
     try:
-        return merged.client_settings()
+        settings = merged.client_settings()
     except ValueError as exc:
         raise InputError(str(exc), column="concurrency") from None
+    return replace(settings, explicit_budgets=given.budgets_set())
 
 
-def _groups_of(prepared: Prepared) -> Callable[[], dict[str, str]]:
+def _groups_of(prepared: Prepared) -> SheetGroups:
     frame = prepared.frame
-    return lambda: sandbox_groups(
-        frame.get_column("group_id").drop_nulls().unique().to_list(),
-        frame.get_column("group_name").drop_nulls().unique().to_list())
+    return SheetGroups(tuple(frame.get_column("group_id").drop_nulls().unique().to_list()),
+                       tuple(frame.get_column("group_name").drop_nulls().unique().to_list()))
 
 
 async def plan_async(sheet: SheetLike, *, target: Target | None = None, sandbox: bool = False,
                      sandbox_url: str | None = None, api_url: str | None = None,
                      reports_dir: PathLike = "reports", run_id: str | None = None,
-                     limits: Limits | None = None,
+                     limits: Limits | None = None, sandbox_groups: GroupsSource | None = None,
+                     sandbox_profile: str | None = None,
                      on_target: Callable[[Target], None] = lambda _t: None) -> PlanResult:
-    """Compare the sheet with the live connections; change nothing; write ``plan.csv``."""
+    """Compare the sheet with the live connections; change nothing; write ``plan.csv``.
+
+    With ``sandbox=True``, ``sandbox_groups`` (a groups file ``id,name``, or the groups
+    themselves) seeds the embedded sandbox with exactly those groups, so a group the account
+    lacks is ``invalid``; ``sandbox_profile`` is ``fast`` (default), ``fivetran`` or
+    ``unlimited``.
+    """
+    exact = check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
+                                 sandbox_groups=sandbox_groups, sandbox_profile=sandbox_profile,
+                                 reports_dir=Path(reports_dir))
     prepared = _sheet(sheet)
     run_dir = Path(reports_dir) / checked_run_id(run_id or new_run_id())
     result = Plan()
+    budgets: list[Budget] = []
     if prepared.requests:
         settings = _client_settings(prepared, limits)
         with select_target(target=target, sandbox=sandbox, sandbox_url=sandbox_url,
                            api_url=api_url, reports_dir=Path(reports_dir),
-                           groups=_groups_of(prepared)) as tgt:
+                           groups=_groups_of(prepared), sandbox_groups=exact,
+                           sandbox_profile=sandbox_profile) as tgt:
             on_target(tgt)
             async with open_client(tgt, settings) as client:
                 result = await make_plan(client, prepared.requests, drift=DriftCheck.FULL)
+                budgets = client.gate.budgets
     frame = plan_frame(prepared, result)
     path = run_dir / "plan.csv"
     write_csv(frame, path)
@@ -134,7 +159,8 @@ async def plan_async(sheet: SheetLike, *, target: Target | None = None, sandbox:
         code = PLAN_CHANGES_PENDING
     else:
         code = int(ExitCode.OK)
-    return PlanResult(prepared, frame, counts, code, result, {"plan.csv": path})
+    preview = estimate(result.actions, budgets)
+    return PlanResult(prepared, frame, counts, code, result, {"plan.csv": path}, preview)
 
 
 async def apply_async(
@@ -144,9 +170,13 @@ async def apply_async(
     deadline: float | None = None, update: bool = False, force: bool = False,
     resume: bool = False, input_paths: tuple[PathLike | None, ...] = (),
     secrets: SecretContext | None = None,
+    sandbox_groups: GroupsSource | None = None, sandbox_profile: str | None = None,
     control: RunControl | None = None,
+    rows: str | Iterable[int] | None = None, limit: int | None = None,
+    confirm: Callable[[Estimate], Awaitable[bool]] | None = None,
     on_outcome: Callable[[Outcome], None] = lambda _o: None,
     on_plan: Callable[[Plan, BudgetGate], None] = lambda _p, _g: None,
+    on_preview: Callable[[Estimate], None] = lambda _e: None,
     on_target: Callable[[Target], None] = lambda _t: None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> ApplyResult:
@@ -154,9 +184,21 @@ async def apply_async(
 
     ``run_id`` names the run's folder under ``reports_dir``; an existing run of that id is
     resumed (its finished rows are skipped); with ``resume``, the run must exist already.
-    ``deadline`` is in seconds from now.
+    ``deadline`` is in seconds from now. ``sandbox_groups`` and ``sandbox_profile``: as for
+    :func:`plan_async`. A budget ``limits`` sets wins over a sandbox's announced one.
+
+    A canary: ``rows`` (``"2-11,40"`` or row numbers as the sheet shows them) and ``limit``
+    (at most that many creates/updates) run a subset; the rest are ``not_attempted`` and a
+    resume carries on. ``on_preview`` gets the estimate once planned; ``confirm`` is awaited
+    with it before anything is sent (False: nothing is).
     """
+    exact = check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
+                                 sandbox_groups=sandbox_groups, sandbox_profile=sandbox_profile,
+                                 reports_dir=Path(reports_dir))
     prepared = _sheet(sheet)
+    selected, rows_text = select_rows(rows, prepared)
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit {limit}: give at least 1 (the number of rows to send)")
     run_id = checked_run_id(run_id or new_run_id())
     run_dir = Path(reports_dir) / run_id
     if resume:
@@ -166,9 +208,11 @@ async def apply_async(
     paths = tuple(Path(p) if p is not None else None for p in input_paths) or (
         prepared.table.path,)
     ctx = secrets or prepared.secrets
+    control = control or RunControl()  # read back below: a fatal stop's message
     with RunLock(run_dir) as lock, select_target(
             target=target, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
-            reports_dir=Path(reports_dir), groups=_groups_of(prepared)) as tgt:
+            reports_dir=Path(reports_dir), groups=_groups_of(prepared),
+            sandbox_groups=exact, sandbox_profile=sandbox_profile) as tgt:
         if lock.took_over_from is not None:
             _log.warning("run.lock_taken_over", previous=lock.took_over_from,
                          note="the process holding the lock is gone")
@@ -176,13 +220,50 @@ async def apply_async(
         options = ApplyOptions(run_id=run_id, run_dir=run_dir, client=settings,
                                deadline_seconds=deadline, update=update, force=force,
                                adopt_sandbox_limits=tgt.adopt_sandbox_limits,
-                               input_paths=paths)
+                               input_paths=paths, rows=selected, rows_text=rows_text,
+                               limit=limit)
         result = await run_apply(prepared, options, tgt.credentials, ctx, control=control,
-                                 transport=transport, on_outcome=on_outcome, on_plan=on_plan)
+                                 transport=transport, on_outcome=on_outcome, on_plan=on_plan,
+                                 on_preview=on_preview, confirm=confirm)
         written = write_results(run_dir, prepared, result.outcomes, result.summary,
                                 result.timeline)
     return ApplyResult(run_id, run_dir, tuple(result.outcomes), result.exit_code,
-                       result.summary, written, lock.took_over_from)
+                       result.summary, written, lock.took_over_from,
+                       control.fatal.message if control.fatal is not None else None,
+                       result.estimate, control.stop_message())
+
+
+def select_rows(rows: str | Iterable[int] | None, prepared: Prepared
+                ) -> tuple[frozenset[int] | None, str | None]:
+    """``--rows 2-11,40``: the sheet rows (numbered as the file shows them) to run, and the
+    text to quote. A row the sheet does not have is an input error, not a silent no-op."""
+    if rows is None:
+        return None, None
+    if isinstance(rows, str):
+        text = rows.strip()
+        chosen: set[int] = set()
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            match = re.fullmatch(r"([0-9]+)(?:\s*-\s*([0-9]+))?", part)
+            if match is None:
+                raise InputError(f"--rows {text!r}: {part!r} is not a row number or a range "
+                                 "such as 2-11 (rows as the sheet numbers them)")
+            first, last = int(match.group(1)), int(match.group(2) or match.group(1))
+            if last < first:
+                raise InputError(f"--rows {text!r}: the range {part!r} runs backwards")
+            if last - first > 10_000_000:
+                raise InputError(f"--rows {text!r}: the range {part!r} is too long")
+            chosen.update(range(first, last + 1))
+    else:
+        chosen = {int(r) for r in rows}
+        text = ",".join(str(r) for r in sorted(chosen))
+    if not chosen:
+        raise InputError(f"--rows {text!r}: name at least one row, e.g. --rows 2-11,40")
+    known = set(prepared.rows)
+    if chosen.isdisjoint(known):
+        first_row, last_row = min(known), max(known)
+        raise InputError(f"--rows {text!r}: none of these rows is in the sheet (its rows are "
+                         f"{first_row}-{last_row}, numbered as the file shows them)")
+    return frozenset(chosen & known), text
 
 
 plan = sync(plan_async)

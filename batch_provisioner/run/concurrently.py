@@ -2,7 +2,8 @@
 
 Planning (listing groups, reading connections) and the lifecycle commands (status, connect
 cards, rollback) all fan out this way: once one item meets a ``FatalApiError`` (401/403, a
-wrong base URL), no further item starts, the ones in flight finish, and the error is raised.
+wrong base URL) or a ``RunStopped`` (a wait past the deadline or ``--max-wait``, Ctrl-C), no
+further item starts, the ones in flight finish, and that error is raised, not a group.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import TypeVar
 
 import anyio
 
-from batch_provisioner.errors import FatalApiError
+from batch_provisioner.errors import FatalApiError, RunStopped
 
 T = TypeVar("T")
 
@@ -21,7 +22,7 @@ async def for_each(items: Iterable[T], work: Callable[[T], Awaitable[None]],
                    concurrency: int) -> None:
     """``await work(item)`` for every item, ``concurrency`` at a time; re-raise the first fatal."""
     limiter = anyio.CapacityLimiter(max(1, concurrency))
-    fatal: list[FatalApiError] = []
+    fatal: list[FatalApiError | RunStopped] = []
 
     async def one(item: T) -> None:
         async with limiter:
@@ -29,7 +30,7 @@ async def for_each(items: Iterable[T], work: Callable[[T], Awaitable[None]],
                 return
             try:
                 await work(item)
-            except FatalApiError as exc:
+            except (FatalApiError, RunStopped) as exc:
                 fatal.append(exc)
 
     async with anyio.create_task_group() as tg:

@@ -14,6 +14,7 @@ and the results (every row, with carry-through columns and the ids of rows that 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from batch_provisioner.run.journal import (
     load,
     recent_runs,
 )
+from batch_provisioner.sheet.columns import KNOWN_COLUMNS, REFRESHED_COLUMNS, RESERVED_COLUMNS
 from batch_provisioner.sheet.read import ROW
 
 JSON = dict[str, Any]
@@ -93,8 +95,7 @@ def load_run(reports_dir: Path, run_id: str) -> RunState:
     carry: list[str] = []
     rows: dict[int, RunRow] = {}
     if results is not None:
-        columns = results.columns
-        carry = columns[columns.index("schema") + 1:columns.index("action")]
+        carry = carry_columns(run_dir, results)
         for rec in results.iter_rows(named=True):
             rows[rec[ROW]] = RunRow(rec[ROW], rec["group_id"], rec["schema"], rec["status"],
                                     rec["connection_id"], {c: rec[c] for c in carry})
@@ -113,6 +114,19 @@ def load_run(reports_dir: Path, run_id: str) -> RunState:
                            outcome.created_at)
     listed = [rows[r] for r in sorted(rows)] + sorted(orphans, key=lambda r: r.row)
     return RunState(run_id, run_dir, journal, listed, results, carry)
+
+
+def carry_columns(run_dir: Path, results: pl.DataFrame) -> list[str]:
+    """The user's own columns of results.parquet, by name: as summary.json records them, or
+    (for runs written before it did) the results' columns the job does not know or use."""
+    recorded: object = None
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # no or a damaged summary
+        recorded = json.loads((run_dir / "summary.json").read_text("utf-8")).get("carry_columns")
+    if (isinstance(recorded, list) and all(isinstance(c, str) for c in recorded)
+            and set(recorded) <= set(results.columns)):
+        return list(recorded)
+    ours = KNOWN_COLUMNS | RESERVED_COLUMNS | {ROW}
+    return [c for c in results.columns if c not in ours]
 
 
 async def read_connections(client: FivetranClient, rows: Sequence[RunRow]
@@ -293,7 +307,7 @@ def refresh_report(state: RunState, updates: dict[int, dict[str, Any]],
     for status in frame.get_column("status").to_list():
         counts[str(status)] = counts.get(str(status), 0) + 1
     summary.update(summary_note, counts=counts)
-    extra = [c for c in ("setup_tests",) if c in frame.columns]
+    extra = [c for c in REFRESHED_COLUMNS if c in frame.columns]
     paths = refresh_results(run_dir, frame, summary, [*state.carry, *extra])
     state.results = frame
     return list(paths.values())

@@ -32,8 +32,19 @@ from batch_provisioner.run.results import (
 )
 from batch_provisioner.run.rollback import delete_created, rollback_candidates
 from batch_provisioner.run.sync import sync
-from batch_provisioner.run.target import Target, open_client, select_target
+from batch_provisioner.run.target import (
+    Target,
+    check_target_options,
+    open_client,
+    select_target,
+)
 from batch_provisioner.settings import ClientSettings
+from batch_provisioner.sheet.columns import (
+    CONNECT_CARD_COLUMNS,
+    ROLLBACK_COLUMNS,
+    RUN_ROW_COLUMNS,
+    STATUS_COLUMNS,
+)
 
 PathLike = str | os.PathLike[str]
 
@@ -47,6 +58,7 @@ def find_run(run_id: str, reports_dir: PathLike = "reports") -> Path:
 def _session(run_id: str, reports_dir: PathLike, target: Target | None, sandbox: bool,
              sandbox_url: str | None, api_url: str | None,
              on_target: Callable[[Target], None]) -> Iterator[tuple[lc.RunState, Target]]:
+    check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url)
     state = lc.load_run(Path(reports_dir), run_id)
     with RunLock(state.run_dir), select_target(
             target=target, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
@@ -80,8 +92,7 @@ async def status_async(run_id: str, *, reports_dir: PathLike = "reports",
         states = [str(line["setup_state"]) for line in lines if line["setup_state"]]
         tally = {s: states.count(s) for s in sorted(set(states))}
         path = state.run_dir / "status.csv"
-        write_csv(_frame(lines, ("row", "group_id", "schema", "connection_id", *state.carry,
-                                 "setup_state", "setup_tests", "error")), path)
+        write_csv(_frame(lines, (*RUN_ROW_COLUMNS, *state.carry, *STATUS_COLUMNS)), path)
         refreshed = lc.refresh_report(state, updates, {"status_checked_at": checked,
                                                        "setup_states": tally})
     code = ExitCode.ROWS_FAILED if any(line["error"] for line in lines) else ExitCode.OK
@@ -106,8 +117,8 @@ async def connect_cards_async(run_id: str, *, reports_dir: PathLike = "reports",
                   "connection_id": r.row.connection_id, **r.row.carry, "uri": r.uri,
                   "expires_at": r.expires_at} for r in cards]
         path = state.run_dir / "connect_cards.csv"
-        write_csv(_frame(lines, ("row", "group_id", "schema", "connection_id", *state.carry,
-                                 "uri", "expires_at")), path)
+        write_csv(_frame(lines, (*RUN_ROW_COLUMNS, *state.carry, *CONNECT_CARD_COLUMNS)),
+                  path)
         lc.refresh_report(state, {r.row.row: {"connect_card_uri": r.uri,
                                               "setup_state": r.setup_state} for r in cards},
                           {"connect_cards_at": now_iso()})
@@ -131,6 +142,7 @@ async def rollback_async(run_id: str, *, confirm: Callable[[RollbackPlan], bool]
     nothing is deleted unless it returns True; the default says yes, so a library call
     ``rollback(run_id)`` deletes at once (the CLI asks, or needs ``--yes``).
     """
+    check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url)
     state = lc.load_run(Path(reports_dir), run_id)
     with RunLock(state.run_dir):
         todo, earlier, in_flight = rollback_candidates(state)
@@ -181,9 +193,8 @@ def _write_rollback(state: lc.RunState, outcomes: list[Outcome], code: int) -> d
               "http_status": o.http_status, "error_code": o.error_code,
               "error_message": o.error_message, "finished_at": o.finished_at}
              for o in outcomes]
-    write_csv(_frame(lines, ("row", "group_id", "schema", "connection_id", *state.carry,
-                             "status", "http_status", "error_code", "error_message",
-                             "finished_at")), folder / "results.csv")
+    write_csv(_frame(lines, (*RUN_ROW_COLUMNS, *state.carry, *ROLLBACK_COLUMNS)),
+              folder / "results.csv")
     summary = {"run_id": state.run_id, "finished_at": now_iso(), "exit_code": code,
                "counts": {str(s): sum(1 for o in outcomes if o.status is s) for s in Status}}
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", "utf-8")

@@ -11,6 +11,7 @@ import polars as pl
 
 from batch_provisioner.errors import ExitCode
 from batch_provisioner.models import Outcome, Status
+from batch_provisioner.run.estimate import Estimate
 from batch_provisioner.run.lifecycle import CardResult, RunRow
 from batch_provisioner.run.plan import Plan
 from batch_provisioner.run.rollback import ALREADY_GONE, NOT_PROVABLY_OURS
@@ -64,6 +65,8 @@ class PlanResult:
     exit_code: int
     plan: Plan
     paths: Mapping[str, Path] = field(default_factory=dict)
+    #: What applying it would send, and the least time the budgets allow (plan's preview).
+    estimate: Estimate | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,9 @@ class ApplyResult:
     summary: Mapping[str, Any]
     paths: Mapping[str, Path]
     lock_taken_over_from: Mapping[str, Any] | None = None
+    fatal_message: str | None = None  # why the run stopped with exit 3 (names the API URL)
+    estimate: Estimate | None = None  # what this invocation set out to send (its preview)
+    stop_message: str | None = None  # why the run stopped early, in words (exit 3, 4)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -118,6 +124,27 @@ class ConnectCardsResult:
     @property
     def connected(self) -> int:
         return sum(1 for r in self.results if r.setup_state and r.setup_state != "incomplete")
+
+
+@dataclass(frozen=True)
+class AccountGroup:
+    """One group of the account (``GET /v1/groups``)."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class GroupsResult:
+    """The account's groups in the API's order; with ``out``, ``paths["groups.csv"]``."""
+
+    groups: tuple[AccountGroup, ...]
+    exit_code: ExitCode
+    paths: Mapping[str, Path] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, str]:
+        """Group id -> name: what ``sandbox_groups=`` takes."""
+        return {g.id: g.name for g in self.groups}
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ class CreateRow:
     last_send: str | None = None  # when the latest create of this row was sent
     not_ours: frozenset[str] = frozenset()  # connection ids other runs claimed
     attempt: int = 0
+    tried: int = 0  # attempts that got an answer or an error (not those the run stopped)
     last: ApiError | None = None
     sent_error: ApiError | None = None  # the last create that may have been applied
 

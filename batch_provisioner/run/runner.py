@@ -29,6 +29,7 @@ from batch_provisioner.errors import (
     FatalApiError,
     RetriableApiError,
     RowApiError,
+    RunStopped,
 )
 from batch_provisioner.models import Action, ActionKind, Outcome, Status
 from batch_provisioner.run.control import RunControl
@@ -127,7 +128,7 @@ class Runner:
         reason = self.control.stop_reason()
         if reason is not None:
             return new_outcome(action, Status.NOT_ATTEMPTED, error_code=reason,
-                            error_message=f"not started: run stopped ({reason})")
+                               error_message=f"not started: {self.control.stop_message()}")
         started = now_iso()
         if self.journal is not None:
             await self.journal.astart(request.row, request.key, str(action.kind))
@@ -143,6 +144,8 @@ class Runner:
                     f"connection in flight or in doubt: not sent. Let it finish (or, if it was "
                     f"stopped, apply --resume {holder}), then run this again")
             return await self._create(action, log, started, reservation.not_ours)
+        except RunStopped as stop:  # a wait refused (deadline, --max-wait) or a stop
+            return self._stopped(action, stop, started, log)
         except Exception as exc:  # the last net: one row's surprise never ends the run
             log.error("row.internal_error", error=f"{type(exc).__name__}: {exc}")
             return new_outcome(action, Status.FAILED, started_at=started, retriable=True,
@@ -166,15 +169,20 @@ class Runner:
             try:
                 return await self._create_once(action, row, log, started)
             except ApiError as exc:
-                row.last = exc
+                row.last, row.tried = exc, number
                 raise
 
         try:  # the attempt returns every outcome it can settle and raises what is worth a retry
             return await self._retrying(attempt, log, retry_on=(ApiError,))
-        except ApiError as exc:  # attempts used up, a wait beyond max_wait, or the run stopping
+        except ApiError as exc:  # attempts used up, or the run stopping
             failure: ApiError = exc
+        except RunStopped as stop:  # nothing more is sent for this row: a resume carries on
+            return in_doubt(self._stopped(action, stop, started, log, row.tried), row)
         if row.maybe_sent:  # one last look before giving the row up
-            looked = await self._reconcile(action, log)
+            try:
+                looked = await self._reconcile(action, log)
+            except RunStopped as stop:
+                return in_doubt(self._stopped(action, stop, started, log, row.tried), row)
             if looked.connection is not None:
                 return await self._reconciled(action, looked.connection, row, row.attempt,
                                               started, log)
@@ -244,10 +252,10 @@ class Runner:
         connection_id = action.connection_id
         assert connection_id is not None
         fields = patch_body(action.changes)
-        tried = 0
+        tried = answered = 0  # attempts started / attempts the API answered (or failed)
 
         async def attempt(number: int) -> Outcome:
-            nonlocal tried
+            nonlocal tried, answered
             tried = number
             self.stats.attempts += 1
             try:
@@ -257,6 +265,9 @@ class Runner:
                 return failed(action, exc, number, started)
             except RowApiError as exc:
                 return failed(action, exc, number, started)
+            except ApiError:
+                answered = number
+                raise
             log.info("row.updated", connection_id=connection_id)
             outcome = from_connection(action, data, Status.UPDATED, number, started)
             return replace(outcome, error_message="updated " + format_changes(action.changes))
@@ -266,6 +277,8 @@ class Runner:
             return await self._retrying(attempt, log, retry_on=retry_on)
         except retry_on as exc:
             return failed(action, exc, tried, started)
+        except RunStopped as stop:
+            return self._stopped(action, stop, started, log, answered)
 
     async def _reconcile(self, action: Action, log: Any) -> Reconciliation:
         """Look the row's connection up by (group_id, schema): found, absent or lookup failed.
@@ -321,7 +334,7 @@ class Runner:
         except FatalApiError as exc:
             self._fatal(exc, log)
             return outcome
-        except ApiError as exc:
+        except (ApiError, RunStopped) as exc:  # `connect-cards RUN_ID` fetches it later
             log.warning("row.connect_card_failed", error=exc.message)
             return outcome
         card = data.get("connect_card") if isinstance(data.get("connect_card"), dict) else {}
@@ -337,8 +350,23 @@ class Runner:
         self.stats.retries += 1
 
     def _should_stop(self) -> bool:
-        """No more attempts once the run is fatal or interrupted."""
-        return self.control.fatal is not None or self.control.interrupted
+        """No more attempts once the run is fatal, interrupted or halted (not at a deadline:
+        there the gate refuses the next send, and the row is not attempted again)."""
+        return self.control.stop_reason() not in (None, "deadline")
+
+    def _stopped(self, action: Action, stop: RunStopped, started: str, log: Any,
+                 attempts: int = 0) -> Outcome:
+        """A row the run stopped before (another) send: ``not_attempted``, resumable.
+
+        A wait past ``--max-wait`` concerns the whole account, so the run stops there; a
+        backoff that would pass the deadline stops only this row (the deadline stops the
+        rest when it comes).
+        """
+        if stop.reason == "max_wait":
+            self.control.halt(stop.reason, stop.message)
+        log.warning("row.not_sent", reason=stop.reason, error=stop.message)
+        return new_outcome(action, Status.NOT_ATTEMPTED, started_at=started, attempts=attempts,
+                           error_code=stop.reason, error_message=stop.message, retriable=True)
 
     def _fatal(self, exc: FatalApiError, log: Any) -> None:
         self.control.fatal = self.control.fatal or exc

@@ -35,11 +35,13 @@ def invocation_figures(*, started_at: str, active_seconds: float, calls: int, th
 
 def summary(run_id: str, outcomes: Sequence[Outcome], code: ExitCode, gate: BudgetGate,
             invocations: Sequence[dict[str, Any]], concurrency: int,
-            first_start: str | None = None) -> dict[str, Any]:
+            first_start: str | None = None, carry_columns: Sequence[str] = ()
+            ) -> dict[str, Any]:
     """The run's summary over ``invocations`` (the earlier ones, then this one).
 
     ``first_start`` is when the run's journal was begun: an invocation killed before it could
-    journal its figures still counts as the run's start.
+    journal its figures still counts as the run's start. ``carry_columns`` are the user's own
+    columns in results.parquet, by name: later commands read them back from here.
     """
     counts: dict[str, int] = {str(s): 0 for s in Status}
     for outcome in outcomes:
@@ -63,6 +65,7 @@ def summary(run_id: str, outcomes: Sequence[Outcome], code: ExitCode, gate: Budg
         "budgets": [{"name": b.name, "limit": b.limit, "window_seconds": b.window_seconds,
                      "applies_to": b.applies_to} for b in gate.budgets],
         "concurrency": concurrency,
+        "carry_columns": list(carry_columns),
         "invocations": [{k: i.get(k) for k in ("started_at", "finished_at", "active_seconds",
                                                "calls", "throttled_429", "creates",
                                                "exit_code", "stop_reason")}

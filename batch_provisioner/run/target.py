@@ -8,8 +8,9 @@ adopts them here, and nowhere else.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,11 +22,16 @@ from batch_provisioner.api.budgets import BudgetGate
 from batch_provisioner.api.client import FivetranClient
 from batch_provisioner.errors import InputError
 from batch_provisioner.settings import ApiCredentials, ClientSettings
+from batch_provisioner.sheet.groups_file import read_groups_file
 
 if TYPE_CHECKING:
     from batch_provisioner.sandbox import SandboxHandle
 
 SANDBOX_STATE = Path("sandbox") / "state.sqlite"  # under the reports dir
+SHEET_GROUPS_NOTICE = (
+    "the sandbox seeded the sheet's {n} groups, so group mistakes cannot show; pass "
+    "--sandbox-groups FILE (batch-provisioner groups --out FILE) to rehearse against the real "
+    "account's groups")
 _log = structlog.get_logger("batch_provisioner.target")
 
 
@@ -70,21 +76,74 @@ def sandbox_groups(group_ids: Iterable[str], group_names: Iterable[str]) -> dict
     return groups
 
 
+@dataclass(frozen=True)
+class SheetGroups:
+    """The groups a sheet names: what a rehearsal sandbox is seeded with when no
+    ``--sandbox-groups`` file says which groups the account really has."""
+
+    ids: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+
+    def seed(self) -> dict[str, str]:
+        return sandbox_groups(self.ids, self.names)
+
+    def notice(self) -> str:
+        return SHEET_GROUPS_NOTICE.format(n=len(set(self.ids)) + len(set(self.names)))
+
+
+GroupsSource = str | os.PathLike[str] | Mapping[str, str]
+
+
+def check_target_options(*, sandbox: bool = False, sandbox_url: str | None = None,
+                         api_url: str | None = None, sandbox_groups: GroupsSource | None = None,
+                         sandbox_profile: str | None = None,
+                         reports_dir: Path | None = None) -> dict[str, str] | None:
+    """The one check of the target flags (every command): ``InputError`` (exit 2) for flags
+    that contradict each other or need ``--sandbox``; a ``--sandbox-groups`` file is read and
+    checked here too, before anything is written, and with ``reports_dir`` so is the saved
+    sandbox state it would reopen. Returns the groups (None without a file);
+    ``sandbox_groups`` may also be the groups themselves (id -> name)."""
+    from batch_provisioner.sandbox.config import PROFILES
+
+    chosen = [flag for flag, given in (("--sandbox", sandbox), ("--sandbox-url", sandbox_url),
+                                       ("--api-url", api_url)) if given]
+    if len(chosen) > 1:
+        raise InputError(f"{' and '.join(chosen)} each say where requests go; give one of "
+                         "--api-url URL, --sandbox or --sandbox-url URL")
+    for flag, given in (("--sandbox-groups", sandbox_groups),
+                        ("--sandbox-profile", sandbox_profile)):
+        if given is not None and not sandbox:
+            raise InputError(f"{flag} configures the embedded sandbox: it needs --sandbox "
+                             "(a sandbox at --sandbox-url keeps its own groups and profile)")
+    if sandbox_profile is not None and sandbox_profile not in PROFILES:
+        raise InputError(f"unknown sandbox profile {sandbox_profile!r}; expected one of "
+                         f"{', '.join(PROFILES)}")
+    if sandbox_groups is None:
+        return None
+    groups = (dict(sandbox_groups) if isinstance(sandbox_groups, Mapping)
+              else read_groups_file(Path(sandbox_groups)))
+    if reports_dir is not None:
+        _check_saved_groups(reports_dir / SANDBOX_STATE, groups)
+    return groups
+
+
 @contextlib.contextmanager
 def embedded_sandbox(reports_dir: Path, groups: Mapping[str, str] | None = None,
-                     profile: str = "fast") -> Iterator[Target]:
+                     profile: str = "fast", *, notice: str | None = None) -> Iterator[Target]:
     """Start the embedded sandbox in a thread, its state kept in ``<reports_dir>/sandbox``.
 
     With ``groups`` (apply, plan) it is seeded with them; without (status, connect-cards,
-    rollback) it reopens the state an earlier ``--sandbox`` run left behind.
+    rollback, groups) it reopens the state an earlier ``--sandbox`` run left behind.
+    ``notice`` is shown to a person as a warning.
     """
     from batch_provisioner.sandbox import run_in_thread
 
     state = reports_dir / SANDBOX_STATE
-    warning = None
+    warning = notice
     if groups is None and not state.is_file():
-        warning = (f"no sandbox state at {state}: the embedded sandbox starts empty (was the "
-                   "run made with --sandbox and this --reports-dir?)")
+        warning = (f"no sandbox state at {state}: the embedded sandbox starts afresh (its demo "
+                   "groups, no connections; was the run made with --sandbox and this "
+                   "--reports-dir?)")
     state.parent.mkdir(parents=True, exist_ok=True)
     seeded = run_in_thread(profile=profile, state_path=state, groups=dict(groups)) \
         if groups is not None else run_in_thread(profile=profile, state_path=state)
@@ -94,18 +153,43 @@ def embedded_sandbox(reports_dir: Path, groups: Mapping[str, str] | None = None,
                               warning)
 
 
+def _check_saved_groups(state: Path, groups: Mapping[str, str]) -> None:
+    """Refuse a saved sandbox state whose groups differ from a ``--sandbox-groups`` file's:
+    the sandbox keeps what it saved, so a group mistake naming one of those could not show."""
+    from batch_provisioner.sandbox.store import Store
+
+    if not state.is_file():
+        return
+    store = Store({}, state)
+    try:
+        saved = {g.id: g.name for g in store.groups.values()}
+    finally:
+        store.close()
+    other = sorted(f"{gid}={name}" for gid, name in saved.items() if groups.get(gid) != name)
+    if other:
+        shown = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
+        raise InputError(f"holds groups an earlier rehearsal seeded that the --sandbox-groups "
+                         f"file does not list ({shown}), so group mistakes naming them could "
+                         "not show; use a fresh --reports-dir for this rehearsal",
+                         path=str(state))
+
+
 async def client_settings_for(target: Target, settings: ClientSettings,
                               transport: httpx.AsyncBaseTransport | None = None
                               ) -> ClientSettings:
-    """``settings`` with the sandbox's own budgets when the target announces them."""
+    """``settings`` with the sandbox's own budgets when the target announces them; a budget
+    set on purpose (``settings.explicit_budgets``: a command-line flag) keeps its value."""
     if not target.adopt_sandbox_limits:
         return settings
     probe = BudgetGate((), 1, max_wait=settings.retry.max_wait)
     async with FivetranClient(target.credentials, settings, gate=probe,
                               transport=transport) as client:
-        budgets = await client.sandbox_limits()
+        announced = await client.sandbox_limits()
+    explicit = settings.explicit_budgets
+    budgets = [b for b in announced if b.name not in explicit]
+    budgets += [b for b in settings.budgets if b.name in explicit]
     _log.info("budget.adopted", budgets=[f"{b.name}={b.limit}/{b.window_seconds}s"
-                                          for b in budgets])
+                                          for b in budgets], explicit=sorted(explicit))
     return replace(settings, budgets=tuple(budgets))
 
 
@@ -115,23 +199,37 @@ async def open_client(target: Target, settings: ClientSettings,
                       ) -> AsyncIterator[FivetranClient]:
     """A client inside the target's budgets (a sandbox's own, when it announces them)."""
     settings = await client_settings_for(target, settings, transport)
-    async with FivetranClient(target.credentials, settings, transport=transport) as client:
+    async with FivetranClient(target.credentials, settings, transport=transport,
+                              answered=target.adopt_sandbox_limits) as client:
         yield client
 
 
 @contextlib.contextmanager
 def select_target(*, target: Target | None = None, sandbox: bool = False,
                   sandbox_url: str | None = None, api_url: str | None = None,
-                  reports_dir: Path = Path("reports"),
-                  groups: Callable[[], Mapping[str, str]] | None = None,
+                  reports_dir: Path = Path("reports"), groups: SheetGroups | None = None,
+                  sandbox_groups: GroupsSource | None = None,
+                  sandbox_profile: str | None = None,
                   env: Mapping[str, str] | None = None) -> Iterator[Target]:
     """The one place a command's target is chosen: a given ``target``; the embedded sandbox
-    (seeded with ``groups()``, or reopening its saved state when ``groups`` is None); a running
-    sandbox at ``sandbox_url``; else Fivetran at ``api_url`` with credentials from the env."""
+    (seeded with exactly the ``sandbox_groups`` file's groups, else with the sheet's
+    ``groups``, else reopening its saved state); a running sandbox at ``sandbox_url``; else
+    Fivetran at ``api_url`` with credentials from the env. Contradicting flags: exit 2."""
+    exact = check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
+                                 sandbox_groups=sandbox_groups, sandbox_profile=sandbox_profile,
+                                 reports_dir=reports_dir)
     if target is not None:
         yield target
     elif sandbox:
-        with embedded_sandbox(reports_dir, groups() if groups is not None else None) as tgt:
+        profile = sandbox_profile or "fast"
+        if exact is not None:
+            seeded = embedded_sandbox(reports_dir, exact, profile)
+        elif groups is not None:
+            seeded = embedded_sandbox(reports_dir, groups.seed(), profile,
+                                      notice=groups.notice())
+        else:
+            seeded = embedded_sandbox(reports_dir, None, profile)
+        with seeded as tgt:
             yield tgt
     elif sandbox_url:
         yield running_sandbox(sandbox_url, env)

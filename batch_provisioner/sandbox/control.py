@@ -5,6 +5,8 @@
 * ``GET  /sandbox/ledger[?since=SEQ]``            every /v1 request served, creates, counts
 * ``GET  /sandbox/faults`` / ``POST /sandbox/faults``  inspect / script / swap faults
 * ``POST /sandbox/reset``                         clear connections, ledger, budget windows
+* ``POST /sandbox/usage``                         as if other tools used the budgets:
+  ``{"applies_to": "all", "count": N}`` counts N calls now; ``{"clear": true}`` forgets all
 * ``POST /sandbox/connections/{id}/authorize``    as if the connect card was completed
 """
 
@@ -31,6 +33,7 @@ class ControlApi:
                 Route("/sandbox/ledger", {"GET": self.ledger}),
                 Route("/sandbox/faults", {"GET": self.faults, "POST": self.set_faults}),
                 Route("/sandbox/reset", {"POST": self.reset}),
+                Route("/sandbox/usage", {"POST": self.usage}),
                 Route("/sandbox/connections/{id}/authorize", {"POST": self.authorize}),
             ]
         )
@@ -87,6 +90,22 @@ class ControlApi:
         """Clear connections, ledger, budget windows, fault ordinals and scripts."""
         self.state.reset()
         return Reply(200, {"status": "reset"})
+
+    def usage(self, request: Request) -> Reply:
+        """Budget use by other tools of the account (``X-Rate-Limit-Remaining`` shows it)."""
+        if request.json_error or not isinstance(request.json, dict):
+            return _bad_request(request.json_error or "body must be a JSON object")
+        body = request.json
+        if body.get("clear"):
+            self.state.limiter.reset()
+            return Reply(200, {"status": "cleared"})
+        applies_to, count = body.get("applies_to", "all"), body.get("count")
+        if applies_to not in ("all", "create", "setup_test"):
+            return _bad_request("'applies_to' must be all, create or setup_test")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            return _bad_request("'count' must be a non-negative integer")
+        return Reply(200, {"applies_to": applies_to,
+                           "counted": self.state.limiter.spend(applies_to, count)})
 
     def authorize(self, request: Request) -> Reply:
         """Mark a connection's setup ``connected``, as a completed connect card would."""

@@ -160,6 +160,22 @@ class RateLimiter:
         self._expire(events, self._clock() - budget.window_seconds)
         return max(0, budget.limit - len(events))
 
+    def spend(self, applies_to: str, count: int) -> int:
+        """Count ``count`` events now in every budget of ``applies_to``, as if other clients
+        of the account had sent them (never more than a window holds); how many were added
+        to the fullest budget."""
+        now = self._clock()
+        added = 0
+        for budget in self.budgets:
+            if budget.applies_to != applies_to:
+                continue
+            events = self._events[budget.name]
+            self._expire(events, now - budget.window_seconds)
+            room = max(0, min(count, budget.limit - len(events)))
+            events.extend([now] * room)
+            added = max(added, room)
+        return added
+
     def reset(self) -> None:
         """Forget every admitted event."""
         for events in self._events.values():

@@ -114,6 +114,17 @@ class SandboxHandle:
         """Clear connections, ledger, budget windows and fault state."""
         self._call("POST", "/sandbox/reset", {})
 
+    def use_budget(self, count: int, applies_to: str = "all") -> int:
+        """``POST /sandbox/usage``: as if other tools of the account sent ``count`` requests
+        now (``count=0`` with ``clear``: see :meth:`clear_usage`); how many were counted."""
+        result: dict[str, Any] = self._call("POST", "/sandbox/usage",
+                                            {"applies_to": applies_to, "count": count})
+        return int(result["counted"])
+
+    def clear_usage(self) -> None:
+        """Forget every budget window's events (other tools' and ours)."""
+        self._call("POST", "/sandbox/usage", {"clear": True})
+
     def authorize(self, connection_id: str) -> dict[str, Any]:
         """Mark a connection ``connected``, as a completed connect card would."""
         result: dict[str, Any] = self._call(

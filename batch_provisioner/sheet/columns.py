@@ -124,6 +124,32 @@ SECRET_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.kind is Kin
 # Columns that failed_rows.csv adds and the reader ignores when the file is fed back.
 IGNORED_COLUMNS: frozenset[str] = frozenset({"error", "source_row"})
 
+# The columns the job's own outputs put next to the user's carry-through columns. The output
+# modules take their names from here, and a user column named like one of them is refused up
+# front (``RESERVED_COLUMNS``, see ``sheet/guardrails.py``): the output would hold two columns
+# of one name (apply crashed on it after the creates), or one would silently overwrite the other.
+#: results.csv / results.parquet, after the key and carry-through columns.
+RESULT_COLUMNS: tuple[str, ...] = (
+    "action", "status", "connection_id", "setup_state", "connect_card_uri", "http_status",
+    "error_code", "error_message", "attempts", "reconciled", "started_at", "finished_at")
+#: Joined in while the results and plan frames are built (never in a file).
+WORK_COLUMNS: tuple[str, ...] = ("out_group_id", "resolved_group_id")
+#: plan.csv, after the key and carry-through columns.
+PLAN_COLUMNS: tuple[str, ...] = ("action", "connection_id", "changes", "detail")
+#: status.csv, connect_cards.csv and rollback/results.csv start with these, then the carry
+#: columns, then their own.
+RUN_ROW_COLUMNS: tuple[str, ...] = ("row", "group_id", "schema", "connection_id")
+STATUS_COLUMNS: tuple[str, ...] = ("setup_state", "setup_tests", "error")
+CONNECT_CARD_COLUMNS: tuple[str, ...] = ("uri", "expires_at")
+ROLLBACK_COLUMNS: tuple[str, ...] = ("status", "http_status", "error_code", "error_message",
+                                     "finished_at")
+#: What ``status`` adds to results.parquet when it refreshes the run's report.
+REFRESHED_COLUMNS: tuple[str, ...] = ("setup_tests",)
+RESERVED_COLUMNS: frozenset[str] = frozenset(
+    {*RESULT_COLUMNS, *WORK_COLUMNS, *PLAN_COLUMNS, *RUN_ROW_COLUMNS, *STATUS_COLUMNS,
+     *CONNECT_CARD_COLUMNS, *ROLLBACK_COLUMNS, *REFRESHED_COLUMNS, *IGNORED_COLUMNS}
+) - KNOWN_COLUMNS
+
 REPORT_COLUMNS: tuple[Column, ...] = (
     Column("schema", Kind.SCHEMA, (), "The connection (schema) this report belongs to."),
     Column("group_id", Kind.TEXT, (),

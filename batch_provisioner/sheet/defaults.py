@@ -15,7 +15,8 @@ import polars as pl
 
 from batch_provisioner.errors import InputError
 from batch_provisioner.settings import Limits
-from batch_provisioner.sheet.columns import KNOWN_COLUMNS
+from batch_provisioner.sheet.columns import COLUMNS, KNOWN_COLUMNS
+from batch_provisioner.sheet.guardrails import resembles
 from batch_provisioner.sheet.read import normalise_header
 
 
@@ -44,10 +45,10 @@ def load_defaults(path: Path | None) -> Defaults:
     for key, value in raw.items():
         name = normalise_header(key)
         if name not in KNOWN_COLUMNS:
-            raise InputError(
-                f"unknown setting {key!r}; defaults take column names such as sync_mode",
-                path=str(path), column=key,
-            )
+            like = resembles(name, [c.name for c in COLUMNS])
+            hint = (f"did you mean {' or '.join(repr(n) for n in like)}?" if like
+                    else "defaults take column names such as sync_mode")
+            raise InputError(f"unknown setting {key!r}; {hint}", path=str(path), column=key)
         values[name] = _as_text(value, path, key)
     limits: dict[str, float] = {}
     for key, value in limits_raw.items():

@@ -14,9 +14,10 @@ import polars as pl
 
 from batch_provisioner.errors import InputError
 from batch_provisioner.models import ConnectionRequest
-from batch_provisioner.sheet.columns import KNOWN_COLUMNS
+from batch_provisioner.sheet.columns import COLUMNS, KNOWN_COLUMNS, REPORT_COLUMNS
 from batch_provisioner.sheet.defaults import Defaults, apply_defaults, load_defaults
 from batch_provisioner.sheet.expand import expand_frame
+from batch_provisioner.sheet.guardrails import check_headers
 from batch_provisioner.sheet.read import ROW, Table, read_custom_reports, read_table
 from batch_provisioner.sheet.secrets import SecretContext
 from batch_provisioner.sheet.validate import (
@@ -28,6 +29,8 @@ from batch_provisioner.sheet.validate import (
 )
 
 _REPORT_REQUIRED = ("schema", "table_name", "report_type", "metrics")
+_CONNECTION_NAMES = tuple(c.name for c in COLUMNS)
+_REPORT_NAMES = tuple(c.name for c in REPORT_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,10 @@ class Prepared:
 
     @property
     def carry_columns(self) -> list[str]:
-        """The user's own columns that the job does not know: carried to every output."""
+        """The user's own columns that the job does not know: carried to every output.
+
+        ``prepare`` has refused any that resemble a known column or that an output uses
+        (``sheet/guardrails.py``)."""
         return [c for c in self.table.columns if c not in KNOWN_COLUMNS]
 
     @property
@@ -69,6 +75,7 @@ def prepare(
     table = read_table(sheet, sheet=sheet_name)
     if table.frame.height == 0:
         raise InputError("has no data rows (only a header, or blank)", path=table.label)
+    check_headers(table.label, table.header_row, table.headers, _CONNECTION_NAMES)
     frame = apply_defaults(table.frame, defaults)
     _require_columns(table, frame)
     ctx = secrets or SecretContext(base_dir=sheet.resolve().parent)
@@ -76,6 +83,8 @@ def prepare(
     reports_by_row: dict[int, list[dict[str, Any]]] = defaultdict(list)
     reports = read_custom_reports(custom_reports, sheet)
     if reports is not None:
+        check_headers(reports.label, reports.header_row, reports.headers, _REPORT_NAMES,
+                      reserved=(), what="report column")
         missing = [c for c in _REPORT_REQUIRED if c not in reports.frame.columns]
         if missing:
             raise InputError(f"custom reports need the column(s) {', '.join(missing)}",

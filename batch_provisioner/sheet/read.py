@@ -3,7 +3,8 @@
 Every cell is text: TikTok advertiser ids are 19-digit numbers that a float would silently turn
 into other ids. Every row keeps the number a person sees in the file (header = 1, first data
 row = 2) in the ``source_row`` column. Headers are normalised, strings trimmed, blank rows
-dropped, and unknown columns carried through untouched.
+dropped, and unknown columns carried through untouched (``load`` then refuses the ones that
+look misspelled or that an output uses: ``sheet/guardrails.py``).
 
 The header is the first row that is not blank, wherever it sits: a sheet whose first rows (or
 columns) are empty still reports the row numbers Excel shows. Without ``--sheet``, a workbook

@@ -12,7 +12,7 @@ import structlog
 from hypothesis import given, settings, strategies as st
 
 from batch_provisioner.api.budgets import BudgetGate, Slot
-from batch_provisioner.errors import RetriableApiError
+from batch_provisioner.errors import RunStopped
 from batch_provisioner.settings import Budget
 from tests.api.fakes import FakeClock
 
@@ -216,15 +216,20 @@ async def test_a_pause_holds_every_worker_until_it_ends_and_only_extends() -> No
 
 
 @pytest.mark.anyio
-async def test_retry_after_beyond_max_wait_fails_fast_instead_of_hanging() -> None:
+async def test_retry_after_beyond_max_wait_stops_sending_instead_of_hanging() -> None:
     gate, clock = make_gate([], max_wait=600.0)
-    with pytest.raises(RetriableApiError, match="Retry-After of 3600s exceeds --max-wait 600s"):
+    told: list[tuple[str, str]] = []
+    gate.on_close = lambda reason, message: told.append((reason, message))
+    with pytest.raises(RunStopped, match=r"wait 3600s .*longer than --max-wait 600s") as caught:
         gate.pause(3600.0, "hour-long lockout")
-    with pytest.raises(RetriableApiError, match="exceeds --max-wait"):
+    assert caught.value.reason == "max_wait"
+    with pytest.raises(RunStopped, match="--max-wait"):
         await run_one(gate)  # refused at once, nothing sent
-    assert gate.stats.calls_sent == 0 and clock.sleeps == []
     clock.now = 3600.0
-    assert (await run_one(gate)).sent_at == 3600.0
+    with pytest.raises(RunStopped):  # the run stays stopped: a resume carries on
+        await run_one(gate)
+    assert gate.stats.calls_sent == 0 and clock.sleeps == []
+    assert [reason for reason, _ in told] == ["max_wait"]
 
 
 # -- learning and pacing ----------------------------------------------------------------------

@@ -26,6 +26,7 @@ from batch_provisioner.errors import (
     NotFoundApiError,
     RetriableApiError,
     RowApiError,
+    RunStopped,
     ThrottledError,
 )
 from batch_provisioner.settings import (
@@ -239,17 +240,18 @@ async def test_429_revealing_an_unknown_create_budget_is_learned() -> None:
 
 
 @pytest.mark.anyio
-async def test_429_longer_than_max_wait_fails_the_row_as_retriable() -> None:
+async def test_429_longer_than_max_wait_stops_the_run_without_waiting() -> None:
     client, _, clock = make_client(
         answer(429, envelope(code="TooManyRequests"), **{"Retry-After": "3600"}), max_wait=300.0
     )
     async with client:
-        with pytest.raises(RetriableApiError) as caught:
+        with pytest.raises(RunStopped) as caught:
             await client.create_connection(PAYLOAD)
-    assert type(caught.value) is RetriableApiError
-    assert "Retry-After of 3600s exceeds --max-wait 300s" in str(caught.value)
-    assert caught.value.http_status == 429
-    assert clock.sleeps == []
+        with pytest.raises(RunStopped):  # nothing more is sent
+            await client.get_connection("c1")
+    assert caught.value.reason == "max_wait"
+    assert "wait 3600s (Retry-After), longer than --max-wait 300s" in str(caught.value)
+    assert client.stats.calls == 1 and clock.sleeps == []
 
 
 @pytest.mark.anyio

@@ -26,6 +26,7 @@ from batch_provisioner.errors import (
     NotFoundApiError,
     RetriableApiError,
     RowApiError,
+    RunStopped,
     ThrottledError,
 )
 from batch_provisioner.safety import Redactor, secret_values
@@ -343,8 +344,8 @@ async def test_server_retry_after_is_honoured_but_not_beyond_max_wait() -> None:
         calls += 1
         raise RetriableApiError("429 for an hour", retry_after=3600.0)
 
-    with pytest.raises(RetriableApiError):
+    with pytest.raises(RunStopped, match=r"wait 3600s .*longer than --max-wait 600s") as caught:
         await retry_idempotent(
             too_long, policy=RetryPolicy(max_wait=600.0), gate=sleeper, rng=random.Random(0)
         )
-    assert calls == 1
+    assert calls == 1 and caught.value.reason == "max_wait"

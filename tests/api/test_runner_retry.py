@@ -126,7 +126,7 @@ CREATE_CASES: dict[str, tuple[list[Answer], list[Answer], Status, int, bool, boo
     "429 then 201": ([http(429, "TooManyRequests", retry_after=30.0), CREATED], [],
                      Status.CREATED, 2, False, False, ["POST", "POST"]),
     "429 past max_wait": ([http(429, "TooManyRequests", retry_after=7200.0)], [],
-                          Status.FAILED, 1, True, False, ["POST"]),
+                          Status.NOT_ATTEMPTED, 1, True, False, ["POST"]),
     "500 applied": ([http(500, "InternalError")], [FOUND], Status.CREATED, 1, False, True,
                     ["POST", "GET"]),
     "500 not applied": ([http(500, "InternalError"), CREATED], [None], Status.CREATED, 2,
@@ -235,7 +235,7 @@ async def test_regression_create_stops_looking_up_once_fatal(who: str) -> None:
         (ThrottledError("429", retry_after=30.0, http_status=429), [0.0], []),  # gate paused
         (RetriableApiError("503", retry_after=601.0, http_status=503), [], []),  # > max_wait
     ],
-    ids=["retry-after honoured", "throttled waits nothing more", "past max_wait fails fast"],
+    ids=["retry-after honoured", "throttled waits nothing more", "past max_wait stops"],
 )
 async def test_regression_runner_backoff_honours_retry_after(
     error: ApiError, delays: list[float], sleeps: list[float]
@@ -248,7 +248,7 @@ async def test_regression_runner_backoff_honours_retry_after(
             outcome = await runner.process(action(kind=kind))
         assert clock.sleeps == sleeps, kind
         assert outcome.attempts == len(delays) + 1
-        assert outcome.status is (Status.FAILED if not delays else
+        assert outcome.status is (Status.NOT_ATTEMPTED if not delays else
                                   Status.UPDATED if kind is ActionKind.UPDATE else Status.CREATED)
         scheduled = [e for e in logs if e["event"] == "request.retry_scheduled"]
         assert [e["delay"] for e in scheduled] == delays

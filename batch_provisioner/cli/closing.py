@@ -1,0 +1,126 @@
+"""The last lines of every command: what happened, and the next command to run.
+
+Each command ends with ``next: ...`` lines a person can paste: the resume command after exit 4,
+the cause and what to check after exit 3, the failed-rows file only when rows failed, the
+connect-cards command when clients must act. The commands are rebuilt from the flags the
+command was given (quoted for a POSIX shell), so they work as printed.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from batch_provisioner.cli.common import plain_err, plain_out, shown
+from batch_provisioner.errors import ExitCode
+from batch_provisioner.models import Status
+
+PROG = "batch-provisioner"
+_DEFAULT_REPORTS = Path("reports")
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """The flags a next command must repeat: the input files and where requests went."""
+
+    sheet: Path | None = None
+    defaults: Path | None = None
+    custom_reports: Path | None = None
+    sheet_name: str | None = None
+    secrets_dir: Path | None = None
+    reports_dir: Path = _DEFAULT_REPORTS
+    api_url: str | None = None
+    sandbox: bool = False
+    sandbox_url: str | None = None
+    sandbox_groups: Path | None = None
+    sandbox_profile: str | None = None
+    extra: tuple[str, ...] = field(default=())
+
+    def inputs(self) -> list[str]:
+        words: list[str] = []
+        if self.sheet is not None:
+            words.append(str(self.sheet))
+        for flag, value in (("--defaults", self.defaults),
+                            ("--custom-reports", self.custom_reports),
+                            ("--sheet", self.sheet_name), ("--secrets-dir", self.secrets_dir)):
+            if value is not None:
+                words += [flag, str(value)]
+        return words
+
+    def target(self, *, rehearsal: bool = True) -> list[str]:
+        """The target flags; ``rehearsal``: also the embedded sandbox's seeding flags."""
+        words: list[str] = []
+        if self.sandbox:
+            words.append("--sandbox")
+            if rehearsal and self.sandbox_groups is not None:
+                words += ["--sandbox-groups", str(self.sandbox_groups)]
+            if rehearsal and self.sandbox_profile:
+                words += ["--sandbox-profile", self.sandbox_profile]
+        elif self.sandbox_url:
+            words += ["--sandbox-url", self.sandbox_url]
+        elif self.api_url:
+            words += ["--api-url", self.api_url]
+        return words
+
+    def reports(self) -> list[str]:
+        if Path(self.reports_dir) == _DEFAULT_REPORTS:
+            return []
+        return ["--reports-dir", str(self.reports_dir)]
+
+    def command(self, name: str, *words: str, inputs: bool = True,
+                rehearsal: bool = True) -> str:
+        parts = [PROG, name, *(self.inputs() if inputs else []), *words,
+                 *self.target(rehearsal=rehearsal), *self.reports(), *self.extra]
+        return " ".join(shlex.quote(p) for p in parts)
+
+
+def say(line: str) -> None:
+    plain_out.print(shown(line, 4_000))
+
+
+def say_next(command: str, why: str | None = None) -> None:
+    say(f"next: {command}" + (f"   # {why}" if why else ""))
+
+
+def apply_closing(result_counts: dict[str, int], exit_code: int, run_id: str,
+                  paths: dict[str, Path], how: Invocation, *, fatal: str | None,
+                  stopped: str | None, cards_waiting: int) -> None:
+    """The closing lines of ``apply``."""
+    failed = result_counts.get(str(Status.FAILED), 0) + result_counts.get(str(Status.INVALID), 0)
+    waiting = result_counts.get(str(Status.NOT_ATTEMPTED), 0)
+    code = int(exit_code)
+    if code == ExitCode.FATAL_API and fatal:
+        plain_err.print(shown(f"error: {fatal}", 2_000))
+    elif code == ExitCode.INTERRUPTED and stopped:
+        say(f"stopped: {stopped}")
+    if failed:
+        say(f"{failed} rows to fix: {paths['failed_rows.csv']} (each with its error; fix them "
+            "in the sheet, or fix this file and apply it as a new run)")
+    if cards_waiting:
+        say(f"{cards_waiting} connect-card rows wait for their clients: send each client its "
+            "link (connect_card_uri in results.csv)")
+        say_next(how.command("connect-cards", run_id, inputs=False, rehearsal=False),
+                 "fresh links, once clients act or links expire")
+    if code == ExitCode.FATAL_API:
+        say_next(how.command("apply", "--resume", run_id),
+                 f"after fixing the cause; {waiting} rows were not attempted")
+    elif code == ExitCode.INTERRUPTED and waiting:
+        say_next(how.command("apply", "--resume", run_id),
+                 f"carries on with the {waiting} rows not attempted")
+    elif code == ExitCode.OK:
+        say_next(how.command("status", run_id, inputs=False, rehearsal=False),
+                 "setup state of every connection")
+    say(f"exit code {code} ({_exit_name(code)})")
+
+
+def _exit_name(code: int) -> str:
+    try:
+        return ExitCode(code).name.lower()
+    except ValueError:
+        return "changes pending" if code == 5 else str(code)
+
+
+def counts_line(counts: dict[str, int], order: Sequence[str]) -> str:
+    return ", ".join(f"{counts.get(k, 0)} {k}" for k in order)

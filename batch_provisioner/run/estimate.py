@@ -1,0 +1,114 @@
+"""Look before you leap: what a plan would send, and how long the budgets make it take.
+
+The duration is the budget bound of :meth:`BudgetGate.ideal_seconds`, per budget: N events
+of a budget of L per W seconds need at least ``(ceil(N / L) - 1) * W`` seconds. The budget
+with the largest bound is the one that binds, and the estimate names it ("at 250 setup
+tests/min"). Latency is not known before the first answer, so the figure is a floor (``≥``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from batch_provisioner.api.retry import request_kind
+from batch_provisioner.models import Action, ActionKind
+from batch_provisioner.settings import Budget
+
+__all__ = ["Estimate", "estimate", "format_duration"]
+
+_WHAT = {"all": "calls", "create": "creates", "setup_test": "setup tests"}
+_UNITS = {1.0: "s", 60.0: "min", 3600.0: "h", 86400.0: "day"}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What applying a plan sends, and the least time the budgets in force allow for it."""
+
+    creates: int
+    updates: int
+    setup_tests: int  # creates (and updates) that run setup tests
+    calls: int  # requests still to send (creates, updates; lookups come only on doubt)
+    seconds: float  # the budget bound; 0 when everything fits in one window
+    binding: str | None  # the budget that sets ``seconds``, e.g. "250 setup tests/min"
+
+    def describe(self) -> str:
+        """``600 creates (600 run setup tests), 0 updates, 600 calls: ≥ 2 min at 250 setup
+        tests/min``."""
+        tests = f" ({self.setup_tests:,} run setup tests)" if self.setup_tests else ""
+        head = (f"{self.creates:,} creates{tests}, {self.updates:,} updates, "
+                f"{self.calls:,} calls")
+        if not self.calls:
+            return head + ": nothing to send"
+        if self.binding is None:
+            return head + ": no budget limits it (bound by latency only)"
+        if self.seconds <= 0:
+            return head + f": within one window of {self.binding} (bound by latency only)"
+        return head + f": ≥ {format_duration(self.seconds)} at {self.binding}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"creates": self.creates, "updates": self.updates,
+                "setup_tests": self.setup_tests, "calls": self.calls,
+                "seconds": round(self.seconds, 1), "binding_budget": self.binding}
+
+
+def estimate(actions: Iterable[Action], budgets: Sequence[Budget]) -> Estimate:
+    """The estimate for the ``actions`` that send something (creates, and updates to apply)."""
+    events = {"all": 0, "create": 0, "setup_test": 0}
+    creates = updates = tests = 0
+    for action in actions:
+        if action.kind is ActionKind.CREATE:
+            creates += 1
+            kind = request_kind("POST", "/v1/connections", action.request.payload)
+        elif action.kind is ActionKind.UPDATE:
+            updates += 1
+            kind = request_kind("PATCH", "/v1/connections/x", _patch_of(action))
+        else:
+            continue
+        events["all"] += 1
+        if kind in ("create", "setup_test_create"):
+            events["create"] += 1
+        if kind.startswith("setup_test"):
+            events["setup_test"] += 1
+            tests += 1
+    seconds, binding = 0.0, None
+    for budget in budgets:
+        n = events.get(budget.applies_to, 0)
+        if n <= 0 or budget.limit < 1:
+            continue
+        bound = (math.ceil(n / budget.limit) - 1) * budget.window_seconds
+        if binding is None or bound > seconds:
+            seconds, binding = bound, describe_budget(budget)
+    return Estimate(creates, updates, tests, events["all"], seconds, binding)
+
+
+def describe_budget(budget: Budget) -> str:
+    """``2,500 setup tests/h``, ``20 creates/min``, ``20,000 calls/h``."""
+    what = _WHAT.get(budget.applies_to, budget.applies_to)
+    unit = _UNITS.get(float(budget.window_seconds))
+    per = f"/{unit}" if unit else f" per {budget.window_seconds:g} s"
+    return f"{budget.limit:,} {what}{per}"
+
+
+def format_duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``4 h 10 min``, ``2 days 3 h``."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = math.ceil(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} days {hours} h" if hours else f"{days} days"
+
+
+def _patch_of(action: Action) -> Mapping[str, Any]:
+    changes = action.changes or {}
+    return {"run_setup_tests": True} if any(
+        path == "run_setup_tests" and new is True for path, (_old, new) in changes.items()
+    ) else {}
