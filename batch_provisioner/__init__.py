@@ -35,6 +35,9 @@ if TYPE_CHECKING:
         Outcome as Outcome,
         Status as Status,
     )
+    from batch_provisioner.report.template_files import (
+        write_templates as write_templates,
+    )
     from batch_provisioner.run.commands import (
         apply as apply,
         apply_async as apply_async,
@@ -88,9 +91,6 @@ if TYPE_CHECKING:
     from batch_provisioner.sheet.load import (
         Prepared as Prepared,
     )
-    from batch_provisioner.sheet.templates import (
-        write_templates as write_templates,
-    )
 
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("apply", "apply_async", "load", "new_run_id", "plan", "plan_async",
@@ -110,7 +110,7 @@ _EXPORTS: dict[str, str] = {
     "RunControl": "batch_provisioner.run.control",
     "Estimate": "batch_provisioner.run.estimate",
     "Prepared": "batch_provisioner.sheet.load",
-    "write_templates": "batch_provisioner.sheet.templates",
+    "write_templates": "batch_provisioner.report.template_files",
     "checked_run_id": "batch_provisioner.run.journal",
 }
 

@@ -1,12 +1,17 @@
 """The error tree. Every error carries structured fields; none carries a secret value.
 
 Exit codes (see ``ExitCode``): 0 all rows ok, 1 some rows invalid or failed, 2 usage or input
-error (nothing sent), 3 fatal API error (run stopped), 4 interrupted (resumable).
+error, or an output that cannot be written (nothing sent), 3 fatal API error (run stopped),
+4 interrupted (resumable; also an output that cannot be written once something was sent),
+70 internal error: a bug, never an input or the environment (please report it, with
+run.log.jsonl).
 """
 
 from __future__ import annotations
 
 import enum
+import re
+from pathlib import Path
 
 
 class ExitCode(enum.IntEnum):
@@ -15,6 +20,7 @@ class ExitCode(enum.IntEnum):
     INPUT_ERROR = 2
     FATAL_API = 3
     INTERRUPTED = 4
+    INTERNAL = 70  # a bug: please report it, with run.log.jsonl (BSD's EX_SOFTWARE)
 
 
 class ProvisionerError(Exception):
@@ -53,6 +59,48 @@ class InputError(ProvisionerError):
         self.path = path
         self.row = row
         self.column = column
+
+
+class OutputError(ProvisionerError):
+    """A file or folder the job must write cannot be written: a full disk, a read-only
+    folder, a file where a folder belongs. The message names the path.
+
+    Exit 2 when nothing was sent yet; 4 once something was (``sent=True``): the journal holds
+    every outcome, so a resume (or ``status``) carries on once the cause is fixed.
+    """
+
+    def __init__(self, message: str, *, path: str, sent: bool = False) -> None:
+        super().__init__(message)
+        self.path = path
+        self.sent = sent
+        self.exit_code = ExitCode.INTERRUPTED if sent else ExitCode.INPUT_ERROR
+
+    @classmethod
+    def from_os_error(cls, path: object, exc: OSError, doing: str = "write") -> OutputError:
+        """``cannot write PATH: No space left on device (errno 28)``."""
+        why, number = exc.strerror, exc.errno
+        rust = re.match(r"(.*?)\s*\(os error (\d+)\)", str(exc))  # polars: no strerror
+        if not why and rust:
+            why, number = rust.group(1), int(rust.group(2))
+        code = f" (errno {number})" if number else ""
+        return cls(f"cannot {doing} {path}: {why or exc or type(exc).__name__}{code}",
+                   path=str(path))
+
+    @classmethod
+    def for_folder(cls, folder: Path, exc: OSError) -> OutputError:
+        """A folder that cannot be made: ``PATH is a file, not a folder`` when one is."""
+        blocker = next((p for p in (folder, *folder.parents) if p.is_file()), None)
+        if blocker is not None:
+            return cls(f"cannot create the folder {folder}: {blocker} is a file, not a folder",
+                       path=str(blocker))
+        return cls.from_os_error(folder, exc, "create the folder")
+
+    def after_sending(self, sent: bool = True, hint: str = "") -> OutputError:
+        """The same error, with its exit code chosen by whether anything was sent."""
+        if not sent or self.sent:
+            return self
+        message = self.message + (f"; {hint}" if hint else "")
+        return OutputError(message, path=self.path, sent=True)
 
 
 class ApiError(ProvisionerError):

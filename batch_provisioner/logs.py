@@ -6,6 +6,7 @@ When a run directory is given, every event is also appended as JSON to ``run.log
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -15,6 +16,7 @@ from typing import Any, TextIO
 
 import structlog
 
+from batch_provisioner.errors import OutputError
 from batch_provisioner.safety import REDACTOR
 
 _FILE_LOCK = threading.Lock()
@@ -29,21 +31,52 @@ def redact_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]) ->
 
 
 class _JsonFileTee:
-    """Processor: append the event as one JSON line to ``run.log.jsonl``."""
+    """Processor: append the event as one JSON line to ``run.log.jsonl``.
+
+    An event logged with ``exc_info`` (``log.exception``) carries its traceback, scrubbed, in
+    the file only (``exception``). The log is the machine's diary, not the record of the run
+    (the journal is): a write that fails (a full disk) stops the tee and says so once on the
+    event at hand, never failing the command that logged it.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._handle = path.open("a", encoding="utf-8", buffering=1)  # line-buffered
+        try:
+            self._handle: TextIO | None = path.open("a", encoding="utf-8", buffering=1)
+        except OSError as exc:
+            raise OutputError.from_os_error(path, exc) from None
 
     def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
-        line = json.dumps(event, default=str, ensure_ascii=False)
+        record = dict(event)
+        if record.get("exc_info"):
+            record = REDACTOR.scrub_value(structlog.processors.format_exc_info(None, "", record))
+        line = json.dumps(record, default=str, ensure_ascii=False)
         with _FILE_LOCK:
-            self._handle.write(line + "\n")
+            if self._handle is None:
+                return event
+            try:
+                self._handle.write(line + "\n")
+            except OSError as exc:
+                event["run_log_error"] = (f"cannot write {self.path}: "
+                                          f"{exc.strerror or exc}; it stops here")
+                self._close()
         return event
 
     def close(self) -> None:
         with _FILE_LOCK:
-            self._handle.close()
+            self._close()
+
+    def _close(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                handle.close()
+
+
+def _drop_exc_info(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
+    """Processor: no traceback on the console (it may show local values); the run log has it."""
+    event.pop("exc_info", None)
+    return event
 
 
 _TEE: list[_JsonFileTee] = []
@@ -70,9 +103,13 @@ def configure(
     ]
     close_run_log()
     if run_log is not None:
-        run_log.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            run_log.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file where the reports folder belongs: exit 2, named
+            raise OutputError.for_folder(run_log.parent, exc) from None
         _TEE.append(_JsonFileTee(run_log))
         processors.append(_TEE[-1])
+    processors.append(_drop_exc_info)
     if use_json:
         processors.append(structlog.processors.JSONRenderer(default=str))
     else:

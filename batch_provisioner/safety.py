@@ -1,14 +1,16 @@
 """What must never reach an output: secret values, and cells a spreadsheet would run.
 
 One redactor for the whole process (``REDACTOR``): every secret the job reads or sends is
-registered here, and every output (logs, reports, journal, error messages) is scrubbed through
-it. ``MASK`` is the one way a secret is shown. ``FORMULA_PREFIX`` is the one definition of a
-cell that a spreadsheet could run as a formula: the writers neutralise it with a leading ``'``
-(``NEUTRALISER``) and the reader strips exactly that again.
+registered here (in every form an answer could quote it: ``echo_forms``), and every output
+(logs, reports, journal, error messages) is scrubbed through it. ``MASK`` is the one way a
+secret is shown. ``FORMULA_PREFIX`` is the one definition of a cell that a spreadsheet could
+run as a formula: the writers neutralise it with a leading ``'`` (``NEUTRALISER``) and the
+reader strips exactly that again.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -41,11 +43,15 @@ class Redactor:
         self._lock = threading.Lock()
 
     def add(self, value: str) -> None:
-        """Register one secret value (values shorter than 4 characters are ignored)."""
-        if len(value) < _MIN_SECRET_LEN or value in self._values:
+        """Register one secret value, in every form an API could echo it (``echo_forms``);
+        forms shorter than 4 characters are ignored."""
+        if value in self._values:
+            return
+        forms = [form for form in echo_forms(value) if len(form) >= _MIN_SECRET_LEN]
+        if not forms:
             return
         with self._lock:
-            self._values.add(value)
+            self._values.update(forms)
             self._dirty = True
 
     def add_all(self, values: Iterable[str]) -> None:
@@ -104,6 +110,17 @@ class Redactor:
             with self._lock:
                 self._values = saved
                 self._dirty = True
+
+
+def echo_forms(value: str) -> set[str]:
+    """The forms in which an answer could quote ``value`` back: as is, stripped of surrounding
+    whitespace, and JSON-escaped (``\\n``, ``\\"``, ``\\\\``; with and without ``\\u00e9``
+    escapes) as a message that embeds the request body shows it. At most six, usually one:
+    the redactor's cost stays linear in the number of secrets."""
+    forms: set[str] = set()
+    for base in {value, value.strip()}:
+        forms.update((base, json.dumps(base)[1:-1], json.dumps(base, ensure_ascii=False)[1:-1]))
+    return forms
 
 
 def secret_values(body: Any) -> Iterator[str]:

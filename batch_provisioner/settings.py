@@ -6,6 +6,7 @@ Secrets live only in ``ApiCredentials`` and never show in a ``repr``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -56,6 +57,10 @@ class Timeouts:
     pool: float = 60.0
 
 
+#: The embedded sandbox's documented default credentials (``sandbox.config`` has the same).
+SANDBOX_CREDENTIALS = ("sandbox", "sandbox")
+
+
 @dataclass(frozen=True)
 class ApiCredentials:
     """Basic-auth key and secret. Neither value is ever shown by ``repr`` or ``str``."""
@@ -66,6 +71,12 @@ class ApiCredentials:
 
     def __str__(self) -> str:
         return f"ApiCredentials(base_url={self.base_url!r}, api_key=******)"
+
+    @property
+    def public(self) -> bool:
+        """The embedded sandbox's documented default key and secret: not secrets, so they are
+        not redacted (masking the word "sandbox" would garble every message naming it)."""
+        return (self.api_key, self.api_secret) == SANDBOX_CREDENTIALS
 
     @classmethod
     def from_env(
@@ -106,13 +117,20 @@ class Limits:
 
     @classmethod
     def from_numbers(cls, values: Mapping[str, float]) -> Limits:
-        """From ``{key: number}``; whole-number keys are truncated as before (``int()``)."""
+        """From ``{key: number}`` that ``limit_problem`` has passed (whole-number keys get
+        ``int``, the others ``float``)."""
         typed: dict[str, float | int] = {}
         for f in dataclasses.fields(cls):
             if f.name in values:
                 number = values[f.name]
-                typed[f.name] = number if "float" in str(f.type) else int(number)
+                typed[f.name] = float(number) if "float" in str(f.type) else int(number)
         return cls(**typed)  # type: ignore[arg-type]
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(key, what is wrong) for every value set that ``limit_problem`` refuses."""
+        found = [(f.name, limit_problem(f.name, getattr(self, f.name)))
+                 for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
+        return [(key, problem) for key, problem in found if problem is not None]
 
     def overridden_by(self, other: Limits) -> Limits:
         """These limits with every value ``other`` sets taking precedence."""
@@ -125,6 +143,8 @@ class Limits:
         return frozenset(name for name in _BUDGET_LIMITS if getattr(self, name) is not None)
 
     def client_settings(self) -> ClientSettings:
+        for key, problem in self.problems():
+            raise ValueError(f"{key} {problem}")
         budgets = {b.name: b for b in DEFAULT_BUDGETS}
         for name, (window, applies) in _BUDGET_LIMITS.items():
             value = getattr(self, name)
@@ -141,10 +161,42 @@ class Limits:
             connect=self.connect_timeout if self.connect_timeout is not None else 10.0,
             read=self.read_timeout if self.read_timeout is not None else 60.0)
         concurrency = self.concurrency if self.concurrency is not None else 8
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
         return ClientSettings(concurrency=concurrency, timeouts=timeouts, retry=retry,
                               budgets=tuple(budgets.values()))
+
+
+#: What each ``Limits`` value may be, as the ``apply`` flags check it: (whole number?, least,
+#: most). Budgets 0 = off; timeouts at least 0.1 s; ``max_wait_seconds`` any finite number >= 0.
+_LIMIT_RANGES: dict[str, tuple[bool, float, float | None]] = {
+    "calls_per_hour": (True, 0, None),
+    "creates_per_minute": (True, 0, None),
+    "setup_tests_per_minute": (True, 0, None),
+    "setup_tests_per_hour": (True, 0, None),
+    "concurrency": (True, 1, 256),
+    "max_attempts": (True, 1, None),
+    "max_wait_seconds": (False, 0, None),
+    "connect_timeout": (False, 0.1, None),
+    "read_timeout": (False, 0.1, None),
+}
+
+
+def limit_problem(key: str, value: object) -> str | None:
+    """Why ``value`` cannot be the limit ``key`` (None when it can): the one check of
+    ``[limits]`` in defaults.toml and of ``Limits`` given to the library, the same as the
+    ``apply`` flags (``--concurrency`` 1..256, ``--max-attempts`` >= 1, budgets whole numbers
+    >= 0, timeouts >= 0.1). Booleans, text, nan and inf are refused."""
+    whole, least, most = _LIMIT_RANGES[key]
+    if whole:
+        wanted = (f"a whole number from {least:g} to {most:g}" if most is not None
+                  else f"a whole number >= {least:g}")
+    else:
+        wanted = f"a number >= {least:g}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"must be {wanted} (got {value!r})"
+    if (not math.isfinite(value) or (whole and not isinstance(value, int)) or value < least
+            or (most is not None and value > most)):
+        return f"must be {wanted} (got {value!r})"
+    return None
 
 
 #: The ``Limits`` fields that are budgets: (window seconds, what the budget counts).

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
+import http.server
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,11 +111,12 @@ def resends_without_lookup(ledger: dict[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
-def cli(*args: str | Path, stdin: int | None = subprocess.DEVNULL
-        ) -> subprocess.CompletedProcess[str]:
+def cli(*args: str | Path, stdin: int | None = subprocess.DEVNULL,
+        env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     done = subprocess.run([sys.executable, "-m", "batch_provisioner", *map(str, args)],
                           capture_output=True, text=True, timeout=120, stdin=stdin,
-                          env={**os.environ, **ENV}, cwd=Path(__file__).resolve().parents[1])
+                          env={**os.environ, **ENV, **(env_extra or {})},
+                          cwd=Path(__file__).resolve().parents[1])
     assert "Traceback" not in done.stderr, done.stderr
     assert TOKEN not in done.stdout + done.stderr
     return done
@@ -120,3 +125,17 @@ def cli(*args: str | Path, stdin: int | None = subprocess.DEVNULL
 def csv_rows(path: Path) -> list[dict[str, str]]:
     with path.open(encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
+
+
+@contextlib.contextmanager
+def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``handler`` served on a free loopback port in a thread; yields its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

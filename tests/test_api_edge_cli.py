@@ -6,14 +6,14 @@ Only loopback is used: a closed port, and a stdlib HTTP server answering HTML li
 from __future__ import annotations
 
 import http.server
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.apply_helpers import cli, csv_rows, write_dict_rows, write_sheet
+from batch_provisioner.sandbox import SandboxHandle
+from tests.apply_helpers import cli, csv_rows, serving, write_dict_rows, write_sheet
 
 DEAD = "http://127.0.0.1:1"
 
@@ -45,15 +45,8 @@ class _BadGateway(_HtmlPage):
 
 
 def _serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(handler) as url:
+        yield url
 
 
 @pytest.fixture()
@@ -146,3 +139,14 @@ def test_status_and_rollback_of_a_run_against_a_closed_port_exit_3(tmp_path: Pat
     assert rollback.returncode == 3, rollback.stdout + rollback.stderr
     assert f"error: cannot reach the Fivetran API at {DEAD}" in _plain(rollback.stderr)
     assert "0 deleted now" in rollback.stdout
+
+
+def test_an_api_url_written_with_v1_as_fivetrans_docs_do_works(
+        tmp_path: Path, box: SandboxHandle, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FIVETRAN_API_KEY", box.api_key)
+    monkeypatch.setenv("FIVETRAN_API_SECRET", box.config.api_secret)
+    sheet = write_sheet(tmp_path / "in.csv", 2)
+    done = cli("apply", sheet, "--api-url", f"{box.url}/v1", "--reports-dir", tmp_path / "r",
+               "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert len(box.ledger()["creates"]) == 2

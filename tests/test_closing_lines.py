@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from batch_provisioner.sandbox import SandboxHandle
-from tests.apply_helpers import ENV, cli, write_dict_rows, write_sheet
+from tests.apply_helpers import ENV, cli, csv_rows, write_dict_rows, write_sheet
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,8 @@ def test_after_exit_4_the_last_lines_give_the_resume_command_that_works_as_print
                "--run-id", "d1", "--deadline", "0s")
     assert done.returncode == 4, done.stderr
     assert "rows to fix" not in done.stdout  # nothing failed: it is a resume, not a fix
-    assert "stopped: the run's deadline has passed" in done.stdout
+    [stopped] = [line for line in done.stdout.splitlines() if line.startswith("stopped: ")]
+    assert "deadline" in stopped
     [resume] = next_commands(done.stdout)
     assert "--resume d1" in resume and "--sandbox-url" in resume
     assert done.stdout.rstrip().endswith("exit code 4 (interrupted)")
@@ -73,7 +74,8 @@ def test_the_failed_rows_file_is_named_only_when_rows_failed(tmp_path: Path,
         ["group_id", "schema", "sync_mode", "sync_frequency", "access_token"])
     done = cli("apply", bad, "--sandbox-url", box.url, "--reports-dir", tmp_path / "r")
     assert done.returncode == 1
-    assert "1 rows to fix:" in done.stdout and "failed_rows.csv" in done.stdout
+    assert "1 rows to fix, each with its error in" in done.stdout
+    assert "failed_rows.csv" in done.stdout
 
 
 def test_connect_card_rows_point_to_the_connect_cards_command(tmp_path: Path,
@@ -101,3 +103,49 @@ def test_validate_and_plan_end_with_the_next_step(tmp_path: Path, box: SandboxHa
     [apply] = next_commands(planned.stdout)
     assert apply.startswith(f"batch-provisioner apply {sheet} --limit 5 --sandbox-url")
     assert planned.stdout.rstrip().endswith("exit code 5 (changes pending)")
+
+
+def test_the_resume_command_repeats_the_flags_that_change_what_apply_does(
+        tmp_path: Path, box: SandboxHandle) -> None:
+    """Review finding: a pasted resume without --update silently left drift alone."""
+    sheet = write_sheet(tmp_path / "in.csv", 3)
+    done = cli("apply", sheet, "--sandbox-url", box.url, "--reports-dir", tmp_path / "r",
+               "--run-id", "u1", "--update", "--force", "--concurrency", "3", "--limit", "1",
+               "--max-wait", "10m")
+    assert done.returncode == 4, done.stderr
+    [resume] = next_commands(done.stdout)
+    words = shlex.split(resume)
+    assert {"--update", "--force", "--resume"} <= set(words)
+    assert words[words.index("--concurrency") + 1] == "3"
+    assert words[words.index("--max-wait") + 1] == "10m"
+    assert "--limit" not in words and "--run-id" not in words
+
+
+def test_a_next_line_never_shows_credentials_written_into_a_url(tmp_path: Path) -> None:
+    sheet = write_sheet(tmp_path / "in.csv", 1)
+    done = cli("apply", sheet, "--api-url", "http://someone:S3cr3tPW@127.0.0.1:1/",
+               "--reports-dir", tmp_path / "r", "--yes", env_extra={
+                   "FIVETRAN_API_KEY": "k", "FIVETRAN_API_SECRET": "s"})
+    assert done.returncode == 3
+    assert "S3cr3tPW" not in done.stdout + done.stderr
+    assert any("--api-url http://127.0.0.1:1" in c for c in next_commands(done.stdout))
+
+
+def test_regression_a_resume_with_update_patches_drift_an_earlier_invocation_left_alone(
+        tmp_path: Path, box: SandboxHandle) -> None:
+    """Review finding: drift left alone by an invocation without --update was final, so a
+    later ``--resume ID --update`` never PATCHed it."""
+    first = write_sheet(tmp_path / "in.csv", 2)
+    assert cli("apply", first, "--sandbox-url", box.url, "--reports-dir", tmp_path / "r"
+               ).returncode == 0
+    text = first.read_text().replace(",1440,", ",720,")
+    changed = tmp_path / "changed.csv"
+    changed.write_text(text)
+    alone = cli("apply", changed, "--sandbox-url", box.url, "--reports-dir", tmp_path / "r",
+                "--run-id", "d2")
+    assert alone.returncode == 0, alone.stdout + alone.stderr  # drift noted, left alone
+    patched = cli("apply", changed, "--sandbox-url", box.url, "--reports-dir", tmp_path / "r",
+                  "--resume", "d2", "--update")
+    assert patched.returncode == 0, patched.stdout + patched.stderr
+    rows = csv_rows(tmp_path / "r" / "d2" / "results.csv")
+    assert [r["status"] for r in rows] == ["updated", "updated"]

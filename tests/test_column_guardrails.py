@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from batch_provisioner.cli import main
-from batch_provisioner.errors import ExitCode
+from batch_provisioner.errors import ExitCode, InputError
 from batch_provisioner.report import results as report_results
 from batch_provisioner.run import operations
 from batch_provisioner.sandbox import SandboxHandle
@@ -23,14 +23,53 @@ from batch_provisioner.sheet.columns import (
     REPORT_COLUMNS,
     RESERVED_COLUMNS,
 )
-from batch_provisioner.sheet.guardrails import edit_distance, resembles
+from batch_provisioner.sheet.guardrails import (
+    SYNONYMS,
+    check_headers,
+    edit_distance,
+    looks_secret,
+    resembles,
+)
 from batch_provisioner.sheet.read import ROW
 from tests.apply_helpers import ENV, cli, csv_rows, write_dict_rows
 
 BASE = {"group_id": "happy_harbor", "schema": "tt_one", "sync_mode": "AllAccounts",
         "access_token": "env:TT_TOKEN"}
 OWN_COLUMNS = ("notes", "client", "client_name", "account_manager", "owner", "region", "comment",
-               "name", "id", "team", "budget", "advertiser", "market", "x_account")
+               "name", "id", "team", "budget", "advertiser", "market", "x_account", "client_ref",
+               "note", "agency", "brand", "country", "currency", "timezone", "contact_email",
+               "start_date", "vertical", "tier", "industry", "manager", "label", "tags",
+               "priority", "destination", "proxy", "daily", "hybrid")
+CONNECTION_NAMES = [c.name for c in COLUMNS]
+REPORT_NAMES = [c.name for c in REPORT_COLUMNS]
+SECRET_HEADERS = ("tiktok_token", "token", "auth_token", "secret", "app_secret", "api_key",
+                  "password", "access_key", "passwd", "apikey", "credential", "credentials",
+                  "bearer", "private_key", "TikTok Token", "AuthToken", "app-secret",
+                  "api_keys", "secret_key", "user_password")
+#: Headers a person plausibly writes for a known column: header -> the column.
+WRITTEN_ANOTHER_WAY = {
+    "sync_frequency_minutes": "sync_frequency", "sync_frequency_mins": "sync_frequency",
+    "sync_freq": "sync_frequency", "syncfreq": "sync_frequency", "frequency": "sync_frequency",
+    "sync_interval": "sync_frequency", "Sync Interval Minutes": "sync_frequency",
+    "sync_time": "daily_sync_time", "sync_hour": "daily_sync_time",
+    "daily_sync_hour": "daily_sync_time",
+    "timeframe_mo": "timeframe_months", "history_months": "timeframe_months",
+    "lookback_months": "timeframe_months", "timeframe_month": "timeframe_months",
+    "attribution": "attribution_window_size", "attribution_window": "attribution_window_size",
+    "attribution_window_days": "attribution_window_size",
+    "advertiser_ids": "accounts", "account_ids": "accounts", "accounts_ids": "accounts",
+    "advertisers": "accounts", "advertiser_id": "accounts", "AdvertiserIDs": "accounts",
+    "return_url": "redirect_uri", "callback_url": "redirect_uri", "redirect": "redirect_uri",
+    "is_paused": "paused", "start_paused": "paused",
+    "trust_cert": "trust_certificates", "trust_certs": "trust_certificates",
+    "run_tests": "run_setup_tests",
+    "destination_group_id": "group_id",
+    "schema_name": "schema", "destination_schema": "schema",
+}
+REPORT_WRITTEN_ANOTHER_WAY = {
+    "aggregation": "aggregate", "metric": "metrics", "dimension": "dimensions",
+    "report": "report_type", "table": "table_name",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -146,10 +185,10 @@ def test_the_users_own_columns_pass_and_are_named_once_in_a_notice(
 
 
 def test_the_rule_has_no_false_alarm_on_the_usual_own_columns() -> None:
-    known = [c.name for c in COLUMNS]
-    reports = [c.name for c in REPORT_COLUMNS]
     for name in OWN_COLUMNS:
-        assert resembles(name, known) == [] and resembles(name, reports) == [], name
+        assert resembles(name, CONNECTION_NAMES) == [], name
+        assert resembles(name, REPORT_NAMES) == [], name
+        assert not looks_secret(name), name
 
 
 def test_an_x_prefixed_header_is_always_the_users_own(
@@ -160,17 +199,157 @@ def test_an_x_prefixed_header_is_always_the_users_own(
     assert "(your own columns): x_sync_frequency, x_timeframe" in out
 
 
-def test_headers_the_reader_ignores_stay_ignored(
+def test_headers_the_reader_ignores_stay_ignored_and_are_named_once_as_ignored(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = sheet(tmp_path / "failed_rows.csv", {"error": "was bad", "source_row": "7"})
     code, out, err = run("validate", path, "--reports-dir", tmp_path / "r", capsys=capsys)
     assert code == ExitCode.OK, out + err
     assert "carried through" not in out
+    notice = ("ignored: error, source_row (columns failed_rows.csv adds; rename yours, "
+              "e.g. x_error)")
+    assert out.count("ignored:") == 1 and notice in out
+
+
+def test_an_own_column_named_source_row_is_named_as_ignored_with_its_own_rename(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = sheet(tmp_path / "groups.csv", {"Source Row": "mine", "notes": "keep"})
+    code, out, err = run("validate", path, "--reports-dir", tmp_path / "r", capsys=capsys)
+    assert code == ExitCode.OK, out + err
+    assert "(your own columns): notes" in out
+    assert "ignored: source_row (columns failed_rows.csv adds; rename yours, e.g. x_source_row)" \
+        in out
+
+
+def test_a_sheet_without_ignored_headers_prints_no_ignored_notice(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run("validate", sheet(tmp_path / "groups.csv", {"notes": "keep"}),
+                         "--reports-dir", tmp_path / "r", capsys=capsys)
+    assert code == ExitCode.OK, out + err
+    assert "ignored:" not in out + err
+
+
+def test_apply_names_the_ignored_headers_once_on_stderr(
+        tmp_path: Path, box: SandboxHandle) -> None:
+    path = write_dict_rows(tmp_path / "groups.csv",
+                           [{"group_id": "happy_harbor", "schema": "tt_a", "error": "mine"}],
+                           ["group_id", "schema", "sync_mode", "sync_frequency", "access_token",
+                            "error"])
+    done = cli("apply", path, "--sandbox-url", box.url, "--reports-dir", tmp_path / "reports",
+               "--run-id", "run")
+    assert done.returncode == ExitCode.OK, done.stdout + done.stderr
+    assert done.stderr.count("ignored: error (columns failed_rows.csv adds") == 1
+
+
+# -- secrets in a column of the user's own --------------------------------------------------
+
+@pytest.mark.parametrize("header", SECRET_HEADERS)
+def test_a_header_named_like_a_secret_is_an_input_error_saying_where_a_secret_goes(
+        header: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = sheet(tmp_path / "groups.csv", {header: "tok-live-123", "notes": "keep"})
+    code, out, err = run("validate", path, "--reports-dir", tmp_path / "r", capsys=capsys)
+    assert code == ExitCode.INPUT_ERROR, out + err
+    assert (f"{header!r} looks like a secret: put it in access_token (or "
+            "client_id/client_secret) as env:NAME or file:PATH; if it is not a secret, prefix "
+            "the header x_") in " ".join(err.split())
+    assert "'notes'" not in err and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("header", ["client_secret_value", "access_token_value", "accesstoken",
+                                    "client_secrets"])
+def test_a_secret_header_that_resembles_a_secret_column_names_the_column_and_env_or_file(
+        header: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run("validate", sheet(tmp_path / "groups.csv", {header: "tok-live-123"}),
+                         capsys=capsys)
+    assert code == ExitCode.INPUT_ERROR, out + err
+    text = " ".join(err.split())
+    assert f"{header!r} looks like the column" in text
+    assert "(a secret: give it as env:NAME or file:PATH)" in text
+
+
+def test_a_secret_looking_header_prefixed_x_is_carried_as_the_users_own(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = sheet(tmp_path / "groups.csv", {"x_token_count": "3", "x_api_key_owner": "ana"})
+    code, out, err = run("validate", path, "--reports-dir", tmp_path / "r", capsys=capsys)
+    assert code == ExitCode.OK, out + err
+    assert "(your own columns): x_token_count, x_api_key_owner" in out
+
+
+def test_words_that_merely_contain_a_secret_word_are_not_secrets() -> None:
+    for header in ("keynote", "key_account", "monkey", "pallbearer", "tokenomics_notes",
+                   "secretary"):
+        assert not looks_secret(header), header
+    assert looks_secret("tiktoktoken") and looks_secret("app_apikey")
+
+
+# -- a known column written another way -----------------------------------------------------
+
+@pytest.mark.parametrize(("header", "column"), WRITTEN_ANOTHER_WAY.items())
+def test_a_known_column_written_another_way_is_refused_naming_the_column(
+        header: str, column: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = sheet(tmp_path / "groups.csv", {header: "x", "notes": "keep"})
+    code, out, err = run("validate", path, "--reports-dir", tmp_path / "r", capsys=capsys)
+    assert code == ExitCode.INPUT_ERROR, out + err
+    text = " ".join(err.split())
+    assert f"{header!r} looks like the column {column!r}" in text, text
+    assert "prefix it x_ (e.g. 'x_" in text
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(("header", "column"), REPORT_WRITTEN_ANOTHER_WAY.items())
+def test_a_report_column_written_another_way_is_refused_naming_the_column(
+        header: str, column: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    connections = sheet(tmp_path / "groups.csv", {})
+    report = {"schema": "tt_one", "table_name": "t_daily", "report_type": "BASIC",
+              "metrics": "spend"}
+    reports = sheet(tmp_path / "reports.csv", {header: "x"},
+                    base={k: v for k, v in report.items() if k != column})
+    code, out, err = run("validate", connections, "--custom-reports", reports,
+                         "--reports-dir", tmp_path / "r", capsys=capsys)
+    assert code == ExitCode.INPUT_ERROR, out + err
+    assert f"{header!r} looks like the report column {column!r}" in " ".join(err.split())
+
+
+def test_a_synonym_names_only_its_column() -> None:
+    # destination_schema is also the start of destination_schema_names: the synonym decides
+    assert resembles("destination_schema", CONNECTION_NAMES) == ["schema"]
+    assert resembles("advertiser", CONNECTION_NAMES) == []  # the lone word is the user's own
+
+
+def test_every_synonym_names_a_known_column_and_is_not_one() -> None:
+    names = set(CONNECTION_NAMES) | set(REPORT_NAMES)
+    for column, words in SYNONYMS.items():
+        assert column in names, column
+        for word in words:
+            assert word not in names and word not in OWN_COLUMNS, word
+            known = CONNECTION_NAMES if column in CONNECTION_NAMES else REPORT_NAMES
+            assert resembles(word, known) == [column], word
+
+
+def test_a_reserved_name_that_resembles_a_known_column_points_to_the_column(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = sheet(tmp_path / "groups.csv", {"setup_tests": "true"})
+    code, out, err = run("validate", path, capsys=capsys)
+    assert code == ExitCode.INPUT_ERROR, out + err
+    text = " ".join(err.split())
+    assert ("'setup_tests': did you mean 'run_setup_tests'? ('setup_tests' is a column the "
+            "job's own reports use)") in text
+    assert "my_setup_tests" not in text and "'x_setup_tests'" in text
+
+
+def test_the_widest_sheet_excel_allows_is_checked_and_its_one_typo_found() -> None:
+    """16,384 columns (Excel's limit): every own column passes, the one typo among them is
+    named. (About 2 s: the rule is one index look-up per header, not a scan per column.)"""
+    headers = {f"own_column_{i}": f"Own Column {i}" for i in range(16_383)}
+    check_headers("wide.csv", 1, headers, CONNECTION_NAMES)
+    headers["sync_frequncy"] = "sync_frequncy"
+    with pytest.raises(InputError, match="sync_frequency"):
+        check_headers("wide.csv", 1, headers, CONNECTION_NAMES)
 
 
 # -- names the outputs use ------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", sorted(RESERVED_COLUMNS - IGNORED_COLUMNS))
+@pytest.mark.parametrize("name", sorted(n for n in RESERVED_COLUMNS - IGNORED_COLUMNS
+                                         if not resembles(n, CONNECTION_NAMES)))
 def test_a_user_column_named_like_an_output_column_is_refused_with_a_rename(
         name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run("validate", sheet(tmp_path / "groups.csv", {name: "mine"}), capsys=capsys)

@@ -375,7 +375,7 @@ def test_regression_nan_or_inf_limits_in_defaults_are_refused(tmp_path: Path,
                                                               value: str) -> None:
     defaults = tmp_path / "defaults.toml"
     defaults.write_text(f"[limits]\nconcurrency = {value}\n", encoding="utf-8")
-    with pytest.raises(InputError, match="concurrency must be a number >= 0"):
+    with pytest.raises(InputError, match="concurrency must be a whole number from 1 to 256"):
         load_defaults(defaults)
 
 

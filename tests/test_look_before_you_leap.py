@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -136,7 +137,9 @@ def test_a_failed_canary_row_wins_over_the_rows_held_back(tmp_path: Path,
 @pytest.mark.parametrize(("rows", "message"), [
     ("2-x", "is not a row number or a range"),
     ("9-3", "runs backwards"),
-    ("500-600", "none of these rows is in the sheet"),
+    ("500-600", "the sheet has no row 500-600 .its rows are 2-4"),
+    ("2,100", "the sheet has no row 100 "),
+    ("2-1000", "the sheet has no row 5-1000 "),
     (" , ", "name at least one row"),
 ])
 def test_a_bad_rows_selection_is_an_input_error(tmp_path: Path, rows: str, message: str) -> None:
@@ -169,7 +172,8 @@ def _apply_on_a_terminal(args: list[str], answer: str | None, env: dict[str, str
     proc = subprocess.Popen([sys.executable, "-m", "batch_provisioner", *args], stdin=slave,
                             stderr=slave, stdout=subprocess.PIPE, text=True,
                             env={**os.environ, **env, "COLUMNS": "200"},
-                            cwd=Path(__file__).resolve().parents[1])
+                            cwd=Path(__file__).resolve().parents[1],
+                            start_new_session=True)  # no controlling terminal: stdin's is used
     os.close(slave)
     seen = ""
     answered = False
@@ -234,3 +238,31 @@ def test_a_rehearsal_on_a_terminal_does_not_ask(tmp_path: Path, box: SandboxHand
         ["apply", str(sheet), "--sandbox-url", box.url, "--reports-dir", str(tmp_path / "r")],
         None, ENV)
     assert code == 0 and "[y/N]" not in terminal and "apply: sending 2 creates" in terminal
+
+
+def test_ctrl_c_at_the_question_ends_the_run_at_once_and_sends_nothing(
+        tmp_path: Path, box: SandboxHandle) -> None:
+    """Review finding: the question was read in a thread; Ctrl-C left it waiting for a line."""
+    sheet = write_sheet(tmp_path / "in.csv", 3)
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "batch_provisioner", "apply", str(sheet), "--api-url", box.url,
+         "--reports-dir", str(tmp_path / "r"), "--run-id", "q1"],
+        stdin=slave, stderr=slave, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, **REAL_API_ENV}, cwd=Path(__file__).resolve().parents[1],
+        start_new_session=True)
+    os.close(slave)
+    seen = ""
+    deadline = time.monotonic() + 60
+    while "[y/N]" not in seen and time.monotonic() < deadline:
+        if select.select([master], [], [], 0.2)[0]:
+            seen += os.read(master, 4096).decode(errors="replace")
+    assert "[y/N]" in seen
+    asked = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=30)
+    took = time.monotonic() - asked
+    os.close(master)
+    assert proc.returncode == 4 and took < 10, (proc.returncode, took, stdout)
+    assert box.ledger()["creates"] == []
+    assert "--resume q1" in stdout

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import base64
+import csv
+import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 import zipfile
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import fastexcel
+import httpx
 import polars as pl
 import pytest
 
 from batch_provisioner.sandbox import SandboxHandle, run_in_process
-from tests.apply_helpers import write_sheet
+from tests.apply_helpers import serving, write_sheet
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_TOKEN = "env-token-5f1c9a7e2b-should-never-appear"
@@ -29,6 +34,14 @@ API_SECRET = "api-secret-9c4e7a2f6b-never"
 API_KEY = "api-key-leaktest"
 SECRETS = [ENV_TOKEN, FILE_TOKEN, CELL_TOKEN, CLIENT_SECRET, API_SECRET,
            base64.b64encode(f"{API_KEY}:{API_SECRET}".encode()).decode()]
+#: Tokens an API quotes back awkwardly: each has an ASCII core that every form of it contains
+#: (as is, stripped, JSON-escaped with or without \u escapes), so a scan for the core finds
+#: every form, even one cut short after it.
+NL_TOKEN = "nl-token-3e8a1f7c-never\n"  # from env:, ends in a newline
+QB_TOKEN = 'qb-token-4d7e2b9a-"x\\y-never'  # from file:, a quote and a backslash
+UNI_TOKEN = "uni-token-5b9c0e3d-ŧøķėñ-中-never"  # from env:, non-ASCII
+HOSTILE = {NL_TOKEN: "nl-token-3e8a1f7c", QB_TOKEN: "qb-token-4d7e2b9a",
+           UNI_TOKEN: "uni-token-5b9c0e3d"}
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +132,162 @@ def test_no_secret_reaches_any_output_through_success_failure_and_crash(
     assert _scan(captured) == []
     # and the scan can see: the input itself holds the cell token
     assert _scan({"input": sheet.read_text()}) == [("input", CELL_TOKEN[:12])]
+
+
+def _forms(token: str) -> set[bytes]:
+    """Every form of ``token`` an output could hold, as UTF-8 bytes, its core included."""
+    texts = {HOSTILE.get(token, token)}
+    for base in (token, token.strip()):
+        texts |= {base, json.dumps(base)[1:-1], json.dumps(base, ensure_ascii=False)[1:-1]}
+    return {t.encode() for t in texts}
+
+
+def _folder_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` as bytes, plus the decoded text of the packed ones (an XLSX's
+    XML, a Parquet file's rows, a SQLite file's dump), so that compression hides nothing."""
+    found: dict[str, bytes] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        found[str(path)] = path.read_bytes()
+        if path.suffix == ".xlsx":
+            with zipfile.ZipFile(path) as archive:
+                found[f"{path}:xml"] = b"".join(archive.read(n) for n in archive.namelist())
+        elif path.suffix == ".parquet":
+            found[f"{path}:rows"] = pl.read_parquet(path).write_csv().encode()
+        elif path.suffix == ".sqlite":
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+                found[f"{path}:dump"] = "\n".join(db.iterdump()).encode()
+    return found
+
+
+def _scan_bytes(found: dict[str, bytes], tokens: list[str]) -> list[tuple[str, str]]:
+    return [(where, HOSTILE.get(token, token[:12])) for where, data in found.items()
+            for token in tokens if any(form in data for form in _forms(token))]
+
+
+def _hostile_env() -> dict[str, str]:
+    return {**_env(), "NL_TOKEN": NL_TOKEN, "UNI_TOKEN": UNI_TOKEN, "COLUMNS": "200"}
+
+
+def _hostile_sheet(folder: Path, n: int = 9) -> Path:
+    """``n`` rows over the three hostile tokens, each also pasted into the ``note`` column."""
+    (folder / "qb.txt").write_text(QB_TOKEN + "\n", encoding="utf-8")
+    path = folder / "hostile.csv"
+    refs = ["env:NL_TOKEN", "file:qb.txt", "env:UNI_TOKEN"]
+    pasted = [NL_TOKEN.strip(), QB_TOKEN, UNI_TOKEN]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["group_id", "schema", "sync_mode", "access_token", "note"])
+        for i in range(n):
+            writer.writerow(["decent_dropsy", f"hostile_{i:03d}", "AllAccounts", refs[i % 3],
+                             f"pasted: {pasted[i % 3]}"])
+    return path
+
+
+def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "batch_provisioner", *map(str, args)],
+                          capture_output=True, text=True, env=_hostile_env(), timeout=120,
+                          cwd=ROOT)
+    assert "Traceback" not in done.stderr, done.stderr[-1500:]
+    return done
+
+
+def test_a_rehearsals_whole_reports_folder_holds_no_secret_in_any_form(tmp_path: Path) -> None:
+    """``--sandbox``: every file under ``--reports-dir`` as bytes (the sandbox's state.sqlite
+    too), through a first run, a rerun that sends nothing, and every other command."""
+    sheet = _hostile_sheet(tmp_path)
+    reports = tmp_path / "reports"
+    where = ["--reports-dir", reports]
+    first = _cli("apply", sheet, "--sandbox", *where, "--run-id", "first")
+    assert first.returncode == 0, first.stdout + first.stderr
+    rerun = _cli("apply", sheet, "--sandbox", *where, "--run-id", "rerun")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert {r["status"] for r in pl.read_csv(reports / "rerun" / "results.csv",
+                                             infer_schema=False).iter_rows(named=True)} == {
+        "exists"}
+    others = [_cli("plan", sheet, "--sandbox", *where, "--run-id", "plan"),
+              _cli("status", "first", "--sandbox", *where),
+              _cli("connect-cards", "first", "--sandbox", *where),
+              _cli("validate", sheet, *where, "--run-id", "check"),
+              _cli("render", sheet, "--out", reports / "render.jsonl")]
+    found = _folder_bytes(reports)  # the sandbox state still holding every connection
+    others.append(_cli("rollback", "first", "--yes", "--sandbox", *where))
+    found |= {f"after rollback: {k}": v for k, v in _folder_bytes(reports).items()}
+    assert any(name.endswith("state.sqlite") for name in found)
+    assert {Path(name).name for name in found} >= {
+        "results.csv", "results.parquet", "failed_rows.csv", "report.html", "journal.jsonl",
+        "run.log.jsonl", "plan.csv", "validation.csv", "render.jsonl", "state.sqlite"}
+    for i, done in enumerate([first, rerun, *others]):
+        found[f"command {i}"] = (done.stdout + done.stderr).encode()
+    assert _scan_bytes(found, list(HOSTILE)) == []
+    # and the scan can see: the input holds the pasted tokens, the sheet's folder the file one
+    assert _scan_bytes({"input": sheet.read_bytes()}, list(HOSTILE)) == [
+        ("input", core) for core in HOSTILE.values()]
+
+
+class _EchoingApi(BaseHTTPRequestHandler):
+    """In front of a sandbox: every create is refused with a 400 that quotes the submitted
+    ``auth`` back as Fivetran's messages quote values: JSON-escaped (with and without \\u
+    escapes) and as is. Everything else is passed through."""
+
+    upstream = ""
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+    def _relay(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.command == "POST" and self.path.startswith("/v1/connections") and body:
+            auth = json.loads(body).get("auth") or {}
+            token = str(auth.get("access_token"))
+            message = (f"Field 'auth' has invalid value '{json.dumps(auth)}' "
+                       f"(as text: {json.dumps(auth, ensure_ascii=False)}; "
+                       f"token: {json.dumps(token)}; raw: {token})")
+            self._answer(400, json.dumps({"code": "InvalidInput", "message": message}).encode(),
+                         {"Content-Type": "application/json"})
+            return
+        headers = {k: v for k, v in self.headers.items()
+                   if k.lower() in ("authorization", "content-type", "accept")}
+        answer = httpx.request(self.command, self.upstream + self.path, headers=headers,
+                               content=body, timeout=30, trust_env=False)
+        self._answer(answer.status_code, answer.content,
+                     {k: v for k, v in answer.headers.items()
+                      if k.lower() == "content-type" or k.lower().startswith(
+                          ("x-rate-limit", "retry-after"))})
+
+    def _answer(self, status: int, content: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content)
+
+    do_GET = do_POST = do_PATCH = do_DELETE = _relay
+
+
+@pytest.fixture()
+def echoing_api(box: SandboxHandle) -> Iterator[str]:
+    box.reset()
+    handler = type("Handler", (_EchoingApi,), {"upstream": box.url.rstrip("/")})
+    with serving(handler) as url:
+        yield url
+
+
+def test_an_api_that_quotes_submitted_secrets_back_json_escaped_leaks_nothing(
+        tmp_path: Path, echoing_api: str) -> None:
+    sheet = _hostile_sheet(tmp_path, n=6)
+    reports = tmp_path / "reports"
+    done = _cli("apply", sheet, "--sandbox-url", echoing_api, "--reports-dir", reports,
+                "--run-id", "echo", "--log-format", "json")
+    assert done.returncode == 1, done.stdout + done.stderr  # every create refused: rows failed
+    results = pl.read_csv(reports / "echo" / "results.csv", infer_schema=False)
+    assert set(results["status"]) == {"failed"} and set(results["http_status"]) == {"400"}
+    assert all("invalid value" in m and "******" in m for m in results["error_message"])
+    found = _folder_bytes(reports)
+    assert {Path(name).name for name in found} >= {
+        "results.csv", "report.html", "failed_rows.csv", "journal.jsonl", "run.log.jsonl"}
+    found["stdout+stderr"] = (done.stdout + done.stderr).encode()
+    assert _scan_bytes(found, [*HOSTILE, API_SECRET]) == []
 
 
 def test_formula_cells_are_neutralised_as_text(tmp_path: Path, box: SandboxHandle) -> None:

@@ -268,3 +268,23 @@ def test_the_usage_error_says_which_flags_clash(tmp_path: Path) -> None:
     assert done.stderr.startswith("error: --sandbox and --api-url each say where requests go; "
                                   "give one of --api-url URL, --sandbox or --sandbox-url URL")
     assert not (tmp_path / "reports").exists()
+
+
+def test_regression_the_sandbox_default_credentials_do_not_mask_the_word_sandbox() -> None:
+    """The sandbox's documented key and secret are "sandbox": registering them as secrets made
+    every later message in the process read "--******-url"."""
+    import anyio
+
+    from batch_provisioner.api.client import FivetranClient
+    from batch_provisioner.safety import REDACTOR
+    from batch_provisioner.sandbox.config import DEFAULT_API_KEY, DEFAULT_API_SECRET
+    from batch_provisioner.settings import SANDBOX_CREDENTIALS, ApiCredentials
+
+    assert (DEFAULT_API_KEY, DEFAULT_API_SECRET) == SANDBOX_CREDENTIALS
+
+    async def open_one() -> None:
+        async with FivetranClient(ApiCredentials("sandbox", "sandbox", "http://127.0.0.1:9")):
+            pass
+
+    anyio.run(open_one)
+    assert REDACTOR.scrub("check --sandbox-url") == "check --sandbox-url"

@@ -199,7 +199,7 @@ def test_defaults_can_supply_a_required_column(tmp_path: Path) -> None:
     ("sync_frequncy = 1440\n", "unknown setting 'sync_frequncy'"),
     ("[limits]\ncalls_per_day = 5\n", "unknown [limits] key 'calls_per_day'"),
     ("sync_frequency = \n", "is not valid TOML"),
-    ("[limits]\nconcurrency = -1\n", "must be a number >= 0"),
+    ("[limits]\nconcurrency = -1\n", "must be a whole number from 1 to 256 (got -1)"),
 ])
 def test_bad_defaults_are_input_errors_naming_the_file(tmp_path: Path, text: str,
                                                        fragment: str) -> None:
@@ -369,8 +369,8 @@ def test_the_committed_templates_read_the_same_in_csv_and_xlsx(tmp_path: Path) -
 
 def test_regression_custom_reports_option_reads_a_workbooks_custom_reports_sheet(
         tmp_path: Path) -> None:
+    from batch_provisioner.report.template_files import write_templates
     from batch_provisioner.sheet.read import read_custom_reports
-    from batch_provisioner.sheet.templates import write_templates
 
     write_templates(tmp_path)
     table = read_custom_reports(tmp_path / "advertiser_groups.xlsx", None)

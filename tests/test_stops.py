@@ -112,3 +112,25 @@ def test_a_429_asking_longer_than_max_wait_stops_the_run_at_once(
     rows = csv_rows(reports / "mw" / "results.csv")
     assert sum(r["status"] == "created" for r in rows) == 20
     assert {r["error_code"] for r in rows if r["status"] != "created"} == {"max_wait"}
+
+
+def test_an_api_that_fails_every_row_stops_the_run_as_an_outage_and_a_resume_finishes(
+        tmp_path: Path, box: SandboxHandle) -> None:
+    """Review finding: an outage read as 25 failed rows "to fix", after every row's retries."""
+    sheet = write_sheet(tmp_path / "in.csv", 20)
+    box.script([{"fault": "503", "method": "POST", "times": 10_000}])  # every create
+    reports = tmp_path / "reports"
+    done = cli("apply", sheet, "--sandbox-url", box.url, "--reports-dir", reports,
+               "--run-id", "down", "--concurrency", "1", "--max-attempts", "2")
+    assert done.returncode == 4, done.stdout + done.stderr
+    rows = csv_rows(reports / "down" / "results.csv")
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(failed) == 5  # then the run stopped: the API looks down
+    waiting = [r for r in rows if r["status"] == "not_attempted"]
+    assert len(waiting) == 15 and {r["error_code"] for r in waiting} == {"api_failing"}
+    assert "rows to fix" not in done.stdout and "--resume down" in done.stdout
+    box.script([], clear=True)
+    again = cli("apply", sheet, "--sandbox-url", box.url, "--reports-dir", reports,
+                "--resume", "down")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert {r["status"] for r in csv_rows(reports / "down" / "results.csv")} == {"created"}

@@ -8,8 +8,9 @@ import fastexcel
 import pytest
 from helpers_input import TEMPLATES, run_cli
 
+from batch_provisioner.report.template_files import write_templates
 from batch_provisioner.sheet.columns import COLUMNS, REPORT_COLUMNS
-from batch_provisioner.sheet.templates import CARRY_COLUMNS, write_templates
+from batch_provisioner.sheet.templates import CARRY_COLUMNS
 
 
 def _files(folder: Path) -> dict[str, bytes]:

@@ -48,6 +48,11 @@ KIND_APPLIES_TO: dict[str, tuple[str, ...]] = {
     "setup_test_update": ("all", "setup_test"),
 }
 
+#: A request kind's budgets, in a person's words (wait messages).
+_BUDGET_WORDS = {"call": "the API call budget", "create": "the create budget",
+                 "setup_test_create": "the create and setup-test budgets",
+                 "setup_test_update": "the setup-test budget"}
+
 #: ``X-Rate-Limit`` / ``X-Rate-Limit-Remaining`` describe the hourly all-calls budget.
 HEADER_WINDOW_SECONDS = 3600.0
 _HISTORY_FLOOR_SECONDS = 3600.0
@@ -318,7 +323,7 @@ class BudgetGate:
             if not counted and not paused:  # held back by a budget, not a pause
                 counted = True
                 self.stats.budget_waits += 1
-            what = "the API's 429 pause" if paused else f"the {kind} budget"
+            what = "the API's 429 pause" if paused else _BUDGET_WORDS[kind]
             # None: only in-flight events fill a window; wait for one (until the deadline)
             self._check_wait(delay or 0.0, now, what)
             await self._wait(delay, until_changed=delay is None)

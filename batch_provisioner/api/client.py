@@ -58,11 +58,25 @@ T = TypeVar("T")
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
 _MAX_PAGE = 1000
+#: Pages one listing may take: 1,000,000 items at the 1,000 a page holds. A listing that goes
+#: on past this (a server that always answers a new cursor) is the API misbehaving: fatal.
+MAX_PAGES = 1000
 
 _log = structlog.get_logger(__name__)
 
 
 skip_failing_sniffio_import()
+
+
+def api_base(url: str) -> str:
+    """The base URL requests are joined to: Fivetran's docs write it ``.../v1``, and every path
+    here starts with ``/v1``, so a trailing ``/v1`` (or ``/``) is dropped, not doubled into
+    ``/v1/v1/...`` (which answers 404 for every group, read as bad rows)."""
+    base = url.rstrip("/")
+    if base.lower().endswith("/v1"):
+        base = base[:-3].rstrip("/")
+        _log.info("api.base_url_trimmed", note="a trailing /v1 of the API URL is dropped")
+    return base
 
 
 @dataclass
@@ -103,12 +117,15 @@ class FivetranClient:
         self._rng = rng or random.Random()
         self._default_retry_after = default_retry_after
         basic = f"{credentials.api_key}:{credentials.api_secret}".encode()
-        # Scrubbed from server messages: the key, the secret and the Authorization value.
-        REDACTOR.add_all((credentials.api_key, credentials.api_secret, b64encode(basic).decode()))
+        # Scrubbed from server messages: the key, the secret and the Authorization value
+        # (not the sandbox's documented defaults: masking "sandbox" would garble messages).
+        if not credentials.public:
+            REDACTOR.add_all((credentials.api_key, credentials.api_secret,
+                              b64encode(basic).decode()))
         concurrency = self._settings.concurrency
         timeouts = self._settings.timeouts
         self._http = httpx.AsyncClient(
-            base_url=credentials.base_url,
+            base_url=api_base(credentials.base_url),
             auth=httpx.BasicAuth(credentials.api_key, credentials.api_secret),
             headers={
                 "Accept": "application/json;version=2",
@@ -126,7 +143,7 @@ class FivetranClient:
         )
         self.stats = ClientStats()
         self._opened = self._gate.now()
-        self._contact = FirstContact(credentials.base_url, answered=answered)
+        self._contact = FirstContact(api_base(credentials.base_url), answered=answered)
 
     @property
     def gate(self) -> BudgetGate:
@@ -186,21 +203,25 @@ class FivetranClient:
             await self._send("PATCH", f"/v1/connections/{seg(connection_id)}", body=fields)
         )
 
-    async def delete_connection(self, connection_id: str) -> None:
-        """``DELETE /v1/connections/{id}`` (retried; a 404 on a retry means an earlier try won)."""
+    async def delete_connection(self, connection_id: str) -> bool:
+        """``DELETE /v1/connections/{id}`` (retried). True when a DELETE was answered 2xx;
+        False when a retry found it gone (404: an earlier try, or someone else, deleted it)."""
         path = f"/v1/connections/{seg(connection_id)}"
         attempts = 0
+        gone = False
 
         async def attempt() -> None:
-            nonlocal attempts
+            nonlocal attempts, gone
             attempts += 1
             try:
                 await self._send("DELETE", path)
             except NotFoundApiError:
                 if attempts == 1:
                     raise
+                gone = True
 
         await self._retrying(attempt)
+        return not gone
 
     async def connect_card(
         self, connection_id: str, redirect_uri: str, hide_setup_guide: bool = False
@@ -234,7 +255,7 @@ class FivetranClient:
         cursor: str | None = None
         seen: set[str] = set()
         page_size = str(max(1, min(_MAX_PAGE, limit)))
-        while True:
+        for page in range(1, MAX_PAGES + 1):
             query = {**params, "limit": page_size} | ({"cursor": cursor} if cursor else {})
             data = data_of(await self._read("GET", path, params=query))
             items.extend(item for item in data.get("items") or [] if isinstance(item, dict))
@@ -243,8 +264,12 @@ class FivetranClient:
                 return items
             cursor = str(next_cursor)
             if cursor in seen:
-                raise FatalApiError(f"GET {path}: the API repeated a page cursor", path=path)
+                raise FatalApiError(f"GET {path}: the API repeated a page cursor after {page} "
+                                    "pages (a listing that never ends)", method="GET", path=path)
             seen.add(cursor)
+        raise FatalApiError(f"GET {path}: the listing did not end after {MAX_PAGES} pages "
+                            f"({len(items)} items; at most {MAX_PAGES} pages are read): the "
+                            "API keeps answering a new cursor", method="GET", path=path)
 
     async def _read(
         self,

@@ -97,10 +97,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         code = ExitCode.INTERRUPTED
-    except Exception as exc:  # the last net: a scrubbed one-line message, never a raw traceback
-        err.print(shown(f"internal error: {type(exc).__name__}: {REDACTOR.scrub(str(exc))}",
-                        2_000))
+    except Exception as exc:  # the last net, for bugs only: a scrubbed one-line message
+        err.print(shown(f"internal error: {type(exc).__name__}: {REDACTOR.scrub(str(exc))} "
+                        "(a bug: please report it, with run.log.jsonl; "
+                        "BATCH_PROVISIONER_DEBUG=1 prints the traceback)", 2_000))
         if os.environ.get("BATCH_PROVISIONER_DEBUG"):
             err.print(REDACTOR.scrub("".join(traceback.format_exception(exc))), markup=False)
-        code = 70
+        code = ExitCode.INTERNAL
     sys.exit(int(code) if isinstance(code, int) else 0)

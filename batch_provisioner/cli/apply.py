@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import signal
 import sys
 import time
@@ -12,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import anyio
-import anyio.to_thread
 import polars as pl
 import structlog
 import typer
@@ -51,6 +51,7 @@ from batch_provisioner.cli.common import (
 )
 from batch_provisioner.errors import ExitCode, InputError
 from batch_provisioner.models import ActionKind, Outcome, Status
+from batch_provisioner.report.files import ensure_dir
 from batch_provisioner.run.target import check_target_options
 from batch_provisioner.settings import Limits
 
@@ -252,7 +253,8 @@ def apply(
     max_attempts: Annotated[int | None, typer.Option("--max-attempts", min=1,
                                                       help="Tries per row (default 5).")] = None,
     max_wait: Annotated[str | None, typer.Option(
-        "--max-wait", help="Longest Retry-After to wait (default 1h); longer fails the row.")]
+        "--max-wait", help="Longest single wait (a budget, a Retry-After, a backoff; default "
+                           "1h): a longer one stops the run, exit 4, resumable.")]
     = None,
     calls_per_hour: Annotated[int | None, typer.Option("--calls-per-hour", min=0)] = None,
     creates_per_minute: Annotated[int | None, typer.Option(
@@ -298,8 +300,7 @@ def apply(
     run_id = bp.checked_run_id(resume or run_id or bp.new_run_id())
     if resume:
         bp.find_run(run_id, reports_dir)  # before anything is written
-    run_dir = reports_dir / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = ensure_dir(reports_dir / run_id)  # a file in the way: exit 2, named
     logs.configure(log_format=str(log_format), run_log=run_dir / "run.log.jsonl")
     tty = sys.stderr.isatty() and log_format != LogFormat.JSON
     start = functools.partial(
@@ -307,22 +308,45 @@ def apply(
         reports_dir=reports_dir, run_id=run_id, limits=limits, deadline=seconds, update=update,
         force=force, resume=resume is not None, input_paths=(sheet, defaults, custom_reports),
         sandbox_groups=sandbox_groups, sandbox_profile=profile, rows=rows, limit=limit)
-    asking = yes is False and sys.stdin.isatty() and sys.stderr.isatty()
+    asking = yes is False and sys.stdin.isatty()  # a person can answer (stderr may be piped)
     try:
         with ProgressReporter(len(prepared.rows), tty) as reporter:
             result = anyio.run(_apply_watching_signals, start, reporter, asking, yes)
     finally:
         logs.close_run_log()
     _print_summary(result)
+    flags = _repeated_flags(
+        ("--update", update), ("--force", force), ("--concurrency", concurrency),
+        ("--max-attempts", max_attempts), ("--max-wait", max_wait),
+        ("--calls-per-hour", calls_per_hour), ("--creates-per-minute", creates_per_minute),
+        ("--setup-tests-per-minute", setup_tests_per_minute),
+        ("--setup-tests-per-hour", setup_tests_per_hour),
+        ("--connect-timeout", connect_timeout), ("--read-timeout", read_timeout),
+        ("--log-format", None if log_format == LogFormat.AUTO else str(log_format)))
     how = Invocation(sheet=sheet, defaults=defaults, custom_reports=custom_reports,
                      sheet_name=sheet_name, secrets_dir=secrets_dir, reports_dir=reports_dir,
                      api_url=api_url, sandbox=sandbox, sandbox_url=sandbox_url,
-                     sandbox_groups=sandbox_groups, sandbox_profile=profile)
+                     sandbox_groups=sandbox_groups, sandbox_profile=profile, apply_flags=flags)
     cards = sum(1 for o in result.outcomes if o.connect_card_uri
                 and o.status in (Status.CREATED, Status.EXISTS))
+    broken = [o for o in result.outcomes if o.status in (Status.INVALID, Status.FAILED)]
+    retry = sum(1 for o in broken if o.status is Status.FAILED and o.retriable)
     apply_closing(result.counts, int(result.exit_code), result.run_id, dict(result.paths), how,
-                  fatal=result.fatal_message, stopped=result.stop_message, cards_waiting=cards)
+                  fatal=result.fatal_message, stopped=result.stop_message, cards_waiting=cards,
+                  to_fix=len(broken) - retry, to_retry=retry)
     raise typer.Exit(int(result.exit_code))
+
+
+def _repeated_flags(*given: tuple[str, object]) -> tuple[str, ...]:
+    """The behaviour flags this apply was given, for the resume command it prints (not
+    ``--deadline``: how long the next invocation may take is its own choice)."""
+    words: list[str] = []
+    for flag, value in given:
+        if value is True:
+            words.append(flag)
+        elif value is not None and value is not False:
+            words += [flag, str(value)]
+    return tuple(words)
 
 
 async def _apply_watching_signals(start: Callable[..., Awaitable[bp.ApplyResult]],
@@ -352,10 +376,8 @@ async def _apply_watching_signals(start: Callable[..., Awaitable[bp.ApplyResult]
         with anyio.CancelScope() as scope:
             control.on_stop(lambda _reason, _message: scope.cancel())
             with reporter.paused():
-                return await anyio.to_thread.run_sync(
-                    _ask, f"Send {preview.calls:,} requests to the Fivetran API?",
-                    abandon_on_cancel=True)
-        return False  # Ctrl-C while asking
+                return await _ask(f"Send {preview.calls:,} requests to the Fivetran API?")
+        return False  # Ctrl-C while asking: nothing is sent
 
     async def watch_signals() -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -376,8 +398,27 @@ async def _apply_watching_signals(start: Callable[..., Awaitable[bp.ApplyResult]
     return result
 
 
-def _ask(question: str) -> bool:
-    return bool(typer.confirm(question, default=False, err=True))
+async def _ask(question: str) -> bool:
+    """``question [y/N]`` on the terminal (``/dev/tty``, so a piped stderr still shows it);
+    the answer is read without blocking the event loop, so Ctrl-C ends the wait at once."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+        read_fd, write_fd, owned = fd, fd, True
+    except OSError:  # no controlling terminal: the terminal on stdin, the question on stderr
+        read_fd, write_fd, owned = sys.stdin.fileno(), sys.stderr.fileno(), False
+    try:
+        os.write(write_fd, f"{question} [y/N]: ".encode())
+        answer = b""
+        while not answer.endswith(b"\n"):
+            await anyio.wait_readable(read_fd)
+            chunk = os.read(read_fd, 1024)
+            if not chunk:
+                break
+            answer += chunk
+        return answer.strip().lower() in (b"y", b"yes")
+    finally:
+        if owned:
+            os.close(read_fd)
 
 
 def _print_summary(result: bp.ApplyResult) -> None:

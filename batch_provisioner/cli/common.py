@@ -80,8 +80,8 @@ LogFormatOpt = Annotated[LogFormat, typer.Option(
 
 def parse_duration(text: str) -> float:
     """``90``, ``90s``, ``45m``, ``1h``, ``1h30m`` → seconds."""
-    match = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*"
-                         r"(?:(\d+(?:\.\d+)?)s?)?\s*", text)
+    match = re.fullmatch(r"\s*(?:([0-9]+(?:\.[0-9]+)?)h)?\s*(?:([0-9]+(?:\.[0-9]+)?)m)?\s*"
+                         r"(?:([0-9]+(?:\.[0-9]+)?)s?)?\s*", text)
     if not text.strip() or match is None or not any(match.groups()):
         raise typer.BadParameter(f"{text!r} is not a duration such as 90s, 45m or 1h")
     hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
@@ -125,10 +125,16 @@ def print_problems(prepared: Prepared, console: Console) -> None:
 
 
 def print_carry_notice(prepared: Prepared, console: Console) -> None:
-    """One line naming the user's own columns, which ride along to every output unchanged."""
+    """One line naming the user's own columns, which ride along to every output unchanged, and
+    one naming the headers the reader dropped (``error``, ``source_row``: failed_rows.csv adds
+    them, so a column of the user's own of that name would vanish without a word)."""
     if prepared.carry_columns:
         console.print(shown("carried through unchanged (your own columns): "
                             + ", ".join(prepared.carry_columns), 2_000))
+    ignored = prepared.table.ignored
+    if ignored:
+        console.print(shown(f"ignored: {', '.join(ignored)} (columns failed_rows.csv adds; "
+                            f"rename yours, e.g. x_{ignored[0]})", 2_000))
 
 
 def cell(value: object) -> Text:

@@ -26,6 +26,7 @@ from batch_provisioner.cli.common import (
     shown,
 )
 from batch_provisioner.errors import ExitCode
+from batch_provisioner.report.files import replacing
 
 
 def validate(
@@ -63,9 +64,8 @@ def render(
     if out_file is None:
         for line in lines:
             sys.stdout.write(line + "\n")
-    else:
-        out_file.parent.mkdir(parents=True, exist_ok=True)
-        with out_file.open("w", encoding="utf-8") as handle:
+    else:  # atomically; a path that cannot be written is exit 2, naming it
+        with replacing(out_file) as temporary, temporary.open("w", encoding="utf-8") as handle:
             for line in lines:
                 handle.write(line + "\n")
     if prepared.invalid:

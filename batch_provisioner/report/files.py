@@ -4,8 +4,14 @@
 report.html from an already-built results frame, scrubbing secrets and neutralising formula
 cells in this one spot. The request timeline is kept in ``timeline.json`` (apply writes it) so
 ``refresh_results`` (after ``status``, ``connect-cards``, ``rollback``) re-renders the page
-with the same timeline. Each file is written beside its target and moved into place, so a crash
-mid-write never leaves half a results.parquet for the next command to read.
+with the same timeline.
+
+``replacing`` is the job's one atomic writer, for every output file of every command (result
+files, plan.csv, validation.csv, status.csv, connect_cards.csv, failed_rows.csv, rollback
+files, ``render --out``, templates): the file is written beside its target, fsynced, renamed
+over it and its folder fsynced, so a crash (a kill -9) mid-write leaves the old file or the new
+one, never half of one. A file that cannot be written (a full disk, a read-only folder, a file
+where a folder belongs) is an ``OutputError`` naming the path.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 
 import polars as pl
 
+from batch_provisioner.errors import OutputError
 from batch_provisioner.report.html import Timeline, render_html
 from batch_provisioner.report.scrub import neutralise, scrub_frame, scrub_json
 from batch_provisioner.report.xlsx import write_xlsx
@@ -39,7 +46,7 @@ def write_result_files(run_dir: Path, frame: pl.DataFrame, summary: Mapping[str,
     summary are the same scrubbed summary. ``carry`` are the columns the page shows after
     ``schema``.
     """
-    run_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(run_dir)
     clean = scrub_frame(frame)
     cells = neutralise(clean)
     safe_summary: dict[str, Any] = scrub_json(dict(summary))
@@ -54,7 +61,7 @@ def write_result_files(run_dir: Path, frame: pl.DataFrame, summary: Mapping[str,
         "report.html": lambda path: path.write_text(page, encoding="utf-8"),
     }
     for name, write in writers.items():
-        with _replacing(paths[name]) as temporary:
+        with replacing(paths[name]) as temporary:
             write(temporary)
     return paths
 
@@ -72,13 +79,11 @@ def refresh_results(run_dir: Path, frame: pl.DataFrame, summary: Mapping[str, An
 
 def write_timeline(run_dir: Path, timeline: Timeline) -> Path:
     """``timeline.json``: a JSON list of ``[seconds, method, status]``, one request a line."""
-    run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / TIMELINE_NAME
     lines = [json.dumps([float(t), REDACTOR.scrub(str(method)), int(status)])
              for t, method, status in timeline]
     text = "[\n" + ",\n".join(lines) + "\n]\n" if lines else "[]\n"
-    with _replacing(path) as temporary:
-        temporary.write_text(text, encoding="utf-8")
+    write_text(path, text)
     return path
 
 
@@ -104,12 +109,62 @@ def read_timeline(run_dir: Path) -> list[tuple[float, str, int]]:
     return timeline
 
 
+def write_text(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see ``replacing``)."""
+    with replacing(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return path
+
+
+def ensure_dir(path: Path) -> Path:
+    """``mkdir -p``; a path that cannot be a folder (a file in the way, no permission, a full
+    disk) is an ``OutputError`` naming it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError.for_folder(path, exc) from None
+    if not path.is_dir():  # exist_ok lets a symlink to a file through on some systems
+        raise OutputError(f"cannot create the folder {path}: a file is in the way", path=str(path))
+    return path
+
+
 @contextlib.contextmanager
-def _replacing(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path``, moved over ``path`` once written in full."""
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path``; once the body has written it in full, it is fsynced,
+    renamed over ``path`` and the folder fsynced. The one atomic writer of the job.
+
+    An ``OSError`` (from the body too: a full disk mid-write) becomes an ``OutputError``
+    naming ``path``; the temporary file is removed either way. ``path``'s folder is created.
+    """
+    ensure_dir(path.parent)
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         yield temporary
+        _fsync(temporary)
         os.replace(temporary, path)
+        _fsync(path.parent)
+    except Exception as exc:  # an OSError, or a writer's error that wraps one (xlsxwriter)
+        cause = _os_error_in(exc)
+        if cause is None:
+            raise
+        raise OutputError.from_os_error(path, cause) from None
     finally:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+
+
+def _os_error_in(exc: BaseException) -> OSError | None:
+    """The ``OSError`` behind ``exc``: itself, its first argument or its cause."""
+    for candidate in (exc, *exc.args[:1], exc.__cause__):
+        if isinstance(candidate, OSError):
+            return candidate
+    return None
+
+
+def _fsync(path: Path) -> None:
+    """Flush ``path`` (a file or a folder) to the disk."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -16,7 +16,6 @@ import json
 import re
 from collections.abc import Sequence
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -143,7 +142,3 @@ def render_html(results: pl.DataFrame, summary: dict[str, Any], timeline: Timeli
         invocations=invocations if len(invocations) > 1 else [],
         chart=timeline_chart(timeline), head=head, rows=_rows(results, carry))
 
-
-def write_html(path: Path, results: pl.DataFrame, summary: dict[str, Any],
-               timeline: Timeline, carry: Sequence[str]) -> None:
-    path.write_text(render_html(results, summary, timeline, carry), encoding="utf-8")

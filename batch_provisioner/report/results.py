@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from batch_provisioner.models import Outcome, Status
-from batch_provisioner.report.files import write_result_files, write_timeline
+from batch_provisioner.report.files import replacing, write_result_files, write_timeline
 from batch_provisioner.report.html import Timeline
 from batch_provisioner.report.scrub import neutralise as neutralise, scrub_frame as scrub_frame
 from batch_provisioner.report.xlsx import write_xlsx as write_xlsx
@@ -25,8 +25,10 @@ if TYPE_CHECKING:
 
 
 def write_csv(frame: pl.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    neutralise(scrub_frame(frame)).write_csv(path)
+    """Scrubbed, neutralised cells, written atomically (``OutputError`` naming ``path``)."""
+    cells = neutralise(scrub_frame(frame))
+    with replacing(path) as temporary:
+        cells.write_csv(temporary)
 
 
 _OUTCOME_SCHEMA = {
@@ -38,8 +40,8 @@ _OUTCOME_SCHEMA = {
 }
 
 
-def results_frame(prepared: Prepared, outcomes: Sequence[Outcome]) -> pl.DataFrame:
-    """One row per input row, in input order: key columns, carry-through columns, outcome."""
+def outcome_frame(outcomes: Sequence[Outcome]) -> pl.DataFrame:
+    """The outcome columns, one line per outcome (``out_group_id``: the outcome's group)."""
     records = [{
         "source_row": o.row, "action": str(o.action), "status": str(o.status),
         "out_group_id": o.group_id, "connection_id": o.connection_id,
@@ -48,10 +50,14 @@ def results_frame(prepared: Prepared, outcomes: Sequence[Outcome]) -> pl.DataFra
         "error_message": o.error_message, "attempts": o.attempts, "reconciled": o.reconciled,
         "started_at": o.started_at, "finished_at": o.finished_at,
     } for o in outcomes]
-    outcome_frame = pl.DataFrame(records, schema=_OUTCOME_SCHEMA)
+    return pl.DataFrame(records, schema=_OUTCOME_SCHEMA)
+
+
+def results_frame(prepared: Prepared, outcomes: Sequence[Outcome]) -> pl.DataFrame:
+    """One row per input row, in input order: key columns, carry-through columns, outcome."""
     carry = prepared.carry_columns
     base = prepared.frame.select(ROW, "group_id", "group_name", "schema", *carry)
-    return (base.join(outcome_frame, on=ROW, how="left", maintain_order="left")
+    return (base.join(outcome_frame(outcomes), on=ROW, how="left", maintain_order="left")
             .with_columns(pl.coalesce("out_group_id", "group_id").alias("group_id"))
             .select(ROW, "group_id", "group_name", "schema", *carry, *RESULT_COLUMNS))
 

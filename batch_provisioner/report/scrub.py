@@ -8,23 +8,31 @@ cells as text, and ``scrub_json`` masks secrets anywhere in a JSON-like value (k
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import polars as pl
 
 from batch_provisioner.safety import FORMULA_PREFIX, NEUTRALISER, REDACTOR
 
+_FORMULA = re.compile(FORMULA_PREFIX)
+
 
 def neutralise(frame: pl.DataFrame) -> pl.DataFrame:
-    """Prefix ``'`` to every text cell that a spreadsheet could read as a formula.
+    """Prefix ``'`` to every text cell, and every column name (the header row), that a
+    spreadsheet could read as a formula.
 
-    The reader strips exactly this prefix again, so a neutralised file round-trips.
+    A carry-through column may be named ``=HYPERLINK(...)``: its header cell is as dangerous
+    as a data cell. The reader strips exactly this prefix again (from cells and headers), so a
+    neutralised file round-trips.
     """
-    return frame.with_columns(
+    cells = frame.with_columns(
         pl.when(pl.col(name).str.contains(FORMULA_PREFIX))
         .then(pl.lit(NEUTRALISER) + pl.col(name)).otherwise(pl.col(name)).alias(name)
         for name, dtype in frame.schema.items() if dtype == pl.String
     )
+    return cells.rename({name: NEUTRALISER + name for name in cells.columns
+                         if _FORMULA.match(name)})
 
 
 def scrub_frame(frame: pl.DataFrame) -> pl.DataFrame:

@@ -5,8 +5,10 @@ Pure orchestration over the stages; the CLI owns printing, signals, exit and the
 
 from __future__ import annotations
 
+import contextlib
+import math
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ import structlog
 
 from batch_provisioner.api.budgets import BudgetGate
 from batch_provisioner.api.client import ClientStats, FivetranClient
-from batch_provisioner.errors import ExitCode, FatalApiError, RunStopped
+from batch_provisioner.errors import ExitCode, FatalApiError, OutputError, RunStopped
 from batch_provisioner.models import ActionKind, ConnectionRequest, Outcome, Status
 from batch_provisioner.report.files import read_timeline
 from batch_provisioner.run.control import RunControl
@@ -47,7 +49,7 @@ from batch_provisioner.sheet.secrets import SecretContext
 
 _log = structlog.get_logger("batch_provisioner.run.apply")
 #: Stops that leave rows for a resume (exit 4).
-_RESUMABLE_STOPS = frozenset({"interrupted", "deadline", "max_wait"})
+_RESUMABLE_STOPS = frozenset({"interrupted", "deadline", "max_wait", "api_failing"})
 #: Rows held back on purpose: a canary's unselected rows, a run the user declined.
 HELD_BACK = frozenset({"not_selected", "declined"})
 
@@ -77,20 +79,27 @@ class RunResult:
     plan: Plan | None = None
     timeline: list[tuple[float, str, int]] = field(default_factory=list)
     estimate: Estimate | None = None
+    writes_sent: bool = False  # this invocation sent a POST, PATCH or DELETE
 
 
 def exit_code_for(outcomes: list[Outcome], control: RunControl) -> ExitCode:
-    """3 fatal API error; 4 stopped (a signal, the deadline, a wait past --max-wait) with
-    rows left for a resume; 1 some rows not ok; 4 a canary (``--rows``/``--limit``) or a
-    declined run whose sent rows are all ok; else 0."""
+    """70 a bug stopped the run; 3 fatal API error; 4 stopped (a signal, the deadline, a wait
+    past --max-wait) with rows left for a resume; 1 some rows not ok; 4 a canary
+    (``--rows``/``--limit``) or a declined run whose sent rows are all ok; else 0."""
+    if control.internal is not None:
+        return ExitCode.INTERNAL
     if control.fatal is not None:
         return ExitCode.FATAL_API
     waiting = [o for o in outcomes if o.status is Status.NOT_ATTEMPTED]
     stopped = any(o.error_code in _RESUMABLE_STOPS for o in waiting)
-    if control.interrupted or stopped or (control.stop_reason() in _RESUMABLE_STOPS
-                                          and waiting):
+    resumable = waiting or any(o.status is Status.FAILED and o.retriable for o in outcomes)
+    if resumable and (control.interrupted or stopped
+                      or control.stop_reason() in _RESUMABLE_STOPS):
         return ExitCode.INTERRUPTED
-    bad = {Status.INVALID, Status.FAILED, Status.CONFLICT}
+    held = any(o.error_code in HELD_BACK for o in waiting)
+    # a canary's sent rows decide: an invalid row it did not select waits for the resume
+    bad = {Status.FAILED, Status.CONFLICT} if held else {
+        Status.INVALID, Status.FAILED, Status.CONFLICT}
     if any(o.status in bad for o in outcomes) or any(
             o.error_code not in HELD_BACK for o in waiting):
         return ExitCode.ROWS_FAILED
@@ -137,6 +146,7 @@ async def run_apply(
     plan: Plan | None = None
     runner: Runner | None = None
     preview: Estimate | None = None
+    unwritten: OutputError | None = None
 
     async def report(outcomes: dict[int, Outcome]) -> None:
         for outcome in outcomes.values():
@@ -151,8 +161,11 @@ async def run_apply(
         async with FivetranClient(credentials, settings, gate=gate, transport=transport,
                                   answered=options.adopt_sandbox_limits) as client:
             client_stats = client.stats
-            requests, name_problems = await _resolved(client, prepared)
+            with _reads_bounded(control):
+                requests, name_problems = await _resolved(client, prepared)
             earlier = carried([r for r in requests if r.row not in name_problems], previous)
+            if options.update:  # drift an earlier invocation left alone is PATCHed now
+                earlier = {row: o for row, o in earlier.items() if o.error_code != "Drift"}
             for outcome in earlier.values():
                 on_outcome(outcome)
             done.update(earlier)
@@ -166,9 +179,10 @@ async def run_apply(
             if pending or name_problems:
                 # --update reads every existing connection; otherwise drift is noted from
                 # what the listing shows, at no extra call (see plan.DriftCheck).
-                plan = await make_plan(
-                    client, pending, update=options.update,
-                    drift=DriftCheck.FULL if options.update else DriftCheck.LISTING)
+                with _reads_bounded(control):
+                    plan = await make_plan(
+                        client, pending, update=options.update,
+                        drift=DriftCheck.FULL if options.update else DriftCheck.LISTING)
                 plan.group_problems.update(name_problems)
                 on_plan(plan, gate)
                 by_row = {r.row: r for r in prepared.requests} | {r.row: r for r in requests}
@@ -183,7 +197,8 @@ async def run_apply(
                 preview = estimate(to_run, gate.budgets)
                 _log.info("run.preview", **preview.as_dict(), note=preview.describe())
                 on_preview(preview)
-                if confirm is not None and to_run and not await confirm(preview):
+                if confirm is not None and to_run and not await _asked(confirm, preview,
+                                                                        control, gate):
                     _log.warning("run.declined", note="nothing sent")
                     await report(_held([a.request for a in to_run], options.run_id, "declined",
                                        "not sent: the run was not confirmed"))
@@ -207,6 +222,23 @@ async def run_apply(
     except RunStopped as stop:  # a listing's wait refused (deadline, --max-wait)
         control.halt(stop.reason, stop.message)
         _log.warning("run.stopped", reason=stop.reason, error=stop.message)
+    except OutputError as exc:  # the journal cannot be written: stop, send nothing more
+        unwritten = exc
+        control.halt("output", exc.message)
+        _log.error("run.output_failed", path=exc.path, error=exc.message)
+
+    def unwritable(exc: OutputError) -> OutputError:
+        """What was journaled is consistent (every send's record is durable): a resume
+        carries on. Exit 4 once something was sent, else 2."""
+        with contextlib.suppress(OutputError):
+            journal.close()
+        return exc.after_sending(
+            _writes_sent(client_stats),
+            f"every request sent is in {journal.path}: fix the cause, then apply --resume "
+            f"{options.run_id} carries on (it looks up what may have landed)")
+
+    if unwritten is not None:
+        raise unwritable(unwritten)
     stopped = {}
     for request in prepared.requests:
         if request.row not in done:
@@ -216,9 +248,13 @@ async def run_apply(
                 group_id=request.group_id, schema=request.schema, error_code=reason,
                 error_message=_fatal_message(control) or (
                 "aborted while in flight: a resume looks it up before resending"
-                if control.aborted else _stop_message(control, reason)))
-    with anyio.CancelScope(shield=True):
-        await report(stopped)
+                if control.aborted and runner is not None and request.row in runner.started
+                else _stop_message(control, reason)))
+    try:
+        with anyio.CancelScope(shield=True):
+            await report(stopped)
+    except OutputError as exc:
+        raise unwritable(exc) from None
     outcomes = [done[row] for row in prepared.rows]
     code = exit_code_for(outcomes, control)
     gate = gate or BudgetGate(settings.budgets, settings.concurrency,
@@ -226,8 +262,11 @@ async def run_apply(
     stats = client_stats or ClientStats()
     figures = _figures(prepared, runner, stats, started, time.monotonic() - wall0, code,
                        control)
-    journal.invocation(figures)
-    journal.close()
+    try:
+        journal.invocation(figures)
+        journal.close()
+    except OutputError as exc:
+        raise unwritable(exc) from None
     invocations = [*previous.invocations, figures]
     offset = sum(float(i.get("active_seconds") or 0) for i in previous.invocations)
     timeline = [*read_timeline(options.run_dir),
@@ -239,7 +278,8 @@ async def run_apply(
     if preview is not None:  # what this invocation set out to send, before it did
         figures_summary["estimate"] = preview.as_dict()
     return RunResult(outcomes=outcomes, exit_code=code, plan=plan, timeline=timeline,
-                     summary=figures_summary, estimate=preview)
+                     summary=figures_summary, estimate=preview,
+                     writes_sent=_writes_sent(client_stats))
 
 
 async def _resolved(client: FivetranClient, prepared: Prepared
@@ -283,6 +323,42 @@ def _held(requests: Iterable[ConnectionRequest], run_id: str, code: str, message
     return {r.row: Outcome(row=r.row, status=Status.NOT_ATTEMPTED, action=ActionKind.CREATE,
                            group_id=r.group_id, schema=r.schema, error_code=code,
                            error_message=note) for r in requests}
+
+
+def _writes_sent(stats: ClientStats | None) -> bool:
+    """Whether this invocation sent a request that changes something (POST, PATCH, DELETE)."""
+    return stats is not None and any(method in ("POST", "PATCH", "DELETE")
+                                     for _t, method, _s in stats.timeline)
+
+
+@contextlib.contextmanager
+def _reads_bounded(control: RunControl) -> Iterator[None]:
+    """Listings and lookups for the plan: reads, safe to abandon, so they end at the deadline
+    and at the second Ctrl-C even while a request is in flight (a create never is)."""
+    scope = anyio.CancelScope(
+        deadline=control.deadline if control.deadline is not None else math.inf)
+    control.abort_scope = scope
+    with scope:
+        yield
+    control.abort_scope = None
+    if scope.cancelled_caught:
+        if control.aborted:
+            raise RunStopped("not sent: the run was aborted while listing", reason="interrupted")
+        raise RunStopped("not sent: the run's deadline passed before the listings finished",
+                         reason="deadline")
+
+
+async def _asked(confirm: Callable[[Estimate], Awaitable[bool]], preview: Estimate,
+                 control: RunControl, gate: BudgetGate) -> bool:
+    """The person's answer; the time spent answering does not count against the deadline."""
+    started = anyio.current_time()
+    answer = await confirm(preview)
+    waited = anyio.current_time() - started
+    if control.deadline is not None:
+        control.deadline += waited
+    if gate.deadline is not None:
+        gate.deadline += waited
+    return answer
 
 
 def _bounded_gate(settings: ClientSettings, control: RunControl) -> BudgetGate:

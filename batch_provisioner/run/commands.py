@@ -21,8 +21,9 @@ import httpx
 import structlog
 
 from batch_provisioner.api.budgets import BudgetGate
-from batch_provisioner.errors import ExitCode, InputError
+from batch_provisioner.errors import ExitCode, InputError, OutputError
 from batch_provisioner.models import Outcome
+from batch_provisioner.report.files import ensure_dir
 from batch_provisioner.report.results import write_csv, write_results
 from batch_provisioner.run.apply import ApplyOptions, run_apply
 from batch_provisioner.run.control import RunControl
@@ -41,6 +42,7 @@ from batch_provisioner.run.target import (
     open_client,
     select_target,
 )
+from batch_provisioner.safety import REDACTOR
 from batch_provisioner.settings import Budget, ClientSettings, Limits
 from batch_provisioner.sheet.expand import masked
 from batch_provisioner.sheet.load import Prepared, prepare
@@ -94,22 +96,26 @@ def render(sheet: SheetLike, *, defaults: PathLike | None = None,
            custom_reports: PathLike | None = None, sheet_name: str | None = None,
            secrets_dir: PathLike | None = None) -> list[dict[str, Any]]:
     """The payloads exactly as they would be sent, secrets shown as ``******``: one
-    ``{"row", "key": {"group_id", "schema"}, "payload"}`` per valid row, in input order."""
+    ``{"row", "key": {"group_id", "schema"}, "payload"}`` per valid row, in input order.
+    A secret of the sheet pasted into another cell is masked too (``REDACTOR``)."""
     prepared = _sheet(sheet, defaults=defaults, custom_reports=custom_reports,
                       sheet_name=sheet_name, secrets_dir=secrets_dir)
-    return [{"row": r.row, "key": {"group_id": r.group_id, "schema": r.schema},
-             "payload": masked(r.payload)} for r in prepared.requests]
+    return [REDACTOR.scrub_value({"row": r.row, "key": {"group_id": r.group_id,
+                                                         "schema": r.schema},
+                                  "payload": masked(r.payload)}) for r in prepared.requests]
 
 
 def _client_settings(prepared: Prepared, limits: Limits | None) -> ClientSettings:
     """Command-line limits win over ``[limits]`` in defaults.toml, which win over Fivetran's;
     the budgets they set also win over a sandbox's announced ones (``explicit_budgets``)."""
     given = limits or Limits()
+    for key, problem in given.problems():  # the library's limits=, checked as the flags are
+        raise InputError(f"limits: {key} {problem}", column=key)
     merged = prepared.defaults.limits.overridden_by(given)
     try:
         settings = merged.client_settings()
     except ValueError as exc:
-        raise InputError(str(exc), column="concurrency") from None
+        raise InputError(str(exc), column=str(exc).split()[0]) from None
     return replace(settings, explicit_budgets=given.budgets_set())
 
 
@@ -203,7 +209,7 @@ async def apply_async(
     run_dir = Path(reports_dir) / run_id
     if resume:
         find_run(run_id, reports_dir)  # an unknown run to resume is an error, not a new run
-    run_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(run_dir)
     settings = _client_settings(prepared, limits)
     paths = tuple(Path(p) if p is not None else None for p in input_paths) or (
         prepared.table.path,)
@@ -225,8 +231,13 @@ async def apply_async(
         result = await run_apply(prepared, options, tgt.credentials, ctx, control=control,
                                  transport=transport, on_outcome=on_outcome, on_plan=on_plan,
                                  on_preview=on_preview, confirm=confirm)
-        written = write_results(run_dir, prepared, result.outcomes, result.summary,
-                                result.timeline)
+        try:
+            written = write_results(run_dir, prepared, result.outcomes, result.summary,
+                                    result.timeline)
+        except OutputError as exc:  # every outcome is journaled already: exit 4 if sent
+            raise exc.after_sending(result.writes_sent, (
+                f"every outcome is in {run_dir / 'journal.jsonl'}: fix the cause, then apply "
+                f"--resume {run_id} (or status {run_id}) writes the reports")) from None
     return ApplyResult(run_id, run_dir, tuple(result.outcomes), result.exit_code,
                        result.summary, written, lock.took_over_from,
                        control.fatal.message if control.fatal is not None else None,
@@ -259,11 +270,25 @@ def select_rows(rows: str | Iterable[int] | None, prepared: Prepared
     if not chosen:
         raise InputError(f"--rows {text!r}: name at least one row, e.g. --rows 2-11,40")
     known = set(prepared.rows)
-    if chosen.isdisjoint(known):
-        first_row, last_row = min(known), max(known)
-        raise InputError(f"--rows {text!r}: none of these rows is in the sheet (its rows are "
-                         f"{first_row}-{last_row}, numbered as the file shows them)")
-    return frozenset(chosen & known), text
+    missing = sorted(chosen - known)
+    if missing:
+        raise InputError(f"--rows {text!r}: the sheet has no row {_ranges(missing)} (its rows "
+                         f"are {_ranges(sorted(known))}, numbered as the file shows them; "
+                         "blank rows are not rows)")
+    return frozenset(chosen), text
+
+
+def _ranges(rows: list[int], most: int = 8) -> str:
+    """``2-5, 9, 12-20``: sorted row numbers as ranges (at most ``most`` of them shown)."""
+    spans: list[tuple[int, int]] = []
+    for row in rows:
+        if spans and row == spans[-1][1] + 1:
+            spans[-1] = (spans[-1][0], row)
+        else:
+            spans.append((row, row))
+    shown = [f"{a}-{b}" if b > a else str(a) for a, b in spans[:most]]
+    return ", ".join(shown) + (f" and {len(spans) - most} more ranges" if len(spans) > most
+                               else "")
 
 
 plan = sync(plan_async)

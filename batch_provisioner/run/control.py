@@ -1,5 +1,5 @@
-"""``RunControl``: why new work must stop (a fatal API error, a signal, the deadline, a wait
-past ``--max-wait``), and who must hear of it at once (the budget gate's waiters)."""
+"""``RunControl``: why new work must stop (a fatal API error, a bug, a signal, the deadline, a
+wait past ``--max-wait``), and who must hear of it at once (the budget gate's waiters)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import anyio
 from batch_provisioner.errors import FatalApiError
 
 #: Why a run stops sending; the ``error_code`` of its ``not_attempted`` rows.
-STOP_REASONS = ("fatal", "interrupted", "deadline", "max_wait")
+STOP_REASONS = ("fatal", "internal", "interrupted", "deadline", "max_wait", "api_failing")
 
 
 class RunControl:
@@ -26,6 +26,7 @@ class RunControl:
         self.aborted = False
         self.abort_scope: anyio.CancelScope | None = None
         self._fatal: FatalApiError | None = None
+        self._internal: str | None = None  # a bug's message (scrubbed): exit 70
         self._interrupted = False
         self._halted: str | None = None
         self.halt_message: str | None = None
@@ -62,9 +63,23 @@ class RunControl:
             self._interrupted = True
             self._tell("interrupted", "the run was interrupted")
 
+    @property
+    def internal(self) -> str | None:
+        """The message of the bug that stopped the run (None: no bug)."""
+        return self._internal
+
+    def fail(self, message: str) -> None:
+        """A bug (an unexpected exception): like a fatal stop, nothing new is sent, and the
+        run ends with exit 70 so that it is reported rather than retried row after row."""
+        if self._internal is None:
+            self._internal = message
+            if self._fatal is None:
+                self._tell("internal", message)
+
     def halt(self, reason: str, message: str) -> None:
         """Stop sending because a wait would pass the deadline or ``--max-wait``."""
-        if self._halted is None and self._fatal is None and not self._interrupted:
+        if (self._halted is None and self._fatal is None and self._internal is None
+                and not self._interrupted):
             self._halted, self.halt_message = reason, message
             self._tell(reason, message)
 
@@ -78,6 +93,8 @@ class RunControl:
     def stop_reason(self) -> str | None:
         if self._fatal is not None:
             return "fatal"
+        if self._internal is not None:
+            return "internal"
         if self._interrupted:
             return "interrupted"
         if self._halted is not None:
@@ -103,6 +120,8 @@ class RunControl:
     def _message(self, reason: str) -> str:
         if reason == "fatal" and self._fatal is not None:
             return self._fatal.message
+        if reason == "internal" and self._internal is not None:
+            return f"the run stopped on an internal error ({self._internal})"
         if reason == "interrupted":
             return "the run was interrupted"
         if reason == "deadline" and self._halted is None:

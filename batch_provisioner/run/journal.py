@@ -4,7 +4,10 @@ Records: ``run`` (header: input fingerprint), ``inputs`` (where the input files 
 ``start`` (before a request is sent, with its op: create or update), ``outcome`` (a row's
 word in this invocation), ``invocation`` (one invocation's figures, at its end) and
 ``rollback``. ``load`` is the one reader: it tolerates a torn last line from a kill mid-write,
-and every append starts on a fresh line. Every record passes through the redactor.
+and every append starts on a fresh line. Every record passes through the redactor as it is
+serialised (``_line``), except the fields read back to find keys, rows, ids, times and input
+files (``VERBATIM_FIELDS``): a secret is never one of those, but one of those can contain a
+registered value (the sandbox's default API key is ``sandbox``) and must round-trip intact.
 
 Everything is keyed by the connection's identity, (group_id, schema), not by row number, so a
 row inserted, deleted or moved between invocations never inherits another row's outcome. A key
@@ -27,7 +30,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from batch_provisioner.errors import InputError
+from batch_provisioner.errors import InputError, OutputError
 from batch_provisioner.models import ActionKind, Outcome, Status
 from batch_provisioner.safety import REDACTOR
 from batch_provisioner.settings import VERSION as __version__
@@ -37,6 +40,13 @@ FINAL_STATUSES = frozenset({Status.CREATED, Status.EXISTS, Status.UPDATED, Statu
                             Status.ROLLED_BACK})
 
 
+#: Record fields kept byte for byte: what ``load`` and resume read back to identify things.
+VERBATIM_FIELDS = frozenset({
+    "type", "key", "row", "group_id", "schema", "connection_id", "run_id", "command", "input",
+    "input_sha256", "sheet", "sheet_name", "defaults", "custom_reports", "version", "t",
+    "started_at", "finished_at", "created_at", "sent_at", "final", "in_doubt", "status",
+    "action",
+})
 _RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 
 
@@ -95,6 +105,7 @@ class JournalState:
     header: dict[str, Any] | None = None  # the first ``run`` record
     inputs: dict[str, Any] | None = None  # the last ``inputs`` record
     outcomes: dict[Key, Outcome] = field(default_factory=dict)  # the final ones
+    latest: dict[Key, Outcome] = field(default_factory=dict)  # every key's last, final or not
     started: dict[Key, Doubt] = field(default_factory=dict)  # in doubt
     rolled_back: dict[Key, Outcome] = field(default_factory=dict)
     invocations: list[dict[str, Any]] = field(default_factory=list)
@@ -114,9 +125,13 @@ class Journal:
 
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / JOURNAL_NAME
-        run_dir.mkdir(parents=True, exist_ok=True)
-        torn_tail = _ends_mid_line(self.path)
-        self._handle = self.path.open("a", encoding="utf-8")
+        self._failed: OutputError | None = None  # a write failed: nothing more is written
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            torn_tail = _ends_mid_line(self.path)
+            self._handle = self.path.open("a", encoding="utf-8")
+        except OSError as exc:  # a full disk, a read-only folder: exit 2, naming the path
+            raise OutputError.from_os_error(self.path, exc) from None
         if torn_tail:  # a kill tore the last line: never glue the next record onto it
             self.write_raw("\n")
         self._pending: list[str] = []
@@ -130,17 +145,24 @@ class Journal:
         self.write_raw(_line(record))
 
     def write_raw(self, text: str) -> None:
-        self._handle.write(text)
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        self._check()
+        try:
+            self._handle.write(text)
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as exc:
+            raise self._fail(exc) from None
 
     async def awrite(self, record: dict[str, Any]) -> None:
-        """Append ``record`` and return once it is fsynced."""
+        """Append ``record`` and return once it is fsynced; ``OutputError`` (for every record
+        waiting on it) if the write or the fsync fails, and for every record after it."""
+        self._check()
         self._pending.append(_line(record))
         self._queued += 1
         mine = self._queued
         if self._flushing:
             while self._durable < mine:
+                self._check()
                 if self._flushed is None:
                     self._flushed = anyio.Event()
                 await self._flushed.wait()
@@ -150,9 +172,12 @@ class Journal:
             while self._pending:
                 batch, self._pending = self._pending, []
                 upto = self._queued
-                self._handle.write("".join(batch))
-                self._handle.flush()
-                await anyio.to_thread.run_sync(os.fsync, self._handle.fileno())
+                try:
+                    self._handle.write("".join(batch))
+                    self._handle.flush()
+                    await anyio.to_thread.run_sync(os.fsync, self._handle.fileno())
+                except OSError as exc:
+                    raise self._fail(exc) from None
                 self._durable = upto
                 if self._flushed is not None:
                     self._flushed.set()
@@ -189,7 +214,23 @@ class Journal:
                     "version": __version__, "t": t or now_iso()})
 
     def close(self) -> None:
-        self._handle.close()
+        try:
+            self._handle.close()
+        except OSError as exc:
+            if self._failed is None:  # after a failed write, the error is known already
+                raise OutputError.from_os_error(self.path, exc) from None
+
+    def _fail(self, exc: OSError) -> OutputError:
+        """Remember the first failed write and wake every record waiting on it."""
+        self._failed = self._failed or OutputError.from_os_error(self.path, exc)
+        if self._flushed is not None:
+            self._flushed.set()
+            self._flushed = None
+        return OutputError(self._failed.message, path=self._failed.path)
+
+    def _check(self) -> None:
+        if self._failed is not None:
+            raise OutputError(self._failed.message, path=self._failed.path)
 
 
 def _ends_mid_line(path: Path) -> bool:
@@ -205,7 +246,11 @@ def _ends_mid_line(path: Path) -> bool:
 
 
 def _line(record: dict[str, Any]) -> str:
-    return json.dumps(REDACTOR.scrub_value(record), ensure_ascii=False, default=str) + "\n"
+    """One record as a JSON line, every field but the verbatim ones through the redactor."""
+    scrubbed = REDACTOR.scrub_value({k: v for k, v in record.items()
+                                     if k not in VERBATIM_FIELDS})
+    clean = {k: record[k] if k in VERBATIM_FIELDS else scrubbed[k] for k in record}
+    return json.dumps(clean, ensure_ascii=False, default=str) + "\n"
 
 
 def _start(row: int, key: tuple[str, str], kind: str) -> dict[str, Any]:
@@ -269,6 +314,7 @@ def _apply(state: JournalState, record: dict[str, Any]) -> None:
                or state._row_keys.get(int(record["row"])))
         if key is None:
             return
+        state.latest[key] = outcome
         if outcome.status is Status.ROLLED_BACK:
             state.rolled_back[key] = outcome
         if record.get("final"):

@@ -1,7 +1,9 @@
 """After apply: ``status``, ``connect-cards`` and ``rollback`` of one run, by its id.
 
 A run is its folder ``reports/<run_id>/``: the journal (what this run created and rolled back)
-and the results (every row, with carry-through columns and the ids of rows that existed).
+and the results (every row, with carry-through columns and the ids of rows that existed). When
+``results.parquet`` or ``summary.json`` is missing or damaged, they are rebuilt from the journal
+(``run/rebuild.py``) and every result file is written again.
 
 * ``status`` reads each connection (``GET``) for its ``setup_state`` and setup tests.
 * ``connect-cards`` asks Fivetran for fresh connect-card URIs for connections still
@@ -37,6 +39,8 @@ from batch_provisioner.run.journal import (
     load,
     recent_runs,
 )
+from batch_provisioner.run.rebuild import read_results, read_summary, rebuilt_results
+from batch_provisioner.run.summary import ADDED_UP
 from batch_provisioner.sheet.columns import KNOWN_COLUMNS, REFRESHED_COLUMNS, RESERVED_COLUMNS
 from batch_provisioner.sheet.read import ROW
 
@@ -72,8 +76,10 @@ class RunState:
     run_dir: Path
     journal: JournalState
     rows: list[RunRow]
-    results: pl.DataFrame | None  # results.parquet, when the run wrote one
+    results: pl.DataFrame | None  # results.parquet, or rebuilt from the journal
     carry: list[str]
+    #: Why the result files must be written again even without updates (None: they are sound).
+    rebuilt: str | None = None
 
     def connections(self) -> list[RunRow]:
         """Rows that point at a live connection (created, exists or updated; not rolled back)."""
@@ -81,21 +87,33 @@ class RunState:
         return [r for r in self.rows if r.connection_id and r.status in live and r.in_results]
 
 
-def load_run(reports_dir: Path, run_id: str) -> RunState:
-    """The run's rows: results.parquet overlaid with the journal's final outcomes."""
+def run_dir_of(reports_dir: Path, run_id: str) -> Path:
+    """The run's folder; ``InputError`` (exit 2) when it has no journal."""
     run_dir = reports_dir / checked_run_id(run_id)
     if not (run_dir / JOURNAL_NAME).is_file():
         recent = ", ".join(recent_runs(reports_dir)) or "none"
         raise InputError(f"no run {run_id!r} in {reports_dir} (no {JOURNAL_NAME}); "
                          "give the run id that apply printed, and the same --reports-dir "
                          f"(recent runs there: {recent})")
+    return run_dir
+
+
+def load_run(reports_dir: Path, run_id: str) -> RunState:
+    """The run's rows: results.parquet (rebuilt from the journal when it is missing or
+    damaged) overlaid with the journal's final outcomes."""
+    run_dir = run_dir_of(reports_dir, run_id)
     journal = load(run_dir)
-    results_path = run_dir / "results.parquet"
-    results = pl.read_parquet(results_path) if results_path.is_file() else None
-    carry: list[str] = []
+    results = read_results(run_dir)
+    rebuilt = None
+    if results is None:
+        rebuilt = "results.parquet was missing or damaged: rebuilt from journal.jsonl"
+        results, carry = rebuilt_results(run_dir, journal)
+    else:
+        carry = carry_columns(run_dir, results)
+    if rebuilt is None and read_summary(run_dir) is None:
+        rebuilt = "summary.json was missing or damaged: rebuilt from journal.jsonl"
     rows: dict[int, RunRow] = {}
     if results is not None:
-        carry = carry_columns(run_dir, results)
         for rec in results.iter_rows(named=True):
             rows[rec[ROW]] = RunRow(rec[ROW], rec["group_id"], rec["schema"], rec["status"],
                                     rec["connection_id"], {c: rec[c] for c in carry})
@@ -113,7 +131,9 @@ def load_run(reports_dir: Path, run_id: str) -> RunState:
                            outcome.connection_id or before.connection_id, before.carry,
                            outcome.created_at)
     listed = [rows[r] for r in sorted(rows)] + sorted(orphans, key=lambda r: r.row)
-    return RunState(run_id, run_dir, journal, listed, results, carry)
+    if rebuilt is not None:
+        _log.warning("results.rebuilt", run_id=run_id, reason=rebuilt)
+    return RunState(run_id, run_dir, journal, listed, results, carry, rebuilt)
 
 
 def carry_columns(run_dir: Path, results: pl.DataFrame) -> list[str]:
@@ -286,9 +306,10 @@ def refresh_report(state: RunState, updates: dict[int, dict[str, Any]],
     """Rewrite results.csv/.parquet/.xlsx, report.html and summary.json with ``updates``.
 
     ``updates`` maps a row to new cell values (new columns are added at the end). The HTML's
-    request timeline is the one apply saved (timeline.json). No-op when the run has no results.
+    request timeline is the one apply saved (timeline.json). No-op when nothing changed, unless
+    the files were rebuilt from the journal (then they are all written again).
     """
-    if state.results is None or not updates:
+    if state.results is None or (not updates and state.rebuilt is None):
         return []
     frame = state.results
     for column in sorted({c for cells in updates.values() for c in cells}):
@@ -300,14 +321,25 @@ def refresh_report(state: RunState, updates: dict[int, dict[str, Any]],
             list(mapping), list(mapping.values()), default=pl.col(column),
             return_dtype=dtype).alias(column))
     run_dir = state.run_dir
-    summary_path = run_dir / "summary.json"
-    summary: JSON = (json.loads(summary_path.read_text("utf-8")) if summary_path.is_file()
-                     else {"run_id": state.run_id})
+    summary: JSON = read_summary(run_dir) or _journal_summary(state)
     counts = {str(s): 0 for s in Status}
     for status in frame.get_column("status").to_list():
         counts[str(status)] = counts.get(str(status), 0) + 1
     summary.update(summary_note, counts=counts)
     extra = [c for c in REFRESHED_COLUMNS if c in frame.columns]
     paths = refresh_results(run_dir, frame, summary, [*state.carry, *extra])
-    state.results = frame
+    state.results, state.rebuilt = frame, None
     return list(paths.values())
+
+
+def _journal_summary(state: RunState) -> JSON:
+    """A summary for a run whose summary.json is lost: what the journal says of it."""
+    invocations = state.journal.invocations
+    last = invocations[-1] if invocations else {}
+    header = state.journal.header or {}
+    totals = {name: sum(i.get(name) or 0 for i in invocations
+                        if isinstance(i.get(name) or 0, int | float)) for name in ADDED_UP}
+    return {"run_id": state.run_id, "version": header.get("version"),
+            "started_at": header.get("t"), "finished_at": last.get("t"),
+            "exit_code": last.get("exit_code"), **totals, "invocations": invocations,
+            "carry_columns": state.carry, "rebuilt": state.rebuilt}

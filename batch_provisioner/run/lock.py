@@ -16,7 +16,8 @@ import socket
 from pathlib import Path
 from typing import IO, Any
 
-from batch_provisioner.errors import InputError
+from batch_provisioner.errors import InputError, OutputError
+from batch_provisioner.report.files import ensure_dir
 from batch_provisioner.run.journal import now_iso
 
 
@@ -29,7 +30,14 @@ class RunLock:
         self._handle: IO[str] | None = None
 
     def acquire(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Take the lock; ``OutputError`` (exit 2) when its file cannot be written."""
+        ensure_dir(self.path.parent)
+        try:
+            return self._acquire()
+        except OSError as exc:  # a full disk or a read-only folder: nothing is sent
+            raise OutputError.from_os_error(self.path, exc) from None
+
+    def _acquire(self) -> RunLock:
         for _ in range(8):
             handle = self.path.open("a+", encoding="utf-8")
             try:

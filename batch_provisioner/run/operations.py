@@ -16,8 +16,10 @@ from typing import Any
 
 import polars as pl
 
-from batch_provisioner.errors import ExitCode, FatalApiError
+from batch_provisioner.api.client import FivetranClient
+from batch_provisioner.errors import ExitCode, FatalApiError, OutputError
 from batch_provisioner.models import ActionKind, Outcome, Status
+from batch_provisioner.report.files import write_text
 from batch_provisioner.report.results import write_csv
 from batch_provisioner.run import lifecycle as lc
 from batch_provisioner.run.journal import Journal, now_iso
@@ -51,7 +53,7 @@ PathLike = str | os.PathLike[str]
 
 def find_run(run_id: str, reports_dir: PathLike = "reports") -> Path:
     """The run's folder; ``InputError`` (exit 2) when there is no such run."""
-    return lc.load_run(Path(reports_dir), run_id).run_dir
+    return lc.run_dir_of(Path(reports_dir), run_id)
 
 
 @contextlib.contextmanager
@@ -117,11 +119,15 @@ async def connect_cards_async(run_id: str, *, reports_dir: PathLike = "reports",
                   "connection_id": r.row.connection_id, **r.row.carry, "uri": r.uri,
                   "expires_at": r.expires_at} for r in cards]
         path = state.run_dir / "connect_cards.csv"
-        write_csv(_frame(lines, (*RUN_ROW_COLUMNS, *state.carry, *CONNECT_CARD_COLUMNS)),
-                  path)
-        lc.refresh_report(state, {r.row.row: {"connect_card_uri": r.uri,
-                                              "setup_state": r.setup_state} for r in cards},
-                          {"connect_cards_at": now_iso()})
+        try:
+            write_csv(_frame(lines, (*RUN_ROW_COLUMNS, *state.carry, *CONNECT_CARD_COLUMNS)),
+                      path)
+            lc.refresh_report(state, {r.row.row: {"connect_card_uri": r.uri,
+                                                  "setup_state": r.setup_state} for r in cards},
+                              {"connect_cards_at": now_iso()})
+        except OutputError as exc:  # new links were made: exit 4; run it again for others
+            raise exc.after_sending(bool(cards), f"fix the cause, then connect-cards {run_id} "
+                                    "asks for fresh links again") from None
     code = ExitCode.ROWS_FAILED if any(r.error for r in results) else ExitCode.OK
     return ConnectCardsResult(run_id, tuple(results), code, {"connect_cards.csv": path})
 
@@ -159,11 +165,16 @@ async def rollback_async(run_id: str, *, confirm: Callable[[RollbackPlan], bool]
                 journal.write({"type": "rollback", "run_id": run_id, "t": now_iso()})
                 try:
                     async with open_client(tgt, ClientSettings(concurrency=concurrency)) as client:
-                        outcomes, fatal = await delete_created(
-                            client, todo, journal, concurrency,
-                            reservations=Reservations(Path(reports_dir), run_id))
+                        try:
+                            outcomes, fatal = await delete_created(
+                                client, todo, journal, concurrency,
+                                reservations=Reservations(Path(reports_dir), run_id))
+                        except OutputError as exc:  # each deletion journaled is durable
+                            raise exc.after_sending(_deleted(client), _AGAIN.format(run_id)
+                                                    ) from None
                 finally:
-                    journal.close()
+                    with contextlib.suppress(OutputError):
+                        journal.close()
         outcomes += [Outcome(row=r.row, status=Status.ROLLED_BACK, action=ActionKind.ROLLBACK,
                              group_id=r.group_id, schema=r.schema, connection_id=r.connection_id,
                              error_message=ROLLED_BACK_EARLIER) for r in earlier]
@@ -174,14 +185,26 @@ async def rollback_async(run_id: str, *, confirm: Callable[[RollbackPlan], bool]
         outcomes.sort(key=lambda o: o.row)
         code = (ExitCode.FATAL_API if fatal else ExitCode.ROWS_FAILED
                 if any(o.status is not Status.ROLLED_BACK for o in outcomes) else ExitCode.OK)
-        paths = _write_rollback(state, outcomes, int(code))
-        in_results = {r.key: r.row for r in state.rows if r.in_results and r.key}
-        lc.refresh_report(state, {in_results[o.key]: {"status": str(Status.ROLLED_BACK)}
-                                  for o in outcomes if o.status is Status.ROLLED_BACK
-                                  and o.key in in_results},
-                          {"rolled_back_at": now_iso()})
+        try:
+            paths = _write_rollback(state, outcomes, int(code))
+            in_results = {r.key: r.row for r in state.rows if r.in_results and r.key}
+            lc.refresh_report(state, {in_results[o.key]: {"status": str(Status.ROLLED_BACK)}
+                                      for o in outcomes if o.status is Status.ROLLED_BACK
+                                      and o.key in in_results},
+                              {"rolled_back_at": now_iso()})
+        except OutputError as exc:  # the deletions are journaled: a rerun writes the files
+            raise exc.after_sending(bool(todo), _AGAIN.format(run_id)) from None
     return RollbackResult(plan, tuple(outcomes), code, confirmed=True,
                           fatal_message=fatal.message if fatal else None, paths=paths)
+
+
+_AGAIN = ("every deletion is journaled: fix the cause, then rollback {0} --yes carries on "
+          "and writes the reports")
+
+
+def _deleted(client: FivetranClient) -> bool:
+    """Whether this rollback sent a DELETE."""
+    return any(method == "DELETE" for _t, method, _s in client.stats.timeline)
 
 
 def _write_rollback(state: lc.RunState, outcomes: list[Outcome], code: int) -> dict[str, Path]:
@@ -197,7 +220,7 @@ def _write_rollback(state: lc.RunState, outcomes: list[Outcome], code: int) -> d
               folder / "results.csv")
     summary = {"run_id": state.run_id, "finished_at": now_iso(), "exit_code": code,
                "counts": {str(s): sum(1 for o in outcomes if o.status is s) for s in Status}}
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", "utf-8")
+    write_text(folder / "summary.json", json.dumps(summary, indent=2) + "\n")
     return {"rollback/results.csv": folder / "results.csv",
             "rollback/summary.json": folder / "summary.json"}
 

@@ -36,7 +36,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from batch_provisioner.errors import OutputError
 from batch_provisioner.models import Outcome, Status
+from batch_provisioner.report.files import ensure_dir, write_text
 from batch_provisioner.run.drift import diff, format_changes
 from batch_provisioner.run.journal import JOURNAL_NAME, JournalState, Key, load, now_iso
 
@@ -122,8 +124,12 @@ class Reservations:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with (self.folder / "lock").open("a") as handle:
+        ensure_dir(self.folder)
+        try:
+            opened = (self.folder / "lock").open("a")
+        except OSError as exc:  # a full disk or a read-only folder: the run stops (exit 2/4)
+            raise OutputError.from_os_error(self.folder / "lock", exc) from None
+        with opened as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
                 yield
@@ -170,14 +176,8 @@ class Reservations:
         return cached[1]
 
     def _write(self, key: Key) -> None:
-        path = self._path(key)
-        temp = path.with_suffix(".tmp")
         record = {"run_id": self.run_id, "group_id": key[0], "schema": key[1], "t": now_iso()}
-        with temp.open("w", encoding="utf-8") as handle:
-            json.dump(record, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
+        write_text(self._path(key), json.dumps(record))  # atomic and fsynced
 
     def holder(self, key: Key) -> str | None:
         try:

@@ -12,7 +12,7 @@ from typing import Any
 
 from batch_provisioner.api.client import FivetranClient
 from batch_provisioner.api.wire import schema_of
-from batch_provisioner.errors import ApiError, FatalApiError, NotFoundApiError
+from batch_provisioner.errors import ApiError, FatalApiError, NotFoundApiError, RowApiError
 from batch_provisioner.models import ActionKind, Outcome, Status
 from batch_provisioner.run.concurrently import for_each
 from batch_provisioner.run.journal import Journal, now_iso
@@ -54,9 +54,10 @@ async def delete_created(client: FivetranClient, rows: Sequence[RunRow], journal
                          ) -> tuple[list[Outcome], FatalApiError | None]:
     """Re-read each claimed connection and DELETE it only if it still matches the claim.
 
-    A 404 on the read is "already gone" (nothing deleted now); a connection whose id, group,
-    schema or created_at no longer match is left, "not provably ours". Each deletion is
-    journaled ``rolled_back`` as it lands, so a rerun skips it.
+    A 404 on the read or on the DELETE (a retried one too: an earlier try or someone else
+    deleted it, this run cannot tell) is "already gone", never counted as deleted now; a
+    connection whose id, group, schema or created_at no longer match is left, "not provably
+    ours". Each deletion is journaled ``rolled_back`` as it lands, so a rerun skips it.
     """
     outcomes: dict[object, Outcome] = {}  # by key: rows moved since share numbers
 
@@ -102,7 +103,10 @@ async def _delete_one(client: FivetranClient, row: RunRow, base: Outcome) -> Out
             return replace(base, status=Status.NOT_ATTEMPTED, error_code=NOT_PROVABLY_OURS,
                            error_message=f"left, not provably ours: {reason}",
                            finished_at=now_iso())
-        await client.delete_connection(row.connection_id)
+        if not await client.delete_connection(row.connection_id):  # a retry's 404
+            return replace(base, http_status=404, error_code=ALREADY_GONE,
+                           error_message="already gone (404): nothing deleted now (a "
+                           "retried DELETE found it gone)", finished_at=now_iso())
     except NotFoundApiError as exc:
         return replace(base, http_status=exc.http_status, error_code=ALREADY_GONE,
                        error_message="already gone (404): nothing to delete",
@@ -110,6 +114,10 @@ async def _delete_one(client: FivetranClient, row: RunRow, base: Outcome) -> Out
     except FatalApiError:
         raise
     except ApiError as exc:
+        if isinstance(exc, RowApiError) and exc.http_status == 404:  # a code not NotFound*
+            return replace(base, http_status=404, error_code=ALREADY_GONE,
+                           error_message=f"already gone (404): nothing to delete ({exc.message})",
+                           finished_at=now_iso())
         return replace(base, status=Status.FAILED, http_status=exc.http_status,
                        error_code=exc.code or type(exc).__name__, error_message=exc.message,
                        finished_at=now_iso())

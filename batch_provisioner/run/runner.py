@@ -6,6 +6,10 @@ reset after send, 5xx on the POST) is reconciled (``Runner._reconcile``: looked 
 (group_id, schema)) before any resend, and once more when its attempts are used up. A 401/403
 stops the run: in-flight rows finish, no further request goes out for them, and the rest become
 ``not_attempted``. Each failed outcome says whether a resume may retry it (``retriable``).
+
+An unexpected exception in a row is a bug: new work stops as on a fatal error, the row keeps
+its scrubbed message, ``run.log.jsonl`` its traceback, and the run exits 70. An unwritable
+journal (``OutputError``) propagates: nothing is sent whose record is not durable.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from batch_provisioner.errors import (
     ApiError,
     ConflictApiError,
     FatalApiError,
+    OutputError,
     RetriableApiError,
     RowApiError,
     RunStopped,
@@ -47,11 +52,14 @@ from batch_provisioner.run.row_outcome import (
     new_outcome,
     patch_body,
 )
+from batch_provisioner.safety import REDACTOR
 from batch_provisioner.settings import RetryPolicy
 from batch_provisioner.sheet.expand import resolved
 from batch_provisioner.sheet.secrets import SecretContext
 
 JSON = dict[str, Any]
+#: Rows in a row that the API failed (transport, 5xx, 429) before the run stops as an outage.
+OUTAGE_AFTER = 5
 __all__ = ["ApplyClient", "RunControl", "RunStats", "Runner"]
 _log = structlog.get_logger("batch_provisioner.run.runner")
 
@@ -94,6 +102,8 @@ class Runner:
     #: The longest a create can take to be applied while we wait for it (the read timeout).
     landing_seconds: float = 60.0
     outcomes: dict[int, Outcome] = field(default_factory=dict)  # survives an abort
+    started: set[int] = field(default_factory=set)  # rows whose processing began
+    _failing: int = field(default=0, repr=False)  # rows in a row the API itself failed
 
     async def run(self, actions: Sequence[Action], concurrency: int) -> list[Outcome]:
         """Process ``actions`` with ``concurrency`` workers; returns outcomes in input order."""
@@ -108,6 +118,7 @@ class Runner:
                 async for action in queue:
                     outcome = await self.process(action)
                     outcomes[action.request.row] = outcome
+                    self._watch_for_outage(outcome)
                     if self.journal is not None:
                         await self.journal.aoutcome(outcome)
                     if self.reservations is not None and action.kind is ActionKind.CREATE:
@@ -115,10 +126,16 @@ class Runner:
                                                        action.request.key, outcome)
                     self.on_outcome(outcome)
 
-        async with anyio.create_task_group() as tg:
-            with receive:
-                for _ in range(max(1, min(concurrency, len(actions)))):
-                    tg.start_soon(worker, receive.clone())
+        try:
+            async with anyio.create_task_group() as tg:
+                with receive:
+                    for _ in range(max(1, min(concurrency, len(actions)))):
+                        tg.start_soon(worker, receive.clone())
+        except BaseExceptionGroup as group:  # a journal write failed: the run stops on it
+            written, rest = group.split(OutputError)
+            if written is None or rest is not None:
+                raise
+            raise _first_leaf(written) from None
         return [outcomes[a.request.row] for a in actions]
 
     async def process(self, action: Action) -> Outcome:
@@ -130,6 +147,7 @@ class Runner:
             return new_outcome(action, Status.NOT_ATTEMPTED, error_code=reason,
                                error_message=f"not started: {self.control.stop_message()}")
         started = now_iso()
+        self.started.add(request.row)
         if self.journal is not None:
             await self.journal.astart(request.row, request.key, str(action.kind))
         try:
@@ -146,10 +164,10 @@ class Runner:
             return await self._create(action, log, started, reservation.not_ours)
         except RunStopped as stop:  # a wait refused (deadline, --max-wait) or a stop
             return self._stopped(action, stop, started, log)
-        except Exception as exc:  # the last net: one row's surprise never ends the run
-            log.error("row.internal_error", error=f"{type(exc).__name__}: {exc}")
-            return new_outcome(action, Status.FAILED, started_at=started, retriable=True,
-                            error_code="InternalError", error_message=f"{type(exc).__name__}")
+        except OutputError:  # the journal (or a reservation) cannot be written: stop here
+            raise
+        except Exception as exc:  # a bug: stop new work, keep the message, log the traceback
+            return self._internal_error(action, exc, started, log)
 
     async def _reserve(self, action: Action) -> Reservation:
         """Hold the key's reservation (after the start record is durable); or who holds it."""
@@ -349,6 +367,25 @@ class Runner:
     def _count_retry(self, _attempt: int, _error: ApiError, _delay: float) -> None:
         self.stats.retries += 1
 
+    def _watch_for_outage(self, outcome: Outcome) -> None:
+        """``OUTAGE_AFTER`` rows in a row that failed for the API's reasons (no answer, 5xx,
+        429) after their retries mean the API is down, not that the rows are wrong: stop
+        sending (exit 4; a resume carries on) instead of burning every row's retries."""
+        if outcome.status is not Status.FAILED:
+            if outcome.status is not Status.NOT_ATTEMPTED:
+                self._failing = 0
+            return
+        status = outcome.http_status
+        if not outcome.retriable or (status is not None and status < 500 and status != 429):
+            self._failing = 0
+            return
+        self._failing += 1
+        if self._failing >= OUTAGE_AFTER and self.control.stop_reason() is None:
+            message = (f"the API failed {self._failing} rows in a row after their retries "
+                       f"(last: {outcome.error_message or outcome.error_code}); it looks down")
+            _log.error("run.api_failing", rows=self._failing, error=outcome.error_message)
+            self.control.halt("api_failing", message)
+
     def _should_stop(self) -> bool:
         """No more attempts once the run is fatal, interrupted or halted (not at a deadline:
         there the gate refuses the next send, and the row is not attempted again)."""
@@ -368,8 +405,25 @@ class Runner:
         return new_outcome(action, Status.NOT_ATTEMPTED, started_at=started, attempts=attempts,
                            error_code=stop.reason, error_message=stop.message, retriable=True)
 
+    def _internal_error(self, action: Action, exc: Exception, started: str,
+                        log: Any) -> Outcome:
+        """A bug in this row: nothing new is sent (exit 70). Its create may have left, so
+        the key stays in doubt: a resume looks it up before resending."""
+        message = REDACTOR.scrub(f"{type(exc).__name__}: {exc}")[:2_000]
+        log.exception("row.internal_error", error=message,
+                      note="a bug: please report it, with run.log.jsonl")
+        self.control.fail(f"row {action.request.row}: {message}")
+        create = action.kind is ActionKind.CREATE
+        return new_outcome(action, Status.FAILED, started_at=started, retriable=True,
+                           in_doubt=create, sent_at=started if create else None,
+                           error_code="InternalError", error_message=message)
+
     def _fatal(self, exc: FatalApiError, log: Any) -> None:
         self.control.fatal = self.control.fatal or exc
         log.error("run.fatal", http_status=exc.http_status, error=exc.message)
 
 
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first exception inside (nested) exception groups."""
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sqlite3
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,7 +21,8 @@ import structlog
 
 from batch_provisioner.api.budgets import BudgetGate
 from batch_provisioner.api.client import FivetranClient
-from batch_provisioner.errors import InputError
+from batch_provisioner.errors import InputError, OutputError
+from batch_provisioner.report.files import ensure_dir
 from batch_provisioner.settings import ApiCredentials, ClientSettings
 from batch_provisioner.sheet.groups_file import read_groups_file
 
@@ -144,10 +146,15 @@ def embedded_sandbox(reports_dir: Path, groups: Mapping[str, str] | None = None,
         warning = (f"no sandbox state at {state}: the embedded sandbox starts afresh (its demo "
                    "groups, no connections; was the run made with --sandbox and this "
                    "--reports-dir?)")
-    state.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(state.parent)  # a file where the reports folder belongs: exit 2, named
     seeded = run_in_thread(profile=profile, state_path=state, groups=dict(groups)) \
         if groups is not None else run_in_thread(profile=profile, state_path=state)
-    with seeded as handle:
+    with contextlib.ExitStack() as stack:
+        try:
+            handle = stack.enter_context(seeded)
+        except (sqlite3.Error, OSError) as exc:  # a full disk: exit 2 naming the state file
+            raise OutputError(f"cannot write {state} (the embedded sandbox's state): {exc}",
+                              path=str(state)) from None
         shown = f"profile {profile}, state {state}" if groups is not None else f"state {state}"
         yield _sandbox_target(handle, f"Embedded Fivetran sandbox at {handle.url} ({shown})",
                               warning)

@@ -16,6 +16,7 @@ from batch_provisioner.sandbox.model import (
     Connection,
     connect_card_uri,
     passed_setup_tests,
+    stored_auth,
     utc_timestamp,
 )
 from batch_provisioner.sandbox.state import SandboxState
@@ -170,7 +171,7 @@ class V1Api:
             connected_by=self.state.connected_by,
             settings={k: body[k] for k in SETTING_FIELDS if body.get(k) is not None},
             config=config,
-            auth=auth,
+            auth=stored_auth(auth),
             setup_state="connected" if credentialed and run_tests else "incomplete",
             setup_tests=(passed_setup_tests(service) if credentialed else _failed_setup_tests())
             if run_tests
@@ -211,7 +212,7 @@ class V1Api:
         if body.get("config") is not None:
             connection.config.update({k: v for k, v in body["config"].items() if v is not None})
         if body.get("auth") is not None:
-            connection.auth.update(body["auth"])
+            connection.auth.update(stored_auth(body["auth"]))
         if body.get("run_setup_tests") is True:
             credentialed = has_auth(connection.auth) or connection.setup_state == "connected"
             connection.setup_state = "connected" if credentialed else "incomplete"

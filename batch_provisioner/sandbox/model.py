@@ -3,7 +3,10 @@
 A :class:`Connection` keeps what the create/PATCH bodies set, plus the sandbox's own
 status. :meth:`Connection.public` renders the object Fivetran returns in ``data``
 (``ConnectorResponseV1`` with the ``tiktok_ads`` config): secrets masked as ``******``
-and the ``auth`` block never echoed.
+and the ``auth`` block never echoed. The sandbox never keeps a secret value: ``auth`` is
+stored masked (``stored_auth``; a masked credential still says that one was given, which is
+all that setup tests need), and :meth:`Connection.to_record` masks ``config`` secrets too, so
+a state file holds none.
 """
 
 from __future__ import annotations
@@ -72,16 +75,25 @@ def utc_timestamp(moment: datetime | None = None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def mask_secrets(value: Any) -> Any:
-    """A deep copy of ``value`` with every secret-named string replaced by ``******``."""
+def mask_secrets(value: Any, *, keep_empty: bool = False) -> Any:
+    """A deep copy of ``value`` with every secret-named string replaced by ``******``
+    (``keep_empty``: an empty string stays empty, so "none was given" survives masking)."""
     if isinstance(value, dict):
         return {
-            key: MASK if key in SECRET_KEYS and isinstance(item, str) else mask_secrets(item)
+            key: MASK
+            if key in SECRET_KEYS and isinstance(item, str) and (item or not keep_empty)
+            else mask_secrets(item, keep_empty=keep_empty)
             for key, item in value.items()
         }
     if isinstance(value, list):
-        return [mask_secrets(item) for item in value]
+        return [mask_secrets(item, keep_empty=keep_empty) for item in value]
     return value
+
+
+def stored_auth(auth: dict[str, Any]) -> dict[str, Any]:
+    """What the sandbox keeps of an ``auth`` block: its shape, every credential masked."""
+    masked: dict[str, Any] = mask_secrets(auth, keep_empty=True)
+    return masked
 
 
 def connect_card_uri(token: str, card_config: dict[str, Any] | None) -> str:
@@ -167,9 +179,11 @@ class Connection:
         return data
 
     def to_record(self) -> dict[str, Any]:
-        """A JSON-able dict of every field (for the SQLite state)."""
+        """A JSON-able dict of every field (for the SQLite state), secrets masked."""
         record = asdict(self)
         record.pop("_public", None)
+        record["auth"] = stored_auth(record["auth"])
+        record["config"] = mask_secrets(record["config"], keep_empty=True)
         return record
 
     @classmethod

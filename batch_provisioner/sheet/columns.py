@@ -34,6 +34,13 @@ class Column:
     note: str
     choices: tuple[str, ...] = ()
     aliases: dict[str, str] = field(default_factory=dict)
+    #: The largest value of an ``INT`` column (Fivetran's fields are int32: ``INT32_MAX``).
+    maximum: int | None = None
+
+    @property
+    def largest(self) -> int:
+        """The most an ``INT`` column takes: its ``maximum``, else what int32 holds."""
+        return INT32_MAX if self.maximum is None else self.maximum
 
     def canonical_map(self) -> dict[str, str]:
         """Lower-cased spellings (and aliases) → Fivetran's canonical spelling."""
@@ -43,6 +50,8 @@ class Column:
 
 
 SYNC_FREQUENCIES = (1, 5, 15, 30, 60, 120, 180, 360, 480, 720, 1440)
+INT32_MAX = 2**31 - 1  # the OpenAPI spec's ``format: int32``: the most any integer field takes
+MINUTES_PER_YEAR = 365 * 24 * 60
 BOOL_TRUE = ("true", "yes", "1")
 BOOL_FALSE = ("false", "no", "0")
 
@@ -67,7 +76,8 @@ COLUMNS: tuple[Column, ...] = (
            "Data delay notification level: LOW, NORMAL, HIGH, CUSTOM or SYNC_FREQUENCY.",
            choices=("LOW", "NORMAL", "HIGH", "CUSTOM", "SYNC_FREQUENCY")),
     Column("data_delay_threshold", Kind.INT, ("data_delay_threshold",),
-           "Delay threshold in minutes (whole number >= 0), used only with CUSTOM."),
+           "Delay threshold in minutes (whole number >= 0), used only with CUSTOM.",
+           maximum=MINUTES_PER_YEAR),
     Column("daily_sync_time", Kind.HOUR, ("daily_sync_time",),
            "Whole hour 00:00-23:00 for the daily sync; only with sync_frequency 1440."),
     Column("schedule_type", Kind.ENUM, ("schedule_type",), "Sync schedule: auto or manual.",

@@ -1,4 +1,4 @@
-"""What the file readers share: header names, the width limit and reader failures.
+"""What the file readers share: header names, the width and height limits and reader failures.
 
 ``read`` (the entry points and Parquet), ``csv_file`` and ``xlsx`` all import this module; it
 imports none of them.
@@ -13,6 +13,9 @@ from batch_provisioner.errors import InputError
 
 CUSTOM_REPORTS_SHEET = "custom_reports"
 MAX_COLUMNS = 16_384  # Excel's own limit (column XFD): no sheet a person made is wider
+#: Excel's own limit too (header included): a reader reads at most one row more, so a file of
+#: millions of rows is refused before it is held in memory. 1,048,575 data rows.
+MAX_ROWS = 1_048_576
 _INVISIBLE = dict.fromkeys(map(ord, "\ufeff\u200b\u2060"))  # BOM, zero-width space, joiner
 
 
@@ -26,6 +29,14 @@ def check_width(path: Path, width: int) -> None:
     if width > MAX_COLUMNS:
         raise InputError(f"has {width} columns; a sheet has at most {MAX_COLUMNS} "
                          "(Excel's limit)", path=str(path))
+
+
+def check_height(path: Path, rows: int) -> None:
+    """``rows``: the last row number the file shows (header and blank rows included)."""
+    if rows > MAX_ROWS:
+        raise InputError(f"has more than {MAX_ROWS:,} rows; a sheet has at most {MAX_ROWS:,} "
+                         "(Excel's limit, header included): split it into several files",
+                         path=str(path))
 
 
 def reraise_fatal(exc: BaseException) -> None:

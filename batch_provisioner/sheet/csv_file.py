@@ -1,8 +1,9 @@
 """Reading a CSV file into an all-text grid (header row included).
 
 UTF-8 (with or without a BOM) and UTF-16 with a BOM are read; CR or mixed line endings are
-fixed; ``;`` and tab separators are recognised from the header. A file polars refuses is
-explained by the row it stumbled on.
+fixed; ``;`` and tab separators are recognised from the header, or named by Excel's
+``sep=;`` first line (which is then skipped). A file polars refuses is explained by the
+row it stumbled on.
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ from pathlib import Path
 import polars as pl
 
 from batch_provisioner.errors import InputError
-from batch_provisioner.sheet.common import MAX_COLUMNS, check_width, reraise_fatal, short
+from batch_provisioner.sheet.common import (
+    MAX_COLUMNS,
+    MAX_ROWS,
+    check_width,
+    reraise_fatal,
+    short,
+)
+
+# Excel's hint line: ``sep=;`` alone on the first line names the separator.
+_SEP_LINE = re.compile(rb"sep=([^\r\n])[ \t]*(?:\r?\n|\Z)", re.IGNORECASE)
 
 
 def read_grid(path: Path) -> tuple[pl.DataFrame, int]:
@@ -42,13 +52,15 @@ def read_grid(path: Path) -> tuple[pl.DataFrame, int]:
             f"is not valid UTF-8 (bad byte at line {line}); save it as 'CSV UTF-8'",
             path=str(path),
         ) from None
+    hinted, data = _sep_line(path, data)
     if not data.strip(b" \t\r\n"):
-        raise InputError("the file is empty", path=str(path))
+        raise InputError("the file is empty" if hinted is None else
+                         "holds only its 'sep=' line: no header, no rows", path=str(path))
     blank_lines = re.match(rb"(?:[ \t\r]*\n)*", data)
     body = data[blank_lines.end():] if blank_lines else data
     first_row = data[: len(data) - len(body)].count(b"\n") + 1
     header = body.split(b"\n", 1)[0]
-    separator = _separator(path, header)
+    separator = hinted or _separator(path, header)
     if header.count(separator.encode()) >= MAX_COLUMNS:  # refuse before polars builds it
         check_width(path, len(next(csv.reader([header.decode()], delimiter=separator))))
     try:
@@ -66,8 +78,25 @@ def read_grid(path: Path) -> tuple[pl.DataFrame, int]:
 
 
 def _parse_csv(data: bytes, separator: str, *, ragged: bool) -> pl.DataFrame:
+    # at most one row more than a sheet may have: the caller refuses a file that long
     return pl.read_csv(io.BytesIO(data), has_header=False, infer_schema=False,
-                       separator=separator, truncate_ragged_lines=ragged, raise_if_empty=True)
+                       separator=separator, truncate_ragged_lines=ragged, raise_if_empty=True,
+                       n_rows=MAX_ROWS + 1)
+
+
+def _sep_line(path: Path, data: bytes) -> tuple[str | None, bytes]:
+    """(the separator a first line ``sep=;`` names, the file without that line); (None, the
+    file) when there is none. Excel writes and honours that hint line and never shows it as
+    a row, so the rows are numbered without it, as Excel shows them."""
+    match = _SEP_LINE.match(data)
+    if match is None:
+        return None, data
+    separator = match.group(1)
+    if separator == b'"' or separator.isalnum() or not separator.isascii():
+        raise InputError(f"its first line {match.group(0).strip().decode()!r} names a "
+                         "separator that cannot be used; use sep=, sep=; or sep=| (or a tab)",
+                         path=str(path))
+    return separator.decode(), data[match.end():]
 
 
 def _separator(path: Path, header: bytes) -> str:

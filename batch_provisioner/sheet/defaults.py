@@ -6,7 +6,6 @@ hold, so defaults go through exactly the same validation as cells.
 
 from __future__ import annotations
 
-import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from batch_provisioner.errors import InputError
-from batch_provisioner.settings import Limits
+from batch_provisioner.settings import Limits, limit_problem
 from batch_provisioner.sheet.columns import COLUMNS, KNOWN_COLUMNS
 from batch_provisioner.sheet.guardrails import resembles
 from batch_provisioner.sheet.read import normalise_header
@@ -56,10 +55,10 @@ def load_defaults(path: Path | None) -> Defaults:
             known = ", ".join(sorted(Limits.keys()))
             raise InputError(f"unknown [limits] key {key!r} (known: {known})",
                              path=str(path), column=key)
-        if (isinstance(value, bool) or not isinstance(value, int | float) or value < 0
-                or not math.isfinite(value)):  # TOML has nan and inf
-            raise InputError(f"[limits] {key} must be a number >= 0", path=str(path), column=key)
-        limits[key] = float(value)
+        problem = limit_problem(key, value)  # the apply flags' own checks; TOML has nan, inf
+        if problem is not None:
+            raise InputError(f"[limits] {key} {problem}", path=str(path), column=key)
+        limits[key] = value
     return Defaults(values=values, limits=Limits.from_numbers(limits), path=path)
 
 

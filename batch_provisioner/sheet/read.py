@@ -16,6 +16,7 @@ it).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from batch_provisioner.sheet import csv_file, xlsx
 from batch_provisioner.sheet.columns import IGNORED_COLUMNS
 from batch_provisioner.sheet.common import (
     CUSTOM_REPORTS_SHEET,
+    MAX_ROWS,
+    check_height,
     check_width,
     normalise_header,
     reraise_fatal,
@@ -60,6 +63,7 @@ class Table:
     header_row: int = 1  # the row number (as the file shows it) that holds the headers
     # XLSX cells that show an Excel error (#DIV/0!, #N/A, #REF!): fastexcel reads them as blank
     error_cells: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    ignored: tuple[str, ...] = ()  # headers dropped because failed_rows.csv adds them
 
     @property
     def label(self) -> str:
@@ -158,7 +162,7 @@ def read_custom_reports(path: Path | None, workbook: Path | None) -> Table | Non
 def _read_parquet(path: Path) -> pl.DataFrame:
     try:
         check_width(path, len(pl.read_parquet_schema(path)))
-        frame = pl.read_parquet(path)
+        frame = pl.read_parquet(path, n_rows=MAX_ROWS)  # one more than fits: refused below
     except InputError:
         raise
     except BaseException as exc:  # ComputeError/OSError variants, or a panic on damaged files
@@ -210,18 +214,28 @@ def _split_header(grid: pl.DataFrame, first_row: int) -> tuple[int, list[str | N
     return first_row + index, list(grid.row(index)), grid.slice(index + 1)
 
 
+def _unneutralised(header: str) -> str:
+    """A header the writers neutralised (``'=x``) as it was (``=x``), like any cell, so the
+    header row of failed_rows.csv reads back as the original's; other headers as written."""
+    stripped = header.strip()
+    return stripped[1:] if re.match(NEUTRALISED, stripped) else header
+
+
 def _normalise(
     path: Path, frame: pl.DataFrame, headers: list[str | None], header_row: int,
     sheet: str | None, first_col: int = 0,
 ) -> Table:
     where = f"{path}[{sheet}]" if sheet else str(path)
     check_width(path, len(headers))
+    check_height(path, header_row + frame.height)
     names: dict[str, tuple[int, str]] = {}  # normalised name -> (position, header as written)
     keep: list[str] = []
+    ignored: list[str] = []
     for position, (column, original) in enumerate(zip(frame.columns, headers, strict=True)):
-        text = "" if original is None else str(original)
+        text = _unneutralised("" if original is None else str(original))
         name = normalise_header(text) or f"column_{position + 1}"
         if name in IGNORED_COLUMNS or name == ROW:
+            ignored.append(name)
             continue
         if name in names:
             earlier, first = names[name]
@@ -244,4 +258,4 @@ def _normalise(
     if frame.width > 1:
         frame = frame.filter(~pl.all_horizontal(pl.exclude(ROW).is_null()))
     return Table(path=path, frame=frame, headers={n: t for n, (_, t) in names.items()},
-                 sheet=sheet, header_row=header_row)
+                 sheet=sheet, header_row=header_row, ignored=tuple(dict.fromkeys(ignored)))

@@ -1,21 +1,27 @@
 """Secret references (``env:NAME``, ``file:PATH``), late resolution and redaction.
 
-A secret's value is read only when its payload is about to be sent, is registered with the
-process-wide ``REDACTOR`` at that moment, and is scrubbed from every log line and output.
-Validation checks that a reference resolves without ever reading it into a message.
+A secret's value goes into a payload only when that payload is about to be sent. Loading a
+sheet resolves each of its references once (``register_sheet_secrets``) only to register the
+value with the process-wide ``REDACTOR``, so that every output of every command (a plan, a
+rerun that sends nothing, validation) scrubs a token pasted anywhere in the sheet; the value
+is kept nowhere else. Validation checks that a reference resolves without ever reading it into
+a message. ``env:`` and ``file:`` values are cleaned alike (``secret_text``), and a secret
+file larger than ``MAX_SECRET_FILE_BYTES`` is refused, never read whole.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from batch_provisioner.safety import MASK, REDACTOR
 
-_MIN_SECRET_LEN = 4
+#: The largest secret file read (a TikTok token is under 1 KB): a bigger one is a mistake.
+MAX_SECRET_FILE_BYTES = 64 * 1024
 _REF_RE = re.compile(r"^(env|file):(.*)$", flags=re.IGNORECASE)
 
 
@@ -54,51 +60,101 @@ class SecretContext:
         return (self.allowed_root or self.base_dir).resolve()
 
 
+def secret_text(raw: str) -> str:
+    """A secret as sent: surrounding whitespace and newlines removed (``echo tok > f`` and
+    ``export TOK=$(cat f)`` both leave one), the same for ``env:`` and ``file:`` values."""
+    return raw.strip()
+
+
 def check_ref(ref: SecretRef, ctx: SecretContext) -> str | None:
     """A problem description if ``ref`` cannot be resolved; never includes a secret value."""
-    if ref.kind == "env":
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", ref.target):
-            return f"'{ref.describe()}' is not a valid environment variable name"
-        if not ctx.env.get(ref.target):
-            return f"environment variable {ref.target} is not set (or empty)"
-        return None
-    if ref.kind == "file":
-        try:
-            return _check_file(ref, ctx)
-        except (OSError, ValueError) as exc:  # a NUL byte, a name too long, a loop...
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            return f"is not a usable path ({reason})"  # the value column shows which
-    return None if ref.target else "empty secret value"
-
-
-def _check_file(ref: SecretRef, ctx: SecretContext) -> str | None:
-    path = _file_path(ref, ctx)
-    if path is None:
-        return f"'{ref.describe()}' points outside the allowed folder {ctx.root()}"
-    if not path.is_file():
-        return f"secret file {ref.target} does not exist"
-    if not os.access(path, os.R_OK):
-        return f"secret file {ref.target} is not readable"
-    if path.stat().st_size == 0:
-        return f"secret file {ref.target} is empty"
-    return None
+    return _lookup(ref, ctx)[0]
 
 
 def resolve(ref: SecretRef, ctx: SecretContext) -> str:
     """The secret's value, registered for redaction. Raises ``ValueError`` (no value inside)."""
-    problem = check_ref(ref, ctx)
-    if problem:
+    problem, value = _lookup(ref, ctx)
+    if problem is not None:
         raise ValueError(problem)
-    if ref.kind == "env":
-        value = ctx.env[ref.target]
-    elif ref.kind == "file":
-        path = _file_path(ref, ctx)
-        assert path is not None
-        value = path.read_text("utf-8").strip()
-    else:
-        value = ref.target
     REDACTOR.add(value)
     return value
+
+
+def _lookup(ref: SecretRef, ctx: SecretContext) -> tuple[str | None, str]:
+    """(problem, "") or (None, value): one look at the environment or one capped read."""
+    if ref.kind == "env":
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", ref.target):
+            return f"'{ref.describe()}' is not a valid environment variable name", ""
+        value = secret_text(ctx.env.get(ref.target) or "")
+        return (None, value) if value else (
+            f"environment variable {ref.target} is not set (or empty)", "")
+    if ref.kind == "file":
+        try:
+            return _read_file(ref, ctx)
+        except (OSError, ValueError) as exc:  # a NUL byte, a name too long, a loop...
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            return f"is not a usable path ({reason})", ""  # the value column shows which
+    return (None, ref.target) if ref.target else ("empty secret value", "")
+
+
+def _read_file(ref: SecretRef, ctx: SecretContext) -> tuple[str | None, str]:
+    path = _file_path(ref, ctx)
+    if path is None:
+        return f"'{ref.describe()}' points outside the allowed folder {ctx.root()}", ""
+    if not path.is_file():
+        return f"secret file {ref.target} does not exist", ""
+    if not os.access(path, os.R_OK):
+        return f"secret file {ref.target} is not readable", ""
+    size = path.stat().st_size
+    if size == 0:
+        return f"secret file {ref.target} is empty", ""
+    if size > MAX_SECRET_FILE_BYTES:
+        return _too_big(ref, size), ""
+    try:
+        value = secret_text(_read_capped(ref, path))
+    except _Unusable as exc:
+        return str(exc), ""
+    return (None, value) if value else (f"secret file {ref.target} holds only blanks", "")
+
+
+class _Unusable(Exception):
+    """A secret file that cannot be used; the message names the file, never its content."""
+
+
+def _too_big(ref: SecretRef, size: int | None = None) -> str:
+    shown = f"{size:,} bytes" if size is not None else "more than that"
+    return (f"secret file {ref.target} is too large ({shown}; a secret file holds at most "
+            f"{MAX_SECRET_FILE_BYTES // 1024} KiB)")
+
+
+def _read_capped(ref: SecretRef, path: Path) -> str:
+    """The file's text, reading at most one byte past the cap (it may have grown since its
+    size was looked at); ``_Unusable`` when over the cap, unreadable or not UTF-8."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_SECRET_FILE_BYTES + 1)
+    except OSError as exc:
+        raise _Unusable(f"secret file {ref.target} cannot be read "
+                        f"({exc.strerror or type(exc).__name__})") from None
+    if len(data) > MAX_SECRET_FILE_BYTES:
+        raise _Unusable(_too_big(ref))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Unusable(f"secret file {ref.target} is not UTF-8 text") from None
+
+
+def register_sheet_secrets(cells: Iterable[str], ctx: SecretContext) -> None:
+    """Resolve every distinct reference among ``cells`` that resolves, once, only to register
+    its value with ``REDACTOR`` (literal values too); the value is kept nowhere. A reference
+    that does not resolve is skipped: validation reports it."""
+    for text in set(cells):
+        ref = parse_ref(text)
+        if ref.kind == "literal":
+            REDACTOR.add(text)
+            continue
+        with contextlib.suppress(ValueError):
+            resolve(ref, ctx)
 
 
 def _file_path(ref: SecretRef, ctx: SecretContext) -> Path | None:

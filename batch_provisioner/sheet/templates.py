@@ -170,23 +170,13 @@ def defaults_toml() -> str:
     return "\n".join(lines)
 
 
-def write_templates(out: Path) -> list[Path]:
-    """Write every template into ``out``; returns the paths written."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "secrets").mkdir(exist_ok=True)
-    written = []
-    xlsx = out / "advertiser_groups.xlsx"
-    write_xlsx(xlsx)
-    written.append(xlsx)
+def template_texts() -> dict[str, str]:
+    """The text templates by their path under the output folder (the XLSX is ``write_xlsx``);
+    ``report.template_files.write_templates`` writes them all."""
     names = [c.name for c in COLUMNS] + list(CARRY_COLUMNS)
-    files = {
+    return {
         "advertiser_groups.csv": _csv_text(names, EXAMPLE_ROWS),
         "custom_reports.csv": _csv_text([c.name for c in REPORT_COLUMNS], EXAMPLE_REPORTS),
         "defaults.toml": defaults_toml(),
         **{f"secrets/{name}": value + "\n" for name, value in DEMO_SECRETS.items()},
     }
-    for name, content in files.items():
-        target = out / name
-        target.write_text(content, encoding="utf-8")
-        written.append(target)
-    return written

@@ -19,6 +19,8 @@ from batch_provisioner.sheet.columns import (
     BOOL_TRUE,
     BY_NAME,
     COLUMNS,
+    INT32_MAX,
+    MINUTES_PER_YEAR,
     SECRET_COLUMNS,
     SYNC_FREQUENCIES,
     Kind,
@@ -41,7 +43,9 @@ __all__ = ["BY_NAME", "ERROR", "GROUP_KEY", "PROBLEM_SCHEMA", "WARNING", "canoni
            "did_you_mean", "split_list", "validate_connections", "validate_reports"]
 
 _EXACT_DIGITS = 15
-_HOUR_RE = r"^(?:1899-12-3[01][ T])?(\d{1,2}):00(?::00)?$"
+# Digits are ASCII [0-9] everywhere: polars' (and Python's) ``\d`` also matches full-width
+# and Arabic-Indic digits, which pass here and are then refused by the API (400).
+_HOUR_RE = r"^(?:1899-12-3[01][ T])?([0-9]{1,2}):00(?::00)?$"
 GROUP_ID_RE = r"^[A-Za-z0-9_\-]+$"  # Fivetran's ids; never "." or ".." (a URL path segment)
 MAX_TEXT = 2048  # longest text cell a known column takes (a URL's usual limit)
 
@@ -67,7 +71,7 @@ def canonicalise(frame: pl.DataFrame) -> pl.DataFrame:
             exprs.append(col.str.to_lowercase().replace_strict(column.canonical_map(),
                                                               default=None))
         elif column.kind is Kind.INT:
-            exprs.append(col.str.extract(r"^(\d+)(?:\.0+)?$", 1).str.strip_chars_start("0")
+            exprs.append(col.str.extract(r"^([0-9]+)(?:\.0+)?$", 1).str.strip_chars_start("0")
                          .replace("", "0").alias(column.name))
         elif column.kind is Kind.HOUR:
             # An Excel time cell (formatted hh:mm) reads as "1899-12-31 14:00:00".
@@ -97,9 +101,22 @@ def _invalid_value_rules(raw: pl.DataFrame) -> list[Rule]:
         elif column.kind is Kind.HOUR:
             message, hint = "is not a whole hour", "use a whole hour from 00:00 to 23:00"
         else:
-            message, hint = "is not a whole number", "use a whole number such as 0 or 1440"
+            message = "is not a whole number"
+            hint = "use a whole number such as 0 or 1440 (digits 0-9)"
         rules.append(Rule(column.name, bad, message, hint))
     return rules
+
+
+_WHY_LARGEST = {MINUTES_PER_YEAR: " (a year, in minutes)",
+                INT32_MAX: " (what Fivetran's 32-bit integer fields hold)"}
+
+
+def _larger_than(name: str, largest: int) -> pl.Expr:
+    """The canonical whole number (digits, no leading zeros) in ``name`` is above ``largest``;
+    compared as text, so 23 nines (beyond any integer type) are caught too."""
+    text, limit = pl.col(name), str(largest)
+    length = text.str.len_chars()
+    return (length > len(limit)) | ((length == len(limit)) & (text > limit))
 
 
 def _row_rules() -> list[Rule]:
@@ -112,7 +129,7 @@ def _row_rules() -> list[Rule]:
     freq_ok = c("sync_frequency").is_in([str(v) for v in SYNC_FREQUENCIES])
     accounts_joined = c("accounts").list.join(", ")
     bad_accounts = c("accounts").list.eval(
-        pl.element().filter(~pl.element().str.contains(r"^\d+$"))).list.join(", ")
+        pl.element().filter(~pl.element().str.contains(r"^[0-9]+$"))).list.join(", ")
     return [
         Rule("sync_frequency", c("sync_frequency").is_not_null() & ~freq_ok,
              "is not an allowed sync frequency",
@@ -140,7 +157,8 @@ def _row_rules() -> list[Rule]:
              "set sync_mode to SpecificAccounts, or clear accounts", value=accounts_joined),
         Rule("accounts", bad_accounts.fill_null("") != "",
              pl.format("has ids that are not all digits: {}", bad_accounts),
-             "TikTok advertiser ids are digits only", value=accounts_joined),
+             "TikTok advertiser ids are the digits 0-9 only (not full-width or other scripts' "
+             "digits)", value=accounts_joined),
         Rule("accounts", (n_accounts > c("accounts").list.unique().list.len().fill_null(0)),
              "lists the same id more than once", "remove the duplicate ids", WARNING,
              value=accounts_joined),
@@ -165,6 +183,11 @@ def _row_rules() -> list[Rule]:
                pl.format("is {} characters long", c(column.name).str.len_chars()),
                f"use at most {MAX_TEXT} characters")
           for column in COLUMNS if column.kind in (Kind.TEXT, Kind.URL, Kind.SCHEMA)),
+        *(Rule(column.name, _larger_than(column.name, column.largest),
+               f"is more than {column.largest}, the largest {column.name} allowed",
+               f"use a whole number from 0 to {column.largest}"
+               + _WHY_LARGEST.get(column.largest, ""))
+          for column in COLUMNS if column.kind is Kind.INT and not column.choices),
         Rule("client_secret", has_id & ~has_secret, "is required with client_id",
              "fill both client_id and client_secret, or neither"),
         Rule("client_id", has_secret & ~has_id, "is required with client_secret",
@@ -174,7 +197,7 @@ def _row_rules() -> list[Rule]:
              "fill redirect_uri, or give access_token / client_id + client_secret"),
         Rule("redirect_uri",
              c("redirect_uri").is_not_null()
-             & ~c("redirect_uri").str.contains(r"^https://[A-Za-z0-9.\-]+(:\d+)?(/\S*)?$"),
+             & ~c("redirect_uri").str.contains(r"^https://[A-Za-z0-9.\-]+(:[0-9]+)?(/\S*)?$"),
              "is not an absolute https URL", "use a full URL such as https://agency.example/done"),
         Rule("hide_setup_guide",
              c("hide_setup_guide").is_not_null() & c("redirect_uri").is_null(),

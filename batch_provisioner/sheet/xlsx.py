@@ -1,6 +1,8 @@
 """Reading an XLSX workbook: fastexcel for the cells, the raw sheet XML for what it hides.
 
-fastexcel reads a sheet as text from row 1. The workbook XML says which sheets are hidden
+fastexcel reads a sheet as text from row 1, at most one row more than a sheet may have, and
+only once ``zip_limits.check_inflation`` found that the workbook does not unzip to more than a
+workbook may (a zip bomb). The workbook XML says which sheets are hidden
 (never picked without ``--sheet``), and the sheet XML says which cells Excel stored as numbers
 (a 19-digit id that already lost digits) or as errors (``#DIV/0!``, read as blank otherwise).
 """
@@ -17,10 +19,12 @@ import polars as pl
 from batch_provisioner.errors import InputError
 from batch_provisioner.sheet.common import (
     CUSTOM_REPORTS_SHEET,
+    MAX_ROWS,
     normalise_header,
     reraise_fatal,
     short,
 )
+from batch_provisioner.sheet.zip_limits import check_inflation
 
 _XML_ERRORS = (zipfile.BadZipFile, KeyError, IndexError, StopIteration, ElementTree.ParseError,
                zlib.error, EOFError, OSError)
@@ -29,6 +33,7 @@ _XML_ERRORS = (zipfile.BadZipFile, KeyError, IndexError, StopIteration, ElementT
 def sheet_names(path: Path) -> list[str]:
     import fastexcel
 
+    check_inflation(path)
     try:
         return list(fastexcel.read_excel(str(path)).sheet_names)
     except BaseException as exc:  # fastexcel raises its own error types (or panics)
@@ -41,6 +46,7 @@ def read_grid(path: Path, sheet: str | None) -> tuple[pl.DataFrame, str, int, in
     """(every row from row 1 as text, the sheet's name, its index, its first column's index)."""
     import fastexcel
 
+    check_inflation(path)
     try:
         reader = fastexcel.read_excel(str(path))
         names = list(reader.sheet_names)
@@ -59,7 +65,8 @@ def read_grid(path: Path, sheet: str | None) -> tuple[pl.DataFrame, str, int, in
     elif sheet not in names:
         raise InputError(f"has no sheet {sheet!r} (sheets: {', '.join(names)})", path=str(path))
     try:
-        loaded = reader.load_sheet(sheet, header_row=None, skip_rows=0, dtypes="string")
+        loaded = reader.load_sheet(sheet, header_row=None, skip_rows=0, dtypes="string",
+                                   n_rows=MAX_ROWS + 1)  # one more than fits: refused later
         columns = loaded.available_columns()
         frame = loaded.to_polars()
     except BaseException as exc:

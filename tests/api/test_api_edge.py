@@ -293,3 +293,12 @@ def test_shown_url_keeps_scheme_host_port_and_path_only() -> None:
     assert shown_url("https://api.fivetran.com?x=1") == "https://api.fivetran.com"
     assert shown_url("http://[::1]:8080/v") == "http://[::1]:8080/v"
     assert shown_url("api.fivetran.com") == "api.fivetran.com"
+
+
+@pytest.mark.parametrize("url", ["http://api.test/v1", "http://api.test/v1/", "http://api.test/"])
+def test_regression_a_base_url_ending_in_v1_is_not_doubled_into_v1_v1(url: str) -> None:
+    """Review finding: ``--api-url https://api.fivetran.com/v1`` (as Fivetran's docs write
+    it) sent ``/v1/v1/groups/...``: every row came back NotFound as if its group were wrong."""
+    from batch_provisioner.api.client import api_base
+
+    assert api_base(url) == "http://api.test"

@@ -12,6 +12,7 @@ import csv
 import datetime as dt
 import io
 import os
+import struct
 import sys
 import zipfile
 from collections.abc import Callable, Sequence
@@ -515,6 +516,110 @@ def _no_suffix(path: Path) -> None:
     path.write_text(csv_text([HEADER, good("tiktok_one")]), encoding="utf-8")
 
 
+# --- hardening (issue 13): headers, digits, bounds, limits, Excel's sep= line -------------
+
+FORMULA_HEADERS = ['=HYPERLINK("http://evil.example","x")', "=cmd|' /C calc'!A0", "+1+1",
+                   "@SUM(A1)"]
+
+
+@committed("formula_headers.csv")
+def _formula_headers(path: Path) -> None:
+    path.write_text(csv_text([[*HEADER, *FORMULA_HEADERS],
+                              [*good("tiktok_headers"), "a", "b", "c", "d"],
+                              [GROUP, "Bad Schema", TOKEN, "e", "f", "g", "h"]]),
+                    encoding="utf-8")
+
+
+@committed("unicode_digits.csv")
+def _unicode_digits(path: Path) -> None:
+    path.write_text(csv_text([[*HEADER, "sync_mode", "accounts", "sync_frequency",
+                               "data_delay_sensitivity", "data_delay_threshold"],
+                              [*good("tiktok_ascii"), "SpecificAccounts", "7012345678901234567",
+                               "1440", "CUSTOM", "60"],
+                              [*good("tiktok_fullwidth"), "SpecificAccounts",
+                               "７０１２３４５６７８９０１２３４５６７", "", "", ""],
+                              [*good("tiktok_arabic_indic"), "SpecificAccounts",
+                               "٧٠١٢٣٤٥٦٧٨٩٠١٢٣٤٥٦٧", "", "", ""],
+                              [*good("tiktok_frequency"), "AllAccounts", "", "١٤٤٠", "", ""],
+                              [*good("tiktok_threshold"), "AllAccounts", "", "", "CUSTOM",
+                               "６０"]]), encoding="utf-8")
+
+
+@committed("huge_integers.csv")
+def _huge_integers(path: Path) -> None:
+    path.write_text(csv_text([[*HEADER, "sync_frequency", "data_delay_sensitivity",
+                               "data_delay_threshold"],
+                              [*good("tiktok_year"), "", "CUSTOM", "525600"],
+                              [*good("tiktok_nines"), "", "CUSTOM", "9" * 23],
+                              [*good("tiktok_year_and_a_minute"), "", "CUSTOM", "525601"],
+                              [*good("tiktok_int32"), "", "CUSTOM", "2147483648"],
+                              [*good("tiktok_frequency"), "9" * 23, "", ""]]), encoding="utf-8")
+
+
+@committed("limits_out_of_range.toml")
+def _limits_out_of_range(path: Path) -> None:
+    path.write_text("[limits]\nmax_attempts = 0\ncalls_per_hour = 0.5\nread_timeout = 0\n",
+                    encoding="utf-8")
+
+
+@committed("excel_sep_line.csv")
+def _sep_line(path: Path) -> None:
+    path.write_text("sep=;\r\n" + csv_text([HEADER, good("tiktok_sep"), [GROUP, "Bad", TOKEN]],
+                                            "\r\n").replace(",", ";"), encoding="utf-8")
+
+
+# --- resource limits (issue 13): zip bombs, lying ZIP directories, more rows than Excel -----
+
+MAX_ROWS = 1_048_576  # Excel's limit, header included (batch_provisioner.sheet.common)
+
+
+def sheet_rows(path: Path, rows: str, *, level: int = 9) -> None:
+    """A one-sheet workbook whose sheet XML ends with ``rows`` (raw ``<row>`` elements)."""
+    source = path.with_suffix(".tmp.xlsx")
+    simple_book(source, [HEADER, good("tiktok_one")])
+
+    def edit(name: str, data: bytes) -> bytes:
+        if name != "xl/worksheets/sheet1.xml":
+            return data
+        return data.replace(b"</sheetData>", rows.encode() + b"</sheetData>")
+
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED,
+                                                         compresslevel=level) as out:
+        for item in src.infolist():
+            info = zipfile.ZipInfo(item.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            out.writestr(info, edit(item.filename, src.read(item.filename)))
+    source.unlink()
+
+
+@committed("zip_ratio_bomb.xlsx")
+def _zip_ratio(path: Path) -> None:
+    # 2 MB of XML in 10 KB: under the size limit, 382:1; real workbooks stay under 60:1
+    sheet_rows(path, "<row><c><v>1</v></c></row>" * 80_000)
+
+
+@committed("zip_directory_lies.xlsx")
+def _zip_liar(path: Path) -> None:
+    # the sheet's sizes in the ZIP directory (and local header) say 100 bytes; it inflates to
+    # 140 KB: a check that trusts the directory lets it through; fastexcel reads all of it
+    source = path.with_suffix(".tmp.xlsx")
+    sheet_rows(source, "".join(f'<row r="{i}"><c r="A{i}" t="inlineStr"><is><t>{i}</t></is>'
+                               "</c></row>" for i in range(3, 2_003)))
+    data = bytearray(source.read_bytes())
+    with zipfile.ZipFile(source) as archive:
+        info = archive.getinfo("xl/worksheets/sheet1.xml")
+    struct.pack_into("<I", data, info.header_offset + 22, 100)  # local header: size
+    entry = data.find(b"PK\x01\x02")
+    while entry != -1:  # the central directory entry that names the sheet
+        name_length = struct.unpack_from("<H", data, entry + 28)[0]
+        if data[entry + 46:entry + 46 + name_length] == info.filename.encode():
+            struct.pack_into("<I", data, entry + 24, 100)  # central directory: size
+            break
+        entry = data.find(b"PK\x01\x02", entry + 4)
+    path.write_bytes(bytes(data))
+    source.unlink()
+
+
 # --- generated at test time -------------------------------------------------------------
 
 @generated("columns_100k.csv")
@@ -547,6 +652,33 @@ def _symlink(path: Path) -> None:
     os.symlink("/etc/passwd", path.parent / "innocent.txt")
     path.write_text(csv_text([HEADER, [GROUP, "tiktok_link", "file:innocent.txt"],
                               [GROUP, "tiktok_file", "file:token.txt"]]), encoding="utf-8")
+
+
+@generated("zip_bomb.xlsx")
+def _zip_bomb(path: Path) -> None:
+    # 10.5 million rows of one cell: 273 MB of XML in 0.7 MB (fastexcel would need GBs);
+    # built at test time, as the committed files stay small
+    sheet_rows(path, "<row><c><v>1</v></c></row>" * 10_500_000)
+
+
+@generated("rows_over_limit.xlsx")
+def _rows_xlsx(path: Path) -> None:
+    # one row more than Excel allows, every row different (10:1, like a real sheet)
+    sheet_rows(path, "".join(f'<row r="{i}"><c r="A{i}" t="inlineStr"><is><t>g{i}</t></is>'
+                             "</c></row>" for i in range(3, MAX_ROWS + 2)), level=1)
+
+
+@generated("rows_over_limit.csv")
+def _rows_csv(path: Path) -> None:
+    path.write_text(csv_text([HEADER]) + "".join(f"{GROUP},tiktok_{i},{TOKEN}\n"
+                                                 for i in range(MAX_ROWS)), encoding="utf-8")
+
+
+@generated("rows_over_limit.parquet")
+def _rows_parquet(path: Path) -> None:
+    pl.DataFrame({"group_id": [GROUP] * MAX_ROWS,
+                  "schema": [f"tiktok_{i}" for i in range(MAX_ROWS)],
+                  "access_token": [TOKEN] * MAX_ROWS}).write_parquet(path)
 
 
 def generate(name: str, folder: Path) -> Path:
