@@ -64,6 +64,7 @@ if TYPE_CHECKING:
         connect_cards as connect_cards,
         connect_cards_async as connect_cards_async,
         find_run as find_run,
+        find_run_to_resume as find_run_to_resume,
         rollback as rollback,
         rollback_async as rollback_async,
         status as status,
@@ -95,7 +96,8 @@ if TYPE_CHECKING:
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("apply", "apply_async", "load", "new_run_id", "plan", "plan_async",
                      "render", "select_rows", "validate"), "batch_provisioner.run.commands"),
-    **dict.fromkeys(("connect_cards", "connect_cards_async", "find_run", "rollback",
+    **dict.fromkeys(("connect_cards", "connect_cards_async", "find_run", "find_run_to_resume",
+                     "rollback",
                      "rollback_async", "status", "status_async"),
                     "batch_provisioner.run.operations"),
     **dict.fromkeys(("AccountGroup", "ApplyResult", "ConnectCardsResult", "GroupsResult",

@@ -50,3 +50,26 @@ def test_resume_of_an_unknown_run_exits_2_and_lists_the_recent_ones(tmp_path: Pa
     assert done.returncode == ExitCode.INPUT_ERROR, done.stdout + done.stderr
     assert "no run 'knwon'" in done.stderr and "recent runs there: known" in done.stderr
     assert not (reports / "knwon").exists()
+
+
+def test_regression_a_run_killed_before_its_journal_began_is_resumed_as_a_fresh_start(
+        tmp_path: Path) -> None:
+    """The fault matrix killed an apply 1 s in, before its journal existed (nothing sent:
+    every send is journaled first); ``--resume`` then said "no run" and exit 2."""
+    from batch_provisioner.sandbox import run_in_thread
+    from tests.apply_helpers import cli, csv_rows, write_sheet
+
+    sheet = write_sheet(tmp_path / "in.csv", 3)
+    run_dir = tmp_path / "reports" / "early"
+    run_dir.mkdir(parents=True)
+    (run_dir / "lock").write_text("")  # what the killed apply had made
+    (run_dir / "run.log.jsonl").write_text("")
+    with run_in_thread(profile="fast") as box:
+        done = cli("apply", sheet, "--sandbox-url", box.url, "--reports-dir", tmp_path / "reports",
+                   "--resume", "early")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert len(box.ledger()["creates"]) == 3
+    assert {r["status"] for r in csv_rows(run_dir / "results.csv")} == {"created"}
+    unknown = cli("apply", sheet, "--sandbox-url", "http://127.0.0.1:9", "--reports-dir",
+                  tmp_path / "reports", "--resume", "never")
+    assert unknown.returncode == 2 and "no run 'never'" in unknown.stderr

@@ -299,7 +299,7 @@ def apply(
     seconds = parse_duration(deadline) if deadline else None
     run_id = bp.checked_run_id(resume or run_id or bp.new_run_id())
     if resume:
-        bp.find_run(run_id, reports_dir)  # before anything is written
+        bp.find_run_to_resume(run_id, reports_dir)  # before anything is written
     run_dir = ensure_dir(reports_dir / run_id)  # a file in the way: exit 2, named
     logs.configure(log_format=str(log_format), run_log=run_dir / "run.log.jsonl")
     tty = sys.stderr.isatty() and log_format != LogFormat.JSON

@@ -30,7 +30,7 @@ from batch_provisioner.run.control import RunControl
 from batch_provisioner.run.estimate import Estimate, estimate
 from batch_provisioner.run.journal import checked_run_id
 from batch_provisioner.run.lock import RunLock
-from batch_provisioner.run.operations import find_run
+from batch_provisioner.run.operations import find_run_to_resume
 from batch_provisioner.run.plan import DriftCheck, Plan, make_plan, plan_frame
 from batch_provisioner.run.results import PLAN_CHANGES_PENDING, ApplyResult, PlanResult, Validation
 from batch_provisioner.run.sync import sync
@@ -208,7 +208,7 @@ async def apply_async(
     run_id = checked_run_id(run_id or new_run_id())
     run_dir = Path(reports_dir) / run_id
     if resume:
-        find_run(run_id, reports_dir)  # an unknown run to resume is an error, not a new run
+        find_run_to_resume(run_id, reports_dir)  # an unknown run is an error, not a new run
     ensure_dir(run_dir)
     settings = _client_settings(prepared, limits)
     paths = tuple(Path(p) if p is not None else None for p in input_paths) or (

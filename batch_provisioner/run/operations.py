@@ -22,7 +22,7 @@ from batch_provisioner.models import ActionKind, Outcome, Status
 from batch_provisioner.report.files import write_text
 from batch_provisioner.report.results import write_csv
 from batch_provisioner.run import lifecycle as lc
-from batch_provisioner.run.journal import Journal, now_iso
+from batch_provisioner.run.journal import Journal, checked_run_id, now_iso
 from batch_provisioner.run.lock import RunLock
 from batch_provisioner.run.ownership import Reservations
 from batch_provisioner.run.results import (
@@ -54,6 +54,19 @@ PathLike = str | os.PathLike[str]
 def find_run(run_id: str, reports_dir: PathLike = "reports") -> Path:
     """The run's folder; ``InputError`` (exit 2) when there is no such run."""
     return lc.run_dir_of(Path(reports_dir), run_id)
+
+
+def find_run_to_resume(run_id: str, reports_dir: PathLike = "reports") -> Path:
+    """The folder of a run ``apply --resume`` may carry on; ``InputError`` (exit 2) if none.
+
+    A folder apply made (its ``lock`` or ``run.log.jsonl`` is there) but was killed in before
+    its journal began is such a run: every send is journaled before it leaves, so nothing of
+    it was sent, and the resume starts it afresh.
+    """
+    run_dir = Path(reports_dir) / checked_run_id(run_id)
+    if run_dir.is_dir() and any((run_dir / name).exists() for name in ("lock", "run.log.jsonl")):
+        return run_dir
+    return find_run(run_id, reports_dir)
 
 
 @contextlib.contextmanager
