@@ -60,6 +60,8 @@ from batch_provisioner.sheet.secrets import SecretContext
 JSON = dict[str, Any]
 #: Rows in a row that the API failed (transport, 5xx, 429) before the run stops as an outage.
 OUTAGE_AFTER = 5
+#: Retriable failures that are not the API's doing (a secret file gone since validate).
+_NOT_THE_API = frozenset({"SecretUnavailable"})
 __all__ = ["ApplyClient", "RunControl", "RunStats", "Runner"]
 _log = structlog.get_logger("batch_provisioner.run.runner")
 
@@ -376,7 +378,8 @@ class Runner:
                 self._failing = 0
             return
         status = outcome.http_status
-        if not outcome.retriable or (status is not None and status < 500 and status != 429):
+        if (not outcome.retriable or outcome.error_code in _NOT_THE_API
+                or (status is not None and status < 500 and status != 429)):
             self._failing = 0
             return
         self._failing += 1
