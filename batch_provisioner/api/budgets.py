@@ -38,7 +38,7 @@ from batch_provisioner.api.window import first_in_window, nth_leaving
 from batch_provisioner.errors import RunStopped
 from batch_provisioner.settings import Budget
 
-__all__ = ["KIND_APPLIES_TO", "BudgetGate", "GateStats", "Slot"]
+__all__ = ["KIND_APPLIES_TO", "BudgetGate", "GateStats", "Slot", "budget_bound"]
 
 #: Which budgets (by ``Budget.applies_to``) one request of each kind counts against.
 KIND_APPLIES_TO: dict[str, tuple[str, ...]] = {
@@ -156,17 +156,19 @@ class BudgetGate:
         """Why the gate sends nothing more (None while it is open)."""
         return self._closed
 
-    def close(self, reason: str, message: str) -> None:
+    def close(self, reason: str, message: str) -> RunStopped:
         """Send nothing more: every waiter (budget, pause, backoff, a place in flight) raises
-        :class:`RunStopped` at once; in-flight requests finish. Idempotent."""
+        :class:`RunStopped` at once; in-flight requests finish. Idempotent: returns the stop
+        in force (the first one)."""
         if self._closed is not None:
-            return
+            return self._closed
         self._closed = RunStopped(f"not sent: {message}", reason=reason)
         for scope in list(self._waiting):
             scope.cancel()
         self._notify()
         if self.on_close is not None:
             self.on_close(reason, message)
+        return self._closed
 
     @asynccontextmanager
     async def slot(self, kind: str) -> AsyncIterator[Slot]:
@@ -199,10 +201,8 @@ class BudgetGate:
             _log.warning(
                 "budget.pause_refused", seconds=seconds, max_wait=self.max_wait, reason=reason
             )
-            self.close("max_wait", f"the API asked to wait {seconds:g}s (Retry-After), "
-                                   f"longer than --max-wait {self.max_wait:g}s")
-            assert self._closed is not None
-            raise self._closed
+            raise self.close("max_wait", f"the API asked to wait {seconds:g}s (Retry-After), "
+                                         f"longer than --max-wait {self.max_wait:g}s")
         until = now + max(0.0, seconds)
         if until <= self._pause_until:
             return
@@ -269,14 +269,8 @@ class BudgetGate:
         ``n_setup_tests`` the creates/updates that run setup tests. 0 when no budget applies.
         """
         events = {"all": n_calls, "create": n_creates, "setup_test": n_setup_tests}
-        return max(
-            (
-                (math.ceil(events.get(b.applies_to, 0) / b.limit) - 1) * b.window_seconds
-                for b in self._budgets
-                if events.get(b.applies_to, 0) > 0
-            ),
-            default=0.0,
-        )
+        return max((budget_bound(events.get(b.applies_to, 0), b) for b in self._budgets),
+                   default=0.0)
 
     # -- admission --------------------------------------------------------------------------
 
@@ -352,9 +346,7 @@ class BudgetGate:
             return
         _log.warning("budget.wait_refused", reason=reason, seconds=round(seconds, 3), what=what)
         if halt:
-            self.close(reason, message)
-            assert self._closed is not None
-            raise self._closed
+            raise self.close(reason, message)
         raise RunStopped(f"not sent: {message}", reason=reason, wait=seconds)
 
     async def _wait(self, seconds: float | None, *, until_changed: bool = False) -> None:
@@ -471,6 +463,14 @@ class BudgetGate:
         if self._changed is not None:
             self._changed.set()
             self._changed = None
+
+
+def budget_bound(events: int, budget: Budget) -> float:
+    """The least time ``events`` events of ``budget`` need: ``(ceil(N / limit) - 1) * window``
+    (0 for no events: a window's worth may go at once)."""
+    if events <= 0:
+        return 0.0
+    return (math.ceil(events / budget.limit) - 1) * budget.window_seconds
 
 
 def _is_header_budget(budget: Budget) -> bool:

@@ -9,7 +9,6 @@ command was given (quoted for a POSIX shell), so they work as printed.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,7 +137,3 @@ def _exit_name(code: int) -> str:
         return ExitCode(code).name.lower()
     except ValueError:
         return "changes pending" if code == 5 else str(code)
-
-
-def counts_line(counts: dict[str, int], order: Sequence[str]) -> str:
-    return ", ".join(f"{counts.get(k, 0)} {k}" for k in order)

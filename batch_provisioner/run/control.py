@@ -30,7 +30,7 @@ class RunControl:
         self._interrupted = False
         self._halted: str | None = None
         self.halt_message: str | None = None
-        self._listeners: list[Callable[[str, str], None]] = []
+        self._listeners: list[Callable[[str, str], object]] = []
 
     # -- why --------------------------------------------------------------------------------
 
@@ -105,7 +105,7 @@ class RunControl:
 
     # -- who hears --------------------------------------------------------------------------
 
-    def on_stop(self, listener: Callable[[str, str], None]) -> None:
+    def on_stop(self, listener: Callable[[str, str], object]) -> None:
         """Call ``listener(reason, message)`` once the run stops (at once if it has)."""
         self._listeners.append(listener)
         reason = self.stop_reason()

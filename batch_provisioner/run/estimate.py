@@ -9,12 +9,14 @@ tests/min"). Latency is not known before the first answer, so the figure is a fl
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from batch_provisioner.api.budgets import KIND_APPLIES_TO, budget_bound
 from batch_provisioner.api.retry import request_kind
 from batch_provisioner.models import Action, ActionKind
+from batch_provisioner.run.row_outcome import patch_body
 from batch_provisioner.settings import Budget
 
 __all__ = ["Estimate", "estimate", "format_duration"]
@@ -57,31 +59,26 @@ class Estimate:
 def estimate(actions: Iterable[Action], budgets: Sequence[Budget]) -> Estimate:
     """The estimate for the ``actions`` that send something (creates, and updates to apply)."""
     events = {"all": 0, "create": 0, "setup_test": 0}
-    creates = updates = tests = 0
+    creates = updates = 0
     for action in actions:
         if action.kind is ActionKind.CREATE:
             creates += 1
             kind = request_kind("POST", "/v1/connections", action.request.payload)
         elif action.kind is ActionKind.UPDATE:
             updates += 1
-            kind = request_kind("PATCH", "/v1/connections/x", _patch_of(action))
+            kind = request_kind("PATCH", "/v1/connections/x", patch_body(action.changes))
         else:
             continue
-        events["all"] += 1
-        if kind in ("create", "setup_test_create"):
-            events["create"] += 1
-        if kind.startswith("setup_test"):
-            events["setup_test"] += 1
-            tests += 1
+        for applies_to in KIND_APPLIES_TO[kind]:  # the budgets the gate will count it in
+            events[applies_to] += 1
     seconds, binding = 0.0, None
     for budget in budgets:
-        n = events.get(budget.applies_to, 0)
-        if n <= 0 or budget.limit < 1:
+        if events.get(budget.applies_to, 0) <= 0:
             continue
-        bound = (math.ceil(n / budget.limit) - 1) * budget.window_seconds
+        bound = budget_bound(events[budget.applies_to], budget)
         if binding is None or bound > seconds:
             seconds, binding = bound, describe_budget(budget)
-    return Estimate(creates, updates, tests, events["all"], seconds, binding)
+    return Estimate(creates, updates, events["setup_test"], events["all"], seconds, binding)
 
 
 def describe_budget(budget: Budget) -> str:
@@ -107,8 +104,3 @@ def format_duration(seconds: float) -> str:
     return f"{days} days {hours} h" if hours else f"{days} days"
 
 
-def _patch_of(action: Action) -> Mapping[str, Any]:
-    changes = action.changes or {}
-    return {"run_setup_tests": True} if any(
-        path == "run_setup_tests" and new is True for path, (_old, new) in changes.items()
-    ) else {}
