@@ -11,6 +11,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+#: The most requests in flight when ``--concurrency`` does not pin them (``--max-concurrency``).
+DEFAULT_MAX_CONCURRENCY = 64
+
 VERSION = "0.1.0"
 DEFAULT_API_URL = "https://api.fivetran.com"
 
@@ -106,6 +109,7 @@ class Limits:
     setup_tests_per_minute: int | None = None
     setup_tests_per_hour: int | None = None
     concurrency: int | None = None
+    max_concurrency: int | None = None
     max_attempts: int | None = None
     max_wait_seconds: float | None = None
     connect_timeout: float | None = None
@@ -160,9 +164,11 @@ class Limits:
         timeouts = Timeouts(
             connect=self.connect_timeout if self.connect_timeout is not None else 10.0,
             read=self.read_timeout if self.read_timeout is not None else 60.0)
-        concurrency = self.concurrency if self.concurrency is not None else 8
-        return ClientSettings(concurrency=concurrency, timeouts=timeouts, retry=retry,
-                              budgets=tuple(budgets.values()))
+        return ClientSettings(concurrency=self.concurrency, timeouts=timeouts, retry=retry,
+                              budgets=tuple(budgets.values()),
+                              max_concurrency=(self.max_concurrency
+                                               if self.max_concurrency is not None
+                                               else DEFAULT_MAX_CONCURRENCY))
 
 
 #: What each ``Limits`` value may be, as the ``apply`` flags check it: (whole number?, least,
@@ -173,6 +179,7 @@ _LIMIT_RANGES: dict[str, tuple[bool, float, float | None]] = {
     "setup_tests_per_minute": (True, 0, None),
     "setup_tests_per_hour": (True, 0, None),
     "concurrency": (True, 1, 256),
+    "max_concurrency": (True, 1, 256),
     "max_attempts": (True, 1, None),
     "max_wait_seconds": (False, 0, None),
     "connect_timeout": (False, 0.1, None),
@@ -210,12 +217,27 @@ _BUDGET_LIMITS: dict[str, tuple[float, str]] = {
 
 @dataclass(frozen=True)
 class ClientSettings:
-    """What the API client needs besides credentials."""
+    """What the API client needs besides credentials.
 
-    concurrency: int = 8
+    ``concurrency`` pins the requests in flight; None (the default) lets them follow what the
+    budgets need, up to ``max_concurrency`` (:mod:`batch_provisioner.api.concurrency`).
+    """
+
+    concurrency: int | None = None
     timeouts: Timeouts = dataclasses.field(default_factory=Timeouts)
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
     budgets: tuple[Budget, ...] = DEFAULT_BUDGETS
     #: Budgets set on purpose (command-line flags, ``limits=``): they win over the budgets a
     #: sandbox announces, which otherwise replace ``budgets``. Absent from ``budgets`` = off.
     explicit_budgets: frozenset[str] = frozenset()
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+
+    @property
+    def adaptive(self) -> bool:
+        """True when the requests in flight adapt (no pinned ``concurrency``)."""
+        return self.concurrency is None
+
+    @property
+    def in_flight_cap(self) -> int:
+        """The most requests in flight: the pinned ``concurrency``, else ``max_concurrency``."""
+        return self.concurrency if self.concurrency is not None else self.max_concurrency

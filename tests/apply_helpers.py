@@ -64,7 +64,7 @@ def load(path: Path, env: dict[str, str] | None = None) -> Prepared:
     return prepare(path, secrets=SecretContext(env=env or ENV, base_dir=path.parent))
 
 
-def settings(concurrency: int = 8, *, read_timeout: float = 5.0, max_attempts: int = 5,
+def settings(concurrency: int | None = 8, *, read_timeout: float = 5.0, max_attempts: int = 5,
              max_wait: float = 3600.0) -> ClientSettings:
     return ClientSettings(
         concurrency=concurrency,

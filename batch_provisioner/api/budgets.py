@@ -7,10 +7,22 @@ One :class:`BudgetGate` guards every request of a run::
 
 ``slot`` waits for (1) any global pause to end, (2) room in every rolling-window budget that
 applies to the kind of request and (3) a place under the in-flight cap, then reserves one event
-in each applicable budget. An in-flight event always counts as inside every window; when the
-slot exits, the event is stamped with its *completion* time. The server saw the request
-somewhere between send and completion, so a window counted from completion can never overrun the
-server's own rolling window, whatever the latency.
+in each applicable budget.
+
+When is an event counted? A rate limiter counts a request when it arrives, before the work
+(Fivetran answers a create only after its setup tests, seconds later; a 429 comes at once). The
+request arrives at most one network delay after it was sent, and no network delay exceeds the
+quickest answer seen (``arrival_margin``, the least latency of any request so far). So once
+an answer has been seen, an event is stamped at ``send + arrival_margin`` the moment it is
+sent: the window can be spent again one window after the server counted it, not one window
+after the (slow) answer, and the budget is reached at any latency. Before the first answer, and
+for the rest of the run after any 429 (the server counted differently than we think, or other
+tools spend the budget), the gate falls back to the safe rule: an in-flight event counts as
+inside every window, and is stamped with its *completion* time when it ends, which can never
+overrun the server's window whenever the server counts.
+
+The in-flight cap follows what the budgets need (:mod:`batch_provisioner.api.concurrency`),
+or is pinned (``adaptive=False``).
 
 Waiting is exact, not polled: the head waiter of each request kind sleeps until the moment the
 oldest counted event leaves the window (or, when only in-flight events fill it, until one of them
@@ -34,6 +46,7 @@ from dataclasses import dataclass, field
 import anyio
 import structlog
 
+from batch_provisioner.api.concurrency import InFlightLimit
 from batch_provisioner.api.window import first_in_window, nth_leaving
 from batch_provisioner.errors import RunStopped
 from batch_provisioner.settings import Budget
@@ -79,6 +92,11 @@ class Slot:
     sent_at: float
     completed_at: float | None = None
     sent: bool = True
+    #: Where the event was counted at send (``send + arrival_margin``); None: counted in flight
+    #: until it completes, then at its completion.
+    stamp: float | None = None
+    #: The server showed strain on this request (a 5xx, or no answer): the client says so.
+    strain: bool = False
     _gate: BudgetGate | None = field(default=None, repr=False)
 
     def not_sent(self) -> None:
@@ -99,6 +117,7 @@ class BudgetGate:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         max_wait: float,
+        adaptive: bool = False,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -108,14 +127,28 @@ class BudgetGate:
         self._clock = clock
         self._sleep = sleep
         self.max_wait = max_wait
-        self._limiter = anyio.CapacityLimiter(concurrency)
+        #: The in-flight cap: adaptive up to ``concurrency``, or pinned at it.
+        self.level = (InFlightLimit(concurrency) if adaptive else
+                      InFlightLimit(concurrency, initial=concurrency, minimum=concurrency))
+        self.adaptive = adaptive
+        self._limiter = anyio.CapacityLimiter(self.level.limit)
         self._kind_locks = {kind: anyio.Lock() for kind in KIND_APPLIES_TO}
-        # Completion stamps (sorted) and in-flight counts, per ``applies_to``.
+        # Event stamps (sorted), requests in flight, and those of them not stamped yet (counted
+        # until they complete), per ``applies_to``.
         self._done: dict[str, list[float]] = {"all": [], "create": [], "setup_test": []}
         self._in_flight: dict[str, int] = dict.fromkeys(self._done, 0)
+        self._unstamped: dict[str, int] = dict.fromkeys(self._done, 0)
+        self._active: dict[str, int] = dict.fromkeys(KIND_APPLIES_TO, 0)  # waiting or in flight
+        #: The least latency seen: no request arrives later than this after its send. None
+        #: until the first answer, and after a 429 (completion stamps from then on).
+        self.arrival_margin: float | None = None
+        self._least_latency = math.inf
+        self._cautious = False  # a 429 was seen: completion stamps for the rest of the run
+        self._reading_sent = -math.inf  # send time of the request behind the phantom reading
         self._pause_until = float("-inf")
         self._phantom = 0  # calls the server counted that we did not (X-Rate-Limit-Remaining)
         self._phantom_at = float("-inf")
+        self._opened = clock()
         self._changed: anyio.Event | None = None
         #: The run's deadline on this gate's clock: no wait may end past it.
         self.deadline: float | None = None
@@ -177,16 +210,20 @@ class BudgetGate:
             raise ValueError(
                 f"unknown request kind {kind!r}; expected one of {list(KIND_APPLIES_TO)}"
             )
-        async with self._kind_locks[kind]:
-            await self._admit(kind)
-            slot = self._reserve(kind)
+        self._active[kind] += 1
         try:
-            yield slot
+            async with self._kind_locks[kind]:
+                await self._admit(kind)
+                slot = self._reserve(kind)
+            try:
+                yield slot
+            finally:
+                if slot.sent:
+                    slot.sent = False
+                    self._release(slot, completed=True)
+                self._limiter.release()
         finally:
-            if slot.sent:
-                slot.sent = False
-                self._release(slot, completed=True)
-            self._limiter.release()
+            self._active[kind] -= 1
 
     def pause(self, seconds: float, reason: str) -> None:
         """Pause every worker for ``seconds`` from now (extends, never shortens, a pause).
@@ -197,6 +234,11 @@ class BudgetGate:
         """
         self.stats.throttles += 1
         now = self._clock()
+        if not self._cautious:  # the server counted more than we did: stamp at completion
+            self._cautious = True
+            self.arrival_margin = None
+            _log.info("budget.counting_cautious",
+                      note="after a 429, a request counts until it completes")
         if seconds > self.max_wait:
             _log.warning(
                 "budget.pause_refused", seconds=seconds, max_wait=self.max_wait, reason=reason
@@ -234,13 +276,15 @@ class BudgetGate:
         self._notify()
         return budget
 
-    def observe_headers(self, limit: int | None, remaining: int | None) -> None:
+    def observe_headers(self, limit: int | None, remaining: int | None,
+                        sent_at: float | None = None) -> None:
         """Pace from ``X-Rate-Limit`` (hourly limit) and ``X-Rate-Limit-Remaining``.
 
         A smaller server limit becomes our hourly all-calls budget. When the server says fewer
         calls remain than our own count implies (other clients share the account), the gap is
         counted as extra events in that budget until the window has passed, so we slow down
-        before a 429 rather than after.
+        before a 429 rather than after. ``sent_at``: when the answered request left; an answer
+        that arrives after a newer request's (out of order) may tighten, never relax, the gap.
         """
         if limit is not None and limit >= 1:
             self.learn("all", limit, HEADER_WINDOW_SECONDS)
@@ -252,6 +296,11 @@ class BudgetGate:
         now = self._clock()
         believed = budget.limit - self._count(budget, now, include_phantom=False)
         phantom = max(0, believed - max(0, remaining))
+        stale = sent_at is not None and sent_at < self._reading_sent
+        if stale and phantom <= self._phantom:
+            return  # an older reading: it cannot relax what a newer one said
+        if sent_at is not None:
+            self._reading_sent = max(self._reading_sent, sent_at)
         if phantom != self._phantom:
             relaxed = phantom < self._phantom
             self._phantom = phantom
@@ -278,6 +327,7 @@ class BudgetGate:
         """Return holding a limiter token, with no pause and room in every budget."""
         while True:
             await self._wait_until_open(kind)
+            self._adjust(self._clock())
             try:
                 self._limiter.acquire_nowait()
             except anyio.WouldBlock:
@@ -390,7 +440,7 @@ class BudgetGate:
     def _budget_delay(self, budget: Budget, now: float) -> float | None:
         stamps = self._window(budget, now)
         phantom = self._phantom_count(budget, now)
-        in_window = len(stamps) + phantom + self._in_flight[budget.applies_to]
+        in_window = len(stamps) + phantom + self._unstamped[budget.applies_to]
         need = in_window - budget.limit + 1  # events that must leave before one more fits
         if need <= 0:
             return 0.0
@@ -400,27 +450,68 @@ class BudgetGate:
         return max(0.0, leave + budget.window_seconds - now)
 
     def _reserve(self, kind: str) -> Slot:
+        now = self._clock()
+        margin = self.arrival_margin
+        stamp = None if margin is None else now + margin
         for applies_to in KIND_APPLIES_TO[kind]:
             self._in_flight[applies_to] += 1
+            if stamp is None:
+                self._unstamped[applies_to] += 1
+            else:
+                _insert(self._done[applies_to], stamp)
         self.stats.calls_sent += 1
-        return Slot(kind=kind, sent_at=self._clock(), _gate=self)
+        return Slot(kind=kind, sent_at=now, stamp=stamp, _gate=self)
 
     def _release(self, slot: Slot, *, completed: bool) -> None:
         now = self._clock()
         for applies_to in KIND_APPLIES_TO[slot.kind]:
             self._in_flight[applies_to] -= 1
+            stamps = self._done[applies_to]
+            if slot.stamp is None:
+                self._unstamped[applies_to] -= 1
+                if completed:
+                    _insert(stamps, now)
+            elif not completed:  # it never left: the server did not count it
+                _remove(stamps, slot.stamp)
             if completed:
-                stamps = self._done[applies_to]
-                if not stamps or stamps[-1] <= now:
-                    stamps.append(now)
-                else:  # a clock that is not monotonic; keep the list sorted anyway
-                    bisect.insort(stamps, now)
                 self._prune(applies_to, now)
+        latency = now - slot.sent_at
         if completed:
             slot.completed_at = now
+            if not slot.strain and latency < self._least_latency:
+                self._least_latency = latency
+                if not self._cautious:
+                    self.arrival_margin = latency
         else:
             self.stats.calls_sent -= 1
+        if completed or slot.strain:
+            self.level.answered(slot.kind, latency, now, strain=slot.strain)
+        self._adjust(now)
         self._notify()
+
+    # -- the in-flight level ----------------------------------------------------------------
+
+    def _adjust(self, now: float) -> None:
+        """Set the in-flight cap from the level: the kinds being sent (waiting or in flight),
+        their budget rates, and what their budgets would let go at once."""
+        active = [kind for kind, n in self._active.items() if n > 0]
+        rates = {kind: self._rate(kind) for kind in active}
+        room = max((self._room(kind, now) for kind in active), default=0)
+        limit = self.level.update(now - self._opened, self.in_flight, rates, room)
+        if limit != self._limiter.total_tokens:
+            self._limiter.total_tokens = limit
+
+    def _rate(self, kind: str) -> float:
+        """Requests of ``kind`` per second the tightest budget allows (inf: none applies)."""
+        applies = KIND_APPLIES_TO[kind]
+        return min((b.limit / b.window_seconds for b in self._budgets
+                    if b.applies_to in applies), default=math.inf)
+
+    def _room(self, kind: str, now: float) -> int:
+        """Requests of ``kind`` the budgets would let go at once now (large: no budget)."""
+        applies = KIND_APPLIES_TO[kind]
+        return max(0, min((b.limit - self._count(b, now) for b in self._budgets
+                           if b.applies_to in applies), default=self.level.maximum))
 
     # -- windows ----------------------------------------------------------------------------
 
@@ -432,7 +523,7 @@ class BudgetGate:
         stamps = self._done[budget.applies_to]
         start = first_in_window(stamps, budget.window_seconds, now)
         phantom = self._phantom_count(budget, now) if include_phantom else 0
-        return len(stamps) - start + self._in_flight[budget.applies_to] + phantom
+        return len(stamps) - start + self._unstamped[budget.applies_to] + phantom
 
     def _prune(self, applies_to: str, now: float) -> None:
         horizon = max(
@@ -471,6 +562,20 @@ def budget_bound(events: int, budget: Budget) -> float:
     if events <= 0:
         return 0.0
     return (math.ceil(events / budget.limit) - 1) * budget.window_seconds
+
+
+def _insert(stamps: list[float], stamp: float) -> None:
+    """Keep ``stamps`` sorted (appending in the usual case)."""
+    if not stamps or stamps[-1] <= stamp:
+        stamps.append(stamp)
+    else:
+        bisect.insort(stamps, stamp)
+
+
+def _remove(stamps: list[float], stamp: float) -> None:
+    index = bisect.bisect_left(stamps, stamp)
+    if index < len(stamps) and stamps[index] == stamp:
+        del stamps[index]
 
 
 def _is_header_budget(budget: Budget) -> bool:

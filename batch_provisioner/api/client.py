@@ -13,7 +13,10 @@ that no httpx exception (which holds the request) hangs off them as ``__context_
 
 from __future__ import annotations
 
+import functools
+import math
 import random
+import ssl
 from base64 import b64encode
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -61,6 +64,8 @@ _MAX_PAGE = 1000
 #: Pages one listing may take: 1,000,000 items at the 1,000 a page holds. A listing that goes
 #: on past this (a server that always answers a new cursor) is the API misbehaving: fatal.
 MAX_PAGES = 1000
+#: Connections per httpx pool (see ``FivetranClient.__init__``).
+POOL_CONNECTIONS = 8
 
 _log = structlog.get_logger(__name__)
 
@@ -111,8 +116,9 @@ class FivetranClient:
         self._settings = settings or ClientSettings()
         self._gate = gate or BudgetGate(
             self._settings.budgets,
-            self._settings.concurrency,
+            self._settings.in_flight_cap,
             max_wait=self._settings.retry.max_wait,
+            adaptive=self._settings.adaptive,
         )
         self._rng = rng or random.Random()
         self._default_retry_after = default_retry_after
@@ -122,25 +128,36 @@ class FivetranClient:
         if not credentials.public:
             REDACTOR.add_all((credentials.api_key, credentials.api_secret,
                               b64encode(basic).decode()))
-        concurrency = self._settings.concurrency
         timeouts = self._settings.timeouts
-        self._http = httpx.AsyncClient(
-            base_url=api_base(credentials.base_url),
-            auth=httpx.BasicAuth(credentials.api_key, credentials.api_secret),
-            headers={
-                "Accept": "application/json;version=2",
-                "User-Agent": f"batch-provisioner/{VERSION}",
-            },
-            timeout=httpx.Timeout(
-                connect=timeouts.connect,
-                read=timeouts.read,
-                write=timeouts.write,
-                pool=timeouts.pool,
-            ),
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-            transport=transport,
-            follow_redirects=False,
-        )
+        # Several small pools, not one big one: httpcore checks every pooled connection on
+        # each request, so its cost grows with the pool; 8 connections a pool keep it flat.
+        # An injected transport (tests) is one pool: it is the whole network there.
+        cap = self._settings.in_flight_cap
+        pools = 1 if transport is not None else max(1, math.ceil(cap / POOL_CONNECTIONS))
+        per_pool = math.ceil(cap / pools)
+        self._pools = [
+            httpx.AsyncClient(
+                base_url=api_base(credentials.base_url),
+                auth=httpx.BasicAuth(credentials.api_key, credentials.api_secret),
+                headers={
+                    "Accept": "application/json;version=2",
+                    "User-Agent": f"batch-provisioner/{VERSION}",
+                },
+                timeout=httpx.Timeout(
+                    connect=timeouts.connect,
+                    read=timeouts.read,
+                    write=timeouts.write,
+                    pool=timeouts.pool,
+                ),
+                limits=httpx.Limits(max_connections=per_pool,
+                                    max_keepalive_connections=per_pool),
+                transport=transport,
+                follow_redirects=False,
+                verify=_tls_context(),
+            )
+            for _ in range(pools)
+        ]
+        self._busy = [0] * pools  # requests in flight per pool
         self.stats = ClientStats()
         self._opened = self._gate.now()
         self._contact = FirstContact(api_base(credentials.base_url), answered=answered)
@@ -151,7 +168,8 @@ class FivetranClient:
         return self._gate
 
     async def __aenter__(self) -> Self:
-        await self._http.__aenter__()
+        for pool in self._pools:
+            await pool.__aenter__()
         return self
 
     async def __aexit__(
@@ -163,8 +181,9 @@ class FivetranClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self._http.aclose()
+        """Close the connection pools."""
+        for pool in self._pools:
+            await pool.aclose()
 
     # -- endpoints ---------------------------------------------------------------------------
 
@@ -313,11 +332,14 @@ class FivetranClient:
             self.stats.calls += 1
             response: httpx.Response | None = None
             failure: ApiError | None = None
+            index = self._busy.index(min(self._busy))  # the least busy pool
+            self._busy[index] += 1
             try:
-                response = await self._http.request(
+                response = await self._pools[index].request(
                     method, path, params=params, json=dict(body) if body is not None else None
                 )
             except _NOT_SENT as exc:
+                slot.strain = True  # refused, or no place in the pool: the server is strained
                 slot.not_sent()
                 failure = error_for_transport(
                     method, path, type(exc).__name__, sent=False, idempotent=idempotent
@@ -329,11 +351,14 @@ class FivetranClient:
                 failure = self._contact.unusable(
                     method, path, type(exc).__name__, transport_cause(exc))
             except httpx.HTTPError as exc:
+                slot.strain = True  # sent, and no answer (a timeout, a reset)
                 failure = error_for_transport(
                     method, path, type(exc).__name__, sent=True, idempotent=idempotent
                 )
                 failure = self._contact.no_answer(
                     method, path, type(exc).__name__, transport_cause(exc)) or failure
+            finally:
+                self._busy[index] -= 1
             # Raised here, outside the except blocks: no httpx exception (which holds the
             # request, headers included) is chained to the error as its __context__.
             self.stats.timeline.append((
@@ -344,6 +369,8 @@ class FivetranClient:
                 self.stats.transport_errors += 1
                 _log.info("request.failed", method=method, path=path, error=failure.message)
                 raise failure
+            slot.strain = response.status_code >= 500
+            self._observe_rate_headers(response, slot.sent_at)
             return self._answer(method, path, response, idempotent, _redactor_for(body))
 
     def _answer(
@@ -356,7 +383,6 @@ class FivetranClient:
     ) -> JSON:
         status = response.status_code
         self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
-        self._observe_rate_headers(response)
         envelope = read_envelope(response)
         _log.debug("request.completed", method=method, path=path, status=status)
         if envelope is not None:
@@ -404,11 +430,17 @@ class FivetranClient:
         # past --max-wait (or the deadline) this raises RunStopped: the run sends nothing more
         self._gate.pause(wait, reason=message or "HTTP 429")
 
-    def _observe_rate_headers(self, response: httpx.Response) -> None:
+    def _observe_rate_headers(self, response: httpx.Response, sent_at: float) -> None:
         limit = header_int(response, "x-rate-limit")
         remaining = header_int(response, "x-rate-limit-remaining")
         if limit is not None or remaining is not None:
-            self._gate.observe_headers(limit, remaining)
+            self._gate.observe_headers(limit, remaining, sent_at)
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context (the CA bundle loaded once, ~20 ms) for every pool of the process."""
+    return httpx.create_ssl_context()
 
 
 def _redactor_for(body: Mapping[str, Any] | None) -> Callable[[str], str]:

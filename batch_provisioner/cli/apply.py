@@ -29,6 +29,7 @@ from batch_provisioner.cli.common import (
     DefaultsOpt,
     LogFormat,
     LogFormatOpt,
+    MaxConcurrencyOpt,
     ReportsDirOpt,
     ReportsOpt,
     RunIdOpt,
@@ -170,9 +171,11 @@ class ProgressReporter:
         if tty:
             self.progress = Progress(TextColumn("[bold]apply"), BarColumn(), MofNCompleteColumn(),
                                      TextColumn("{task.fields[rate]}/s"),
+                                     TextColumn("in flight {task.fields[flight]}"),
                                      TextColumn("eta {task.fields[eta]}"), TimeElapsedColumn(),
                                      console=err, transient=True)
-            self.task = self.progress.add_task("apply", total=total, rate="0.0", eta="?")
+            self.task = self.progress.add_task("apply", total=total, rate="0.0", eta="?",
+                                               flight="0")
 
     def __enter__(self) -> ProgressReporter:
         if self.progress is not None:
@@ -215,20 +218,24 @@ class ProgressReporter:
             self.creates_left -= 1
         elapsed = max(time.monotonic() - self.started, 1e-6)
         rate = self.done / elapsed
+        in_flight, limit = ((self.gate.in_flight, self.gate.level.limit) if self.gate
+                            else (0, 0))
         if self.progress is not None:
             self.progress.update(self.task, completed=self.done, rate=f"{rate:.1f}",
-                                 eta=f"{self.eta():.0f}s")
+                                 eta=f"{self.eta():.0f}s", flight=f"{in_flight}/{limit}")
         elif time.monotonic() - self.last_log >= 10 or self.done == self.total:
             self.last_log = time.monotonic()
             _log.info("run.progress", done=self.done, total=self.total, rate=round(rate, 2),
-                      eta_seconds=round(self.eta(), 1))
+                      eta_seconds=round(self.eta(), 1), in_flight=in_flight,
+                      in_flight_limit=limit)
 
 
 def _limits(concurrency: int | None, calls_per_hour: int | None, creates_per_minute: int | None,
             setup_tests_per_minute: int | None, setup_tests_per_hour: int | None,
             max_attempts: int | None, max_wait: str | None, connect_timeout: float | None,
-            read_timeout: float | None) -> Limits:
-    return Limits(concurrency=concurrency, calls_per_hour=calls_per_hour,
+            read_timeout: float | None, max_concurrency: int | None = None) -> Limits:
+    return Limits(concurrency=concurrency, max_concurrency=max_concurrency,
+                  calls_per_hour=calls_per_hour,
                   creates_per_minute=creates_per_minute,
                   setup_tests_per_minute=setup_tests_per_minute,
                   setup_tests_per_hour=setup_tests_per_hour, max_attempts=max_attempts,
@@ -243,6 +250,7 @@ def apply(
     concurrency: ConcurrencyOpt = None, run_id: RunIdOpt = None,
     resume: Annotated[str | None, typer.Option(
         "--resume", help="Carry on an earlier run: skip its finished rows.")] = None,
+    max_concurrency: MaxConcurrencyOpt = None,
     deadline: Annotated[str | None, typer.Option(
         "--deadline", help="Start no new row after this long (e.g. 45m); exit 4.")] = None,
     update: Annotated[bool, typer.Option(
@@ -295,7 +303,8 @@ def apply(
         print_problems(prepared, err)
     bp.select_rows(rows, prepared)  # a bad --rows is exit 2 before anything is written
     limits = _limits(concurrency, calls_per_hour, creates_per_minute, setup_tests_per_minute,
-                     setup_tests_per_hour, max_attempts, max_wait, connect_timeout, read_timeout)
+                     setup_tests_per_hour, max_attempts, max_wait, connect_timeout, read_timeout,
+                     max_concurrency)
     seconds = parse_duration(deadline) if deadline else None
     run_id = bp.checked_run_id(resume or run_id or bp.new_run_id())
     if resume:
@@ -317,7 +326,8 @@ def apply(
     _print_summary(result)
     flags = _repeated_flags(
         ("--update", update), ("--force", force), ("--concurrency", concurrency),
-        ("--max-attempts", max_attempts), ("--max-wait", max_wait),
+        ("--max-concurrency", max_concurrency), ("--max-attempts", max_attempts),
+        ("--max-wait", max_wait),
         ("--calls-per-hour", calls_per_hour), ("--creates-per-minute", creates_per_minute),
         ("--setup-tests-per-minute", setup_tests_per_minute),
         ("--setup-tests-per-hour", setup_tests_per_hour),

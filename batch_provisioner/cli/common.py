@@ -54,7 +54,12 @@ SandboxGroupsOpt = Annotated[Path | None, typer.Option(
 SandboxUrlOpt = Annotated[str | None, typer.Option(
     "--sandbox-url", help="Run against a sandbox already serving at URL; adopt its limits.")]
 ConcurrencyOpt = Annotated[int | None, typer.Option(
-    "--concurrency", min=1, max=256, help="Requests in flight at once (default 8).")]
+    "--concurrency", min=1, max=256,
+    help="Pin the requests in flight at N (default: they follow what the budgets need at the "
+         "latency seen, up to --max-concurrency, and back off when the API strains).")]
+MaxConcurrencyOpt = Annotated[int | None, typer.Option(
+    "--max-concurrency", min=1, max=256,
+    help="The most requests in flight when they adapt (default 64).")]
 
 
 class SandboxProfile(enum.StrEnum):

@@ -214,7 +214,7 @@ async def run_apply(
                                                           options.run_id))
                 with anyio.CancelScope() as scope:
                     control.abort_scope = scope
-                    await runner.run(to_run, settings.concurrency)
+                    await runner.run(to_run, settings.in_flight_cap)
                 done.update(runner.outcomes)
     except FatalApiError as exc:
         control.fatal = control.fatal or exc
@@ -257,7 +257,7 @@ async def run_apply(
         raise unwritable(exc) from None
     outcomes = [done[row] for row in prepared.rows]
     code = exit_code_for(outcomes, control)
-    gate = gate or BudgetGate(settings.budgets, settings.concurrency,
+    gate = gate or BudgetGate(settings.budgets, settings.in_flight_cap,
                               max_wait=settings.retry.max_wait)
     stats = client_stats or ClientStats()
     figures = _figures(prepared, runner, stats, started, time.monotonic() - wall0, code,
@@ -272,7 +272,7 @@ async def run_apply(
     timeline = [*read_timeline(options.run_dir),
                 *((round(t + offset, 4), m, s) for t, m, s in stats.timeline)]
     figures_summary = summary(options.run_id, outcomes, code, gate, invocations,
-                              options.client.concurrency,
+                              options.client.in_flight_cap,
                               first_start=(previous.header or {}).get("t"),
                               carry_columns=prepared.carry_columns)
     if preview is not None:  # what this invocation set out to send, before it did
@@ -364,7 +364,8 @@ async def _asked(confirm: Callable[[Estimate], Awaitable[bool]], preview: Estima
 def _bounded_gate(settings: ClientSettings, control: RunControl) -> BudgetGate:
     """The run's gate: no wait past the deadline or ``--max-wait``; closed (nothing more
     sent, queued requests included) the moment the run stops, and vice versa."""
-    gate = BudgetGate(settings.budgets, settings.concurrency, max_wait=settings.retry.max_wait)
+    gate = BudgetGate(settings.budgets, settings.in_flight_cap,
+                      max_wait=settings.retry.max_wait, adaptive=settings.adaptive)
     if control.deadline is not None:
         gate.deadline = gate.now() + (control.deadline - anyio.current_time())
     control.on_stop(gate.close)

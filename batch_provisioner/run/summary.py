@@ -65,12 +65,25 @@ def summary(run_id: str, outcomes: Sequence[Outcome], code: ExitCode, gate: Budg
         "budgets": [{"name": b.name, "limit": b.limit, "window_seconds": b.window_seconds,
                      "applies_to": b.applies_to} for b in gate.budgets],
         "concurrency": concurrency,
+        "in_flight": in_flight_summary(gate),
         "carry_columns": list(carry_columns),
         "invocations": [{k: i.get(k) for k in ("started_at", "finished_at", "active_seconds",
                                                "calls", "throttled_429", "creates",
                                                "exit_code", "stop_reason")}
                         for i in invocations],
     }
+
+
+def in_flight_summary(gate: BudgetGate) -> dict[str, Any]:
+    """The requests in flight over this invocation: adaptive or pinned, the cap, the highest
+    level reached, the cuts the server's strain caused, and the level over time."""
+    level = gate.level
+    return {"mode": "adaptive" if gate.adaptive else "pinned", "max": level.maximum,
+            "peak_limit": level.peak,
+            "peak_in_flight": max((p.in_flight for p in level.history), default=0),
+            "strain_cuts": level.cuts, "arrival_margin_seconds": (
+                None if gate.arrival_margin is None else round(gate.arrival_margin, 4)),
+            "history": [p.as_dict() for p in level.history]}
 
 
 def _number(value: object) -> float:

@@ -4,11 +4,14 @@ Every ``/v1`` request goes through the same steps, in this order:
 
 1. read the body, match the route, note the request in the ledger (with the number of
    ``/v1`` requests in flight at its arrival, itself included);
-2. choose its fault (:mod:`batch_provisioner.sandbox.faults`) and add any latency;
-   ``reset`` closes the connection now, ``429``/``429_date``/``500``/``502``/``503`` answer
-   now, and nothing is applied or counted against the budgets;
-3. HTTP Basic auth (401), Accept (406), rate limits (429 with Retry-After), then routing
-   (404/405), Content-Type (415) and JSON (400), then the endpoint itself;
+2. choose its fault (:mod:`batch_provisioner.sandbox.faults`); ``reset`` closes the
+   connection (after any latency), ``429``/``429_date``/``500``/``502``/``503`` answer (after
+   any latency), and nothing is applied or counted against the budgets;
+3. at arrival, HTTP Basic auth (401), Accept (406) and rate limits (429 with Retry-After):
+   a request is counted against the budgets the moment it arrives, as a rate limiter in front
+   of an API counts it, and a refusal answers at once; then the added latency (the time the
+   work takes: Fivetran runs setup tests before it answers), then routing (404/405),
+   Content-Type (415) and JSON (400), then the endpoint itself;
 4. ``drop_after_commit`` then closes the connection with no answer, ``slow`` holds the
    answer back for ``slow_ms`` (giving up if the client leaves or the server stops).
 
@@ -165,7 +168,9 @@ class SandboxApp:
                 method, path, template, identity, facts, is_create=is_create
             )
             fault = entry.fault = decision.fault
-            if decision.latency_s > 0:
+            refused = (None if fault in PRE_EFFECT_FAULTS
+                       else self._gatekeep(request, match, template, is_create))
+            if refused is None and decision.latency_s > 0:
                 await anyio.sleep(decision.latency_s)
             if fault == "reset":
                 await self._close_without_answer(scope, receive, send, hard=True)
@@ -173,7 +178,8 @@ class SandboxApp:
             if fault in PRE_EFFECT_FAULTS:
                 reply = self._fault_reply(fault)
             else:
-                reply = self._process(request, match, template, is_create)
+                reply = refused or self._route(request, match, template)
+                self._add_rate_headers(reply)
             if fault == "drop_after_commit":
                 await self._close_without_answer(scope, receive, send, hard=False)
                 return
@@ -185,23 +191,17 @@ class SandboxApp:
             self._in_flight -= 1
             state.ledger.close(entry, status)
 
-    def _process(
+    def _gatekeep(
         self, request: Request, match: RouteMatch | None, template: str, is_create: bool
-    ) -> Reply:
-        """Auth, Accept, budgets, routing, body checks, then the endpoint."""
+    ) -> Reply | None:
+        """At arrival: auth (401), Accept (406) and the budgets (429, counted now); None when
+        the request is admitted (and counted against every budget that applies)."""
         if not self._authorized(request.headers.get(b"authorization")):
             reply = error(401, "Unauthorized", "Invalid or missing API key and secret")
             reply.headers.append((b"www-authenticate", b'Basic realm="Fivetran API"'))
-        elif not accepts_json(request.headers.get(b"accept")):
-            reply = error(406, "NotAcceptable", "Only application/json answers are available")
-        else:
-            reply = self._admitted(request, match, template, is_create)
-        self._add_rate_headers(reply)
-        return reply
-
-    def _admitted(
-        self, request: Request, match: RouteMatch | None, template: str, is_create: bool
-    ) -> Reply:
+            return reply
+        if not accepts_json(request.headers.get(b"accept")):
+            return error(406, "NotAcceptable", "Only application/json answers are available")
         kinds = [APPLIES_TO_ALL]
         if is_create:
             kinds.append(APPLIES_TO_CREATE)
@@ -215,6 +215,10 @@ class SandboxApp:
             reply = error(429, "TooManyRequests", rejection.budget.message)
             reply.headers.append((b"retry-after", str(rejection.retry_after).encode()))
             return reply
+        return None
+
+    def _route(self, request: Request, match: RouteMatch | None, template: str) -> Reply:
+        """An admitted request: routing (404/405), Content-Type (415), JSON (400), endpoint."""
         if match is None:
             return error(404, "NotFound", f"Path '{request.path}' not found")
         handler = match.route.handlers.get(request.method)

@@ -35,9 +35,11 @@ async def run_one(gate: BudgetGate, kind: str = "call", latency: float = 0.0) ->
 def max_in_any_window(slots: list[Slot], window: float) -> int:
     """Most events whose arrival at the server could fall inside one rolling window.
 
-    The server saw each event somewhere in [sent_at, completed_at]; the busiest window ending at
-    ``t`` can hold every event sent by ``t`` and completed after ``t - window`` (written as
-    ``completed + window > t``, the gate's own expression, so float rounding agrees).
+    The server counts each event when it arrives: no earlier than its send, and no later than
+    its stamp (``send + arrival_margin``, once the gate has seen an answer) or, for an event
+    counted until it completed, its completion. The busiest window ending at ``t`` can hold
+    every event sent by ``t`` whose latest arrival is after ``t - window`` (written as
+    ``latest + window > t``, the gate's own expression, so float rounding agrees).
     """
     worst = 0
     for end in (s.sent_at for s in slots):
@@ -46,10 +48,15 @@ def max_in_any_window(slots: list[Slot], window: float) -> int:
             sum(
                 1
                 for s in slots
-                if s.sent_at <= end and s.completed_at is not None and s.completed_at + window > end
+                if s.sent_at <= end and (latest := _latest_arrival(s)) is not None
+                and latest + window > end
             ),
         )
     return worst
+
+
+def _latest_arrival(slot: Slot) -> float | None:
+    return slot.stamp if slot.stamp is not None else slot.completed_at
 
 
 # -- rolling windows --------------------------------------------------------------------------
@@ -211,8 +218,9 @@ async def test_a_pause_holds_every_worker_until_it_ends_and_only_extends() -> No
     assert len(sent) == 5 and min(sent) >= 45.0
     assert gate.stats.throttles == 3 and gate.stats.pauses == 2
     assert gate.stats.seconds_paused == pytest.approx(45.0)
-    assert [e["event"] for e in logs] == ["budget.paused", "budget.paused"]
-    assert logs[1]["seconds"] == 45.0 and logs[1]["reason"] == "longer: extends"
+    assert [e["event"] for e in logs] == ["budget.counting_cautious", "budget.paused",
+                                          "budget.paused"]
+    assert logs[2]["seconds"] == 45.0 and logs[2]["reason"] == "longer: extends"
 
 
 @pytest.mark.anyio
