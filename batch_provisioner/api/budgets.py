@@ -11,15 +11,17 @@ in each applicable budget.
 
 When is an event counted? A rate limiter counts a request when it arrives, before the work
 (Fivetran answers a create only after its setup tests, seconds later; a 429 comes at once). The
-request arrives at most one network delay after it was sent, and no network delay exceeds the
-quickest answer seen (``arrival_margin``, the least latency of any request so far). So once
-an answer has been seen, an event is stamped at ``send + arrival_margin`` the moment it is
-sent: the window can be spent again one window after the server counted it, not one window
-after the (slow) answer, and the budget is reached at any latency. Before the first answer, and
-for the rest of the run after any 429 (the server counted differently than we think, or other
-tools spend the budget), the gate falls back to the safe rule: an in-flight event counts as
-inside every window, and is stamped with its *completion* time when it ends, which can never
-overrun the server's window whenever the server counts.
+request arrives one network delay after it was sent, plus any wait in the server's queue: no
+more than the quickest answer seen (the least latency of any request so far) plus a slack of
+``ARRIVAL_SLACK`` of the shortest budget window (1.2 s of a minute; the cost: at most that
+share of the budget). That sum is ``arrival_margin``. Once an answer has been seen, an event is
+stamped at ``send + arrival_margin`` the moment it is sent, and at its completion instead if it
+completes sooner: the window can be spent again one window after the server counted the
+request, not one window after its (slow) answer, so the budget is reached at any latency.
+Before the first answer, and for the rest of the run after any 429 (the server counted
+differently than we think, or other tools spend the budget), the gate falls back to the safe
+rule: an in-flight event counts as inside every window, and is stamped with its *completion*
+time when it ends, which can never overrun the server's window whenever the server counts.
 
 The in-flight cap follows what the budgets need (:mod:`batch_provisioner.api.concurrency`),
 or is pinned (``adaptive=False``).
@@ -66,6 +68,9 @@ _BUDGET_WORDS = {"call": "the API call budget", "create": "the create budget",
                  "setup_test_create": "the create and setup-test budgets",
                  "setup_test_update": "the setup-test budget"}
 
+#: How late after its send, beyond the quickest answer seen, a request may still arrive at the
+#: server's rate limiter (its queue), as a share of the shortest budget window.
+ARRIVAL_SLACK = 0.02
 #: ``X-Rate-Limit`` / ``X-Rate-Limit-Remaining`` describe the hourly all-calls budget.
 HEADER_WINDOW_SECONDS = 3600.0
 _HISTORY_FLOOR_SECONDS = 3600.0
@@ -139,9 +144,6 @@ class BudgetGate:
         self._in_flight: dict[str, int] = dict.fromkeys(self._done, 0)
         self._unstamped: dict[str, int] = dict.fromkeys(self._done, 0)
         self._active: dict[str, int] = dict.fromkeys(KIND_APPLIES_TO, 0)  # waiting or in flight
-        #: The least latency seen: no request arrives later than this after its send. None
-        #: until the first answer, and after a 429 (completion stamps from then on).
-        self.arrival_margin: float | None = None
         self._least_latency = math.inf
         self._cautious = False  # a 429 was seen: completion stamps for the rest of the run
         self._reading_sent = -math.inf  # send time of the request behind the phantom reading
@@ -164,6 +166,16 @@ class BudgetGate:
     def budgets(self) -> list[Budget]:
         """The budgets in force now (configured ones, tightened or extended by ``learn``)."""
         return list(self._budgets)
+
+    @property
+    def arrival_margin(self) -> float | None:
+        """How long after its send a request may arrive at the server: the least latency seen
+        plus the slack (see the module docstring). None until the first answer, and after a
+        429: requests count until they complete then."""
+        if self._cautious or math.isinf(self._least_latency):
+            return None
+        shortest = min((b.window_seconds for b in self._budgets), default=0.0)
+        return self._least_latency + ARRIVAL_SLACK * shortest
 
     @property
     def in_flight(self) -> int:
@@ -236,7 +248,6 @@ class BudgetGate:
         now = self._clock()
         if not self._cautious:  # the server counted more than we did: stamp at completion
             self._cautious = True
-            self.arrival_margin = None
             _log.info("budget.counting_cautious",
                       note="after a 429, a request counts until it completes")
         if seconds > self.max_wait:
@@ -473,15 +484,18 @@ class BudgetGate:
                     _insert(stamps, now)
             elif not completed:  # it never left: the server did not count it
                 _remove(stamps, slot.stamp)
+            elif now < slot.stamp:  # answered sooner than the margin: it arrived by now
+                _remove(stamps, slot.stamp)
+                _insert(stamps, now)
             if completed:
                 self._prune(applies_to, now)
         latency = now - slot.sent_at
         if completed:
             slot.completed_at = now
-            if not slot.strain and latency < self._least_latency:
-                self._least_latency = latency
-                if not self._cautious:
-                    self.arrival_margin = latency
+            if slot.stamp is not None:
+                slot.stamp = min(slot.stamp, now)
+            if not slot.strain:
+                self._least_latency = min(self._least_latency, latency)
         else:
             self.stats.calls_sent -= 1
         if completed or slot.strain:

@@ -138,10 +138,12 @@ class FivetranClient:
         self._pools = [
             httpx.AsyncClient(
                 base_url=api_base(credentials.base_url),
-                auth=httpx.BasicAuth(credentials.api_key, credentials.api_secret),
+                # Basic auth as a fixed header: the same bytes as httpx.BasicAuth, without an
+                # auth flow per request (a third of httpx's own cost per request here).
                 headers={
                     "Accept": "application/json;version=2",
                     "User-Agent": f"batch-provisioner/{VERSION}",
+                    "Authorization": f"Basic {b64encode(basic).decode()}",
                 },
                 timeout=httpx.Timeout(
                     connect=timeouts.connect,

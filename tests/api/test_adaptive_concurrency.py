@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import anyio
 import pytest
 
-from batch_provisioner.api.budgets import BudgetGate
+from batch_provisioner.api.budgets import ARRIVAL_SLACK, BudgetGate
 from batch_provisioner.api.concurrency import HEADROOM, InFlightLimit, LevelPoint
 from batch_provisioner.sandbox.limits import Budget as ServerBudget, RateLimiter
 from batch_provisioner.settings import Budget
@@ -83,7 +83,7 @@ def test_it_converges_to_the_level_the_budget_needs_and_holds_the_budget_rate() 
     # 10 setup tests a second, 2 s each: the budget needs 20 in flight (Little's law)
     run = simulate(2_000, lambda _t, _n: 2.0, [Budget("setup", 10, 1.0, "setup_test")])
     assert run.rejected == 0
-    assert run.wall <= ideal(2_000, 10, 1.0, 2.0) * 1.01
+    assert run.wall <= ideal(2_000, 10, 1.0, 2.0) * 1.03  # the arrival slack costs <= 2 %
     early = [p for p in run.history if p.t <= 3.0]
     assert max(p.in_flight for p in early) >= 19  # there within one latency and a bit
     steady = [p for p in run.history if p.t >= 5.0]
@@ -171,7 +171,7 @@ def _sends(budget_limit: int, *, after_a_429: bool = False) -> list[float]:
             gate.pause(0.0, "HTTP 429")  # the server counted what we did not expect
             assert gate.arrival_margin is None
         else:
-            assert gate.arrival_margin == pytest.approx(0.01)
+            assert gate.arrival_margin == pytest.approx(0.01 + ARRIVAL_SLACK * 10.0)
 
         async def create() -> None:
             async with gate.slot(SETUP_TEST_CREATE) as slot:
@@ -190,8 +190,9 @@ def _sends(budget_limit: int, *, after_a_429: bool = False) -> list[float]:
 def test_after_one_answer_a_slow_request_counts_from_its_send_not_its_answer() -> None:
     first, _, third = _sends(2)
     # counted from its answer (5 s later), the third would wait until 15 s; from its arrival
-    # (no later than 0.01 s after its send), until 10 s
-    assert third == pytest.approx(first + 10.0 + 0.01)
+    # (no later than the 0.01 s of the quickest answer plus a slack of 2 % of the window after
+    # its send), until 10.2 s
+    assert third == pytest.approx(first + 10.0 + 0.01 + ARRIVAL_SLACK * 10.0)
 
 
 def test_after_a_429_requests_count_until_they_complete_again() -> None:

@@ -1,19 +1,41 @@
 """Benchmark: how close apply runs to the ideal set by Fivetran's budgets, against naive clients.
 
     .venv/bin/python tests/benchmarks/rate_budget.py [--rows 600]
+    .venv/bin/python tests/benchmarks/rate_budget.py --only e,h   # a quick look, no JSON
 
 All figures come from one run, against a sandbox in a separate process (profile ``fast``:
-Fivetran's counts over 60x shorter windows, so 20 creates per second):
+Fivetran's counts over 60x shorter windows, so 20 creates or 250 setup tests per second).
+Every sheet gives each row its own token (a ``file:`` secret), as agencies' sheets do. ``apply``
+runs with default flags (the in-flight level adapts, up to 64) unless a case says otherwise.
 
-(a) ``apply`` on N rows with no faults: wall time over the ideal of the tightest budget, and
-    429s as a share of all calls.
+The ideal of a case is the budget bound plus one request's latency::
+
+    ideal = max over budgets b of (ceil(N_b / limit_b) - 1) * window_b  +  latency
+
+where ``N_b`` is the events that budget counts (calls, creates, setup tests): ``limit`` events
+may go at once, so the last batch may start after ``(ceil(N / limit) - 1)`` windows, and it ends
+one latency later. ``latency`` is the mean latency the sandbox adds (the middle of its
+``latency_ms`` range; 0 without one).
+
+(a) ``apply`` on N rows with no faults: wall time over the ideal, 429s as a share of all calls.
 (b) the same rows, with faults, pushed by a Terraform-like client (10 in flight, retries only
     on 429 honouring Retry-After in seconds, 3 tries, no lookup) beside ``apply``: wall time,
     rows lost (not known to exist afterwards) and duplicated (created twice).
 (c) a sequential client with a 1 s sleep per row, like Fivetran's example scripts, on a
     subset: the ratio of its wall time to ours on the same rows.
-(d) latency bound: no budgets, 100 ms server latency, 32 in flight: rows per second against
-    the target 0.9 x concurrency / latency.
+(d) latency bound: no budgets, 100 ms server latency, ``--concurrency 32``: rows per second
+    against the target 0.9 x concurrency / latency.
+(e) slow creates: 600 rows with ``run_setup_tests: true`` (250 setup tests per fast minute
+    bind), ``--create-limit 0``, latency 150..350 ms (9 to 21 s at Fivetran's time scale):
+    wall / ideal (target <= 1.15; 10.0 at the old fixed 8 in flight).
+(f) a latency sweep, 20 ms to 500 ms on every call, the rows of (e): wall / ideal of ours and
+    of the Terraform-like client (10 in flight), one run per point.
+(g) planning cost, 2,000 rows in 2,000 groups (``planning_cost.py``): list calls ours against
+    the per-group way, target ceil(connections / 1000) + 2.
+(h) client CPU per request at 8, 64 and 128 in flight (``--concurrency N``), latency 250 ms,
+    no budgets: the marginal process CPU (every thread) between two sizes of one sheet, so
+    start-up, planning and reports do not count; journal and reservation fsyncs do (target
+    <= 1 ms at 64).
 
 Writes ``reports/benchmarks/rate_budget.json``.
 """
@@ -21,8 +43,9 @@ Writes ``reports/benchmarks/rate_budget.json``.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
-import math
+import secrets
 import sys
 import tempfile
 import time
@@ -36,8 +59,10 @@ import structlog
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from batch_provisioner.api.budgets import budget_bound  # noqa: E402
 from batch_provisioner.models import Status  # noqa: E402
 from batch_provisioner.sandbox import run_in_process  # noqa: E402
+from batch_provisioner.settings import Budget  # noqa: E402
 from batch_provisioner.sheet.expand import resolved  # noqa: E402
 from batch_provisioner.sheet.load import Prepared  # noqa: E402
 from batch_provisioner.sheet.secrets import SecretContext  # noqa: E402
@@ -45,33 +70,83 @@ from tests.apply_helpers import ENV, creations, load, run_job, settings, write_s
 
 FAULTS = "429=0.05,503=0.05,reset=0.03,drop_after_commit=0.05,slow=0.02"
 OUT = ROOT / "reports" / "benchmarks" / "rate_budget.json"
+SWEEP_MS = (20, 50, 100, 200, 350, 500)
+CPU_LEVELS = (8, 64, 128)
 
 
-def ideal_seconds(n_creates: int, limit: int, window: float) -> float:
-    """Rolling window: ``limit`` may go at once, so the last batch starts after this long."""
-    return (math.ceil(n_creates / limit) - 1) * window
+def distinct_tokens(path: Path, *, setup_tests: bool = False) -> Path:
+    """Give every row of a ``write_sheet`` sheet its own token file (and, with
+    ``setup_tests``, ``run_setup_tests: true``), as an agency's sheet has."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    tokens = path.parent / f"{path.stem}_tokens"
+    tokens.mkdir(exist_ok=True)
+    header = rows[0] + (["run_setup_tests"] if setup_tests else [])
+    token_at = header.index("access_token")
+    body = []
+    for i, row in enumerate(rows[1:]):
+        if row[token_at]:
+            (tokens / f"t{i:06d}.txt").write_text(f"tt-{i:06d}-{secrets.token_hex(12)}\n")
+            row[token_at] = f"file:{tokens.name}/t{i:06d}.txt"
+        body.append(row + (["true"] if setup_tests else []))
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([header, *body])
+    return path
 
 
-def ours(prepared: Prepared, tmp: Path, name: str, concurrency: int = 8,
-         **sandbox: Any) -> dict[str, Any]:
+def sheet(tmp: Path, name: str, n: int, *, setup_tests: bool = False, **kw: Any) -> Prepared:
+    return load(distinct_tokens(write_sheet(tmp / f"{name}.csv", n, **kw),
+                                setup_tests=setup_tests))
+
+
+def mean_latency(faults: str) -> float:
+    """The middle of the ``latency_ms=LO..HI`` range of a fault spec, in seconds (0: none)."""
+    for part in faults.split(","):
+        if part.startswith("latency_ms="):
+            low, _, high = part.split("=", 1)[1].partition("..")
+            return (float(low) + float(high or low)) / 2000
+    return 0.0
+
+
+def ours(prepared: Prepared, tmp: Path, name: str, concurrency: int | None = None,
+         read_timeout: float = 1.0, **sandbox: Any) -> dict[str, Any]:
+    latency = mean_latency(str(sandbox.get("faults", "")))
     with run_in_process(profile=sandbox.pop("profile", "fast"), **sandbox) as box:
         started = time.monotonic()
         result = run_job(prepared, box.url, tmp / name,
-                         client=settings(concurrency, read_timeout=1.0, max_attempts=8))
+                         client=settings(concurrency, read_timeout=read_timeout,
+                                         max_attempts=8))
         wall = time.monotonic() - started
         ledger = box.ledger()
         limits = box.limits()
-    return summarise(prepared, wall, ledger, limits,
-                     known={o.row for o in result.outcomes
-                            if o.status in (Status.CREATED, Status.EXISTS)})
+    figures = summarise(prepared, wall, ledger, limits, latency=latency,
+                        known={o.row for o in result.outcomes
+                               if o.status in (Status.CREATED, Status.EXISTS)})
+    level = result.summary["in_flight"]
+    figures["in_flight"] = {k: level[k] for k in ("mode", "max", "peak_limit",
+                                                   "peak_in_flight", "strain_cuts")}
+    return figures
+
+
+def bound(prepared: Prepared, ledger: dict[str, Any], limits: dict[str, Any]) -> float | None:
+    """The budget bound of what the run sent (None when no budget applies)."""
+    posts = [r for r in ledger["requests"] if r["method"] == "POST" and r.get("schema")]
+    setup = sum(1 for r in prepared.requests if r.payload.get("run_setup_tests") is True
+                and "auth" in r.payload)
+    events = {"all": ledger["counts"]["requests"], "create": len(prepared.requests)
+              if posts else 0, "setup_test": setup}
+    budgets = [Budget(b["name"], b["limit"], b["window_seconds"], b["applies_to"])
+               for b in limits["budgets"]]
+    bounds = [budget_bound(events[b.applies_to], b) for b in budgets
+              if events.get(b.applies_to)]
+    return max(bounds) if bounds else None
 
 
 def summarise(prepared: Prepared, wall: float, ledger: dict[str, Any], limits: dict[str, Any],
-              known: set[int]) -> dict[str, Any]:
+              known: set[int], latency: float = 0.0) -> dict[str, Any]:
     made = creations(ledger)
-    create_budget = next((b for b in limits["budgets"] if b["applies_to"] == "create"), None)
-    ideal = (ideal_seconds(len(prepared.requests), create_budget["limit"],
-                           create_budget["window_seconds"]) if create_budget else None)
+    floor = bound(prepared, ledger, limits)
+    ideal = None if floor is None else round(floor + latency, 3)
     calls = ledger["counts"]["requests"]
     posts = [r["t"] for r in ledger["requests"] if r["method"] == "POST"]
     span = (max(posts) - min(posts)) if len(posts) > 1 else 0.0
@@ -120,12 +195,72 @@ async def terraform_like(prepared: Prepared, url: str) -> set[int]:
     return known
 
 
-def naive(prepared: Prepared, tmp: Path, faults: str) -> dict[str, Any]:
-    with run_in_process(profile="fast", faults=faults, seed=7, slow_ms=1500) as box:
+def naive(prepared: Prepared, tmp: Path, faults: str, **sandbox: Any) -> dict[str, Any]:
+    box_args = {"profile": "fast", "seed": 7, "slow_ms": 1500, **sandbox}
+    with run_in_process(faults=faults, **box_args) as box:
         started = time.monotonic()
         known = anyio.run(terraform_like, prepared, box.url)
         wall = time.monotonic() - started
-        return summarise(prepared, wall, box.ledger(), box.limits(), known)
+        return summarise(prepared, wall, box.ledger(), box.limits(), known,
+                         latency=mean_latency(faults))
+
+
+def slow_creates(tmp: Path) -> dict[str, Any]:
+    """(e): 600 rows with setup tests, no create budget, 150..350 ms a call, default flags."""
+    rows = sheet(tmp, "e", 600, setup_tests=True)
+    return ours(rows, tmp, "e", profile="fast", create_limit=0, read_timeout=30.0,
+                faults="latency_ms=150..350")
+
+
+def latency_sweep(tmp: Path) -> list[dict[str, Any]]:
+    """(f): the rows of (e) at fixed latencies, ours (default flags) and Terraform-like."""
+    rows = sheet(tmp, "f", 600, setup_tests=True)
+    points = []
+    for ms in SWEEP_MS:
+        faults = f"latency_ms={ms}..{ms}"
+        mine = ours(rows, tmp, f"f{ms}", profile="fast", create_limit=0, read_timeout=30.0,
+                    faults=faults)
+        theirs = naive(rows, tmp, faults, create_limit=0)
+        points.append({"latency_ms": ms, "ideal_seconds": mine["ideal_seconds"],
+                       "ours_wall_seconds": mine["wall_seconds"],
+                       "ours_wall_over_ideal": mine["wall_over_ideal"],
+                       "ours_share_429": mine["share_429"],
+                       "ours_peak_in_flight": mine["max_in_flight"],
+                       "terraform_like_wall_seconds": theirs["wall_seconds"],
+                       "terraform_like_wall_over_ideal": theirs["wall_over_ideal"],
+                       "terraform_like_share_429": theirs["share_429"],
+                       "terraform_like_lost": theirs["lost"]})
+    return points
+
+
+def planning(tmp: Path) -> dict[str, Any]:
+    """(g), from planning_cost.py."""
+    from tests.benchmarks import planning_cost
+
+    result: dict[str, Any] = planning_cost.figures(tmp)
+    return result
+
+
+def client_cpu(tmp: Path) -> list[dict[str, Any]]:
+    """(h): marginal process CPU per request at each pinned in-flight level."""
+    out = []
+    for level in CPU_LEVELS:
+        small, large = max(100, 5 * level), 3 * max(100, 5 * level)
+        cpu: dict[int, float] = {}
+        seen = 0
+        for n in (small, large):
+            rows = sheet(tmp, f"h{level}_{n}", n)
+            with run_in_process(profile="unlimited", faults="latency_ms=250..250") as box:
+                before = time.process_time()
+                run_job(rows, box.url, tmp / f"h{level}_{n}",
+                        client=settings(level, read_timeout=30.0, max_attempts=8))
+                cpu[n] = time.process_time() - before
+                seen = max(seen, box.ledger()["max_in_flight"])
+        per_request = (cpu[large] - cpu[small]) / (large - small) * 1000
+        out.append({"in_flight": level, "rows": [small, large],
+                    "cpu_seconds": [round(cpu[small], 3), round(cpu[large], 3)],
+                    "cpu_ms_per_request": round(per_request, 3), "max_in_flight_seen": seen})
+    return out
 
 
 def sequential(prepared: Prepared) -> dict[str, Any]:
@@ -154,8 +289,8 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        rows = load(write_sheet(tmp / "rows.csv", args.rows, connect_card_every=10))
-        subset = load(write_sheet(tmp / "subset.csv", args.sequential_rows, prefix="seq"))
+        rows = sheet(tmp, "rows", args.rows, connect_card_every=10)
+        subset = sheet(tmp, "subset", args.sequential_rows, prefix="seq")
         figures: dict[str, Any] = {"rows": args.rows}
         figures["a_ours_no_faults"] = ours(rows, tmp, "a")
         figures["b_ours_with_faults"] = ours(rows, tmp, "b", faults=FAULTS, seed=7, slow_ms=1500)
@@ -173,6 +308,10 @@ def main() -> None:
         latency["over_target"] = round(latency["rows_per_second"]
                                        / latency["target_rows_per_second"], 3)
         figures["d_latency_bound"] = latency
+        figures["e_slow_creates"] = slow_creates(tmp)
+        figures["f_latency_sweep"] = latency_sweep(tmp)
+        figures["g_planning_cost"] = planning(tmp / "g")
+        figures["h_client_cpu"] = client_cpu(tmp)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(figures, indent=2) + "\n")
     print_table(figures)
@@ -182,12 +321,22 @@ def main() -> None:
 def quick(n: int, cases: set[str]) -> None:
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        rows = load(write_sheet(tmp / "rows.csv", n, connect_card_every=10))
+        rows = sheet(tmp, "rows", n, connect_card_every=10)
         if "a" in cases:
             print("a", ours(rows, tmp, "a"))
         if "d" in cases:
             print("d", ours(rows, tmp, "d", concurrency=32, profile="unlimited",
                             faults="latency_ms=100..100"))
+        if "e" in cases:
+            print("e", slow_creates(tmp))
+        if "f" in cases:
+            for point in latency_sweep(tmp):
+                print("f", point)
+        if "g" in cases:
+            print("g", planning(tmp / "g"))
+        if "h" in cases:
+            for point in client_cpu(tmp):
+                print("h", point)
 
 
 def print_table(figures: dict[str, Any]) -> None:
@@ -205,6 +354,17 @@ def print_table(figures: dict[str, Any]) -> None:
     d = figures["d_latency_bound"]
     print(f"(d) latency bound: {d['rows_per_second']} rows/s vs target "
           f"{d['target_rows_per_second']} ({d['over_target']}x)")
+    print("(f) latency sweep: ms, ideal s, ours wall/ideal, Terraform-like wall/ideal "
+          "(its 429 share, lost)")
+    for p in figures["f_latency_sweep"]:
+        print(f"    {p['latency_ms']:>4} {p['ideal_seconds']:>7} {p['ours_wall_over_ideal']:>8} "
+              f"{p['terraform_like_wall_over_ideal']:>8} ({100 * p['terraform_like_share_429']:.1f}"
+              f"% 429, {p['terraform_like_lost']} lost)")
+    g = figures["g_planning_cost"]
+    print(f"(g) planning cost: {g}")
+    for h in figures["h_client_cpu"]:
+        print(f"(h) {h['in_flight']:>4} in flight: {h['cpu_ms_per_request']} ms CPU/request "
+              f"(saw {h['max_in_flight_seen']} in flight)")
 
 
 if __name__ == "__main__":
