@@ -72,7 +72,8 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
         help="Seed a group, as ID or ID=NAME (repeatable; default: three demo groups).")
     add("--faults", default="", metavar="SPEC",
         help="Fault spec: NAME=PROBABILITY,... with NAME in 429, 429_date, 500, 502, 503, "
-             "reset, drop_after_commit, slow; plus latency_ms=LO..HI and slow_ms=N.")
+             "reset, drop_after_commit, slow; plus latency_ms=LO..HI (every request), "
+             "create_latency_ms=LO..HI (creates only) and slow_ms=N.")
     add("--seed", type=int, default=0, metavar="N",
         help="Seed of fault draws and generated ids (default: 0).")
     add("--api-key", default=None, metavar="K",

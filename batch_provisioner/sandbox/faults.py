@@ -15,7 +15,9 @@ How a fault is chosen for a request
    cumulative probabilities. A drawn ``drop_after_commit`` only applies to creates (other
    requests then get no fault); a scripted one applies to whatever request it matches.
 
-The same hash also draws the added latency (``latency_ms=LO..HI``) when one is set.
+The same hash also draws the added latency when one is set: ``latency_ms=LO..HI`` for every
+request, ``create_latency_ms=LO..HI`` for creates only (Fivetran runs a create's setup tests
+before it answers: seconds, while listings answer at once); a create gets the larger.
 """
 
 from __future__ import annotations
@@ -54,12 +56,15 @@ class FaultSpec:
     probabilities: tuple[tuple[str, float], ...] = ()
     latency_ms: tuple[float, float] | None = None
     slow_ms: int = DEFAULT_SLOW_MS
+    create_latency_ms: tuple[float, float] | None = None
 
     def describe(self) -> str:
         """The spec back in ``--faults`` syntax."""
         parts = [f"{name}={p:g}" for name, p in self.probabilities]
-        if self.latency_ms is not None:
-            parts.append(f"latency_ms={self.latency_ms[0]:g}..{self.latency_ms[1]:g}")
+        for name, span in (("latency_ms", self.latency_ms),
+                           ("create_latency_ms", self.create_latency_ms)):
+            if span is not None:
+                parts.append(f"{name}={span[0]:g}..{span[1]:g}")
         parts.append(f"slow_ms={self.slow_ms}")
         return ",".join(parts)
 
@@ -75,12 +80,13 @@ def _number(text: str, what: str) -> float:
 
 
 def parse_fault_spec(text: str) -> FaultSpec:
-    """Parse ``name=probability`` items plus ``latency_ms=LO..HI`` and ``slow_ms=N``.
+    """Parse ``name=probability`` items plus ``latency_ms=LO..HI``,
+    ``create_latency_ms=LO..HI`` and ``slow_ms=N``.
 
     Raises ValueError on unknown names, probabilities outside [0, 1], or a total above 1.
     """
     probabilities: dict[str, float] = {}
-    latency: tuple[float, float] | None = None
+    latencies: dict[str, tuple[float, float]] = {}
     slow_ms = DEFAULT_SLOW_MS
     for raw in text.split(","):
         item = raw.strip()
@@ -90,13 +96,13 @@ def parse_fault_spec(text: str) -> FaultSpec:
         name, value = name.strip(), value.strip()
         if not sep or not value:
             raise ValueError(f"fault item {item!r} is not NAME=VALUE")
-        if name == "latency_ms":
+        if name in ("latency_ms", "create_latency_ms"):
             low, dots, high = value.partition("..")
-            lo = _number(low, "latency_ms")
-            hi = _number(high, "latency_ms") if dots else lo
+            lo = _number(low, name)
+            hi = _number(high, name) if dots else lo
             if hi < lo:
-                raise ValueError(f"latency_ms range {value!r} is reversed")
-            latency = (lo, hi)
+                raise ValueError(f"{name} range {value!r} is reversed")
+            latencies[name] = (lo, hi)
         elif name == "slow_ms":
             slow_ms = int(_number(value, "slow_ms"))
         elif name in FAULT_NAMES:
@@ -109,7 +115,8 @@ def parse_fault_spec(text: str) -> FaultSpec:
     if sum(probabilities.values()) > 1 + 1e-9:
         raise ValueError("fault probabilities add up to more than 1")
     ordered = tuple((n, probabilities[n]) for n in FAULT_NAMES if n in probabilities)
-    return FaultSpec(ordered, latency, slow_ms)
+    return FaultSpec(ordered, latencies.get("latency_ms"), slow_ms,
+                     latencies.get("create_latency_ms"))
 
 
 @dataclass(slots=True)
@@ -221,15 +228,16 @@ class FaultInjector:
         ordinal = self._ordinals.get(key, 0)
         self._ordinals[key] = ordinal + 1
         spec = self.spec
-        if not spec.probabilities and spec.latency_ms is None and not self._script:
+        if (not spec.probabilities and spec.latency_ms is None and not self._script
+                and (spec.create_latency_ms is None or not is_create)):
             return FaultDecision(None, 0.0)
         digest = hashlib.blake2b(
             f"{self.seed}\x1f{key}\x1f{ordinal}".encode(), digest_size=16
         ).digest()
-        latency = 0.0
-        if spec.latency_ms is not None:
-            lo, hi = spec.latency_ms
-            latency = (lo + (hi - lo) * (int.from_bytes(digest[8:], "big") / _TWO_64)) / 1000
+        share = int.from_bytes(digest[8:], "big") / _TWO_64
+        spans = [spec.latency_ms] + ([spec.create_latency_ms] if is_create else [])
+        latency = max((lo + (hi - lo) * share) / 1000 for lo, hi in
+                      (span for span in spans if span is not None)) if any(spans) else 0.0
         scripted = self._take_scripted(method, path, template, facts)
         if scripted is not None:
             return FaultDecision(scripted, latency)

@@ -208,3 +208,36 @@ def test_an_older_answer_arriving_late_does_not_relax_the_pacing() -> None:
     assert gate._phantom == 90
     gate.observe_headers(100, 60, sent_at=3.0)  # a newer one may relax it
     assert gate._phantom == 40
+
+
+def test_a_budget_revealed_mid_run_paces_every_queued_request_at_once() -> None:
+    # 64 workers, no known budget; at t = 2 s a 429 reveals 5 setup tests per second
+    sends: list[float] = []
+
+    async def main() -> None:
+        gate = BudgetGate([], 64, clock=now, sleep=anyio.sleep, max_wait=1e9, adaptive=True)
+        left = [2_000]
+
+        async def worker() -> None:
+            while left[0] > 0:
+                left[0] -= 1
+                async with gate.slot(SETUP_TEST_CREATE):
+                    sends.append(now())
+                    await anyio.sleep(0.5)
+
+        async def reveal() -> None:
+            await anyio.sleep(2.0)
+            gate.learn("setup_test", 5, 1.0)
+            gate.pause(0.0, "Max 5 setup tests allowed in one-second rolling time period")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reveal)
+            for _ in range(64):
+                tg.start_soon(worker)
+
+    run_virtual(main)
+    after = [t for t in sends if t > 2.0]
+    assert after, "the run went on under the new budget"
+    # nothing queued slipped through: from the reveal on, no window of 1 s holds more than 5
+    # sends (the in-flight ones still count, so the first new one waits for them)
+    assert max(sum(1 for u in after if t <= u < t + 1.0) for t in after) <= 5
