@@ -32,7 +32,9 @@ def test_second_apply_reports_every_row_exists_and_creates_nothing(tmp_path: Pat
     assert [o.status for o in second.outcomes] == [Status.EXISTS] * 30
     assert [o.connection_id for o in second.outcomes] == [o.connection_id for o in first.outcomes]
     assert after_first == 30 and ledger["counts"]["creations"] == 30
-    assert [r["method"] for r in second_run] == ["GET"] * 3  # one listing per group, no POST
+    # 3 groups: the groups and the account listing (cheaper than 3 group listings), no POST
+    assert [(r["method"], r["path"]) for r in second_run] == [
+        ("GET", "/v1/groups"), ("GET", "/v1/connections")]
 
 
 def test_connect_card_rows_get_a_uri_and_run_no_setup_tests(tmp_path: Path) -> None:

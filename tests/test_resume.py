@@ -52,17 +52,22 @@ def seq(box: SandboxHandle) -> int:
 
 
 class LandsDuringTheListing(httpx.AsyncBaseTransport):
-    """Passes every request to the sandbox; once the group's listing has been answered, the
-    killed run's in-flight create lands (so the listing said absent, and it is there now)."""
+    """Passes every request to the sandbox; once the listing that covers the group (its own,
+    or the account's) has been answered, the killed run's in-flight create lands (so the
+    listing said absent, and it is there now)."""
 
     def __init__(self, group_id: str, landing: Callable[[], Any]) -> None:
         self.inner = httpx.AsyncHTTPTransport()
-        self.listing = f"/v1/groups/{group_id}/connections"
+        self.listings = (f"/v1/groups/{group_id}/connections", "/v1/connections")
         self.landing: Callable[[], Any] | None = landing
+
+    def _is_listing(self, request: httpx.Request) -> bool:
+        return (request.method == "GET" and request.url.path in self.listings
+                and "schema" not in request.url.params)  # not a (group, schema) lookup
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self.inner.handle_async_request(request)
-        if self.landing is not None and request.url.path == self.listing:
+        if self.landing is not None and self._is_listing(request):
             await response.aread()
             landing, self.landing = self.landing, None
             landing()
@@ -101,7 +106,7 @@ def test_resume_looks_up_a_create_still_in_flight_before_resending(
                                       lambda: landed.append(land(box, prepared, target)))
     before = seq(box)
     result = run_job(prepared, box.url, run_dir, transport=transport)
-    assert landed, "the listing of the row's group was never read"
+    assert landed, "no listing of the row's group was read"
     outcome = result.outcomes[1]
     assert (outcome.status, outcome.reconciled, outcome.connection_id) == (
         Status.CREATED, True, landed[0]), outcome

@@ -18,10 +18,10 @@ import math
 import random
 import ssl
 from base64 import b64encode
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, NamedTuple, Self, TypeVar
 
 import httpx
 import structlog
@@ -54,7 +54,7 @@ from batch_provisioner.errors import (
 from batch_provisioner.safety import REDACTOR, secret_values
 from batch_provisioner.settings import VERSION, ApiCredentials, Budget, ClientSettings
 
-__all__ = ["ClientStats", "FivetranClient"]
+__all__ = ["ClientStats", "FivetranClient", "Page"]
 
 JSON = dict[str, Any]
 T = TypeVar("T")
@@ -82,6 +82,13 @@ def api_base(url: str) -> str:
         base = base[:-3].rstrip("/")
         _log.info("api.base_url_trimmed", note="a trailing /v1 of the API URL is dropped")
     return base
+
+
+class Page(NamedTuple):
+    """One page of a listing: its items, and whether it was the last (no ``next_cursor``)."""
+
+    items: list[JSON]
+    last: bool
 
 
 @dataclass
@@ -207,6 +214,17 @@ class FivetranClient:
         params = {"group_id": group_id, "schema": schema}
         return await self._paginate("/v1/connections", params, limit)
 
+    def group_connection_pages(self, group_id: str) -> AsyncGenerator[Page, None]:
+        """A group's connections page by page (``GET /v1/groups/{id}/connections``); the
+        caller counts the calls (one a page). 404 ``NotFound_Group`` for a missing group."""
+        return self._pages(f"/v1/groups/{seg(group_id)}/connections", {}, _MAX_PAGE)
+
+    def account_connection_pages(self) -> AsyncGenerator[Page, None]:
+        """Every connection the key can see, page by page (``GET /v1/connections``, no
+        ``group_id``); each item names its ``group_id``. Stop early by leaving the loop
+        (inside ``contextlib.aclosing``): no further page is asked for."""
+        return self._pages("/v1/connections", {}, _MAX_PAGE)
+
     async def find_connection(self, group_id: str, schema: str) -> JSON | None:
         """The connection with exactly this (group_id, schema), or None; used to reconcile."""
         for item in await self.list_connections(group_id, schema=schema):
@@ -217,6 +235,10 @@ class FivetranClient:
     async def list_groups(self) -> list[JSON]:
         """Every group of the account (``GET /v1/groups``, paginated)."""
         return await self._paginate("/v1/groups", {}, _MAX_PAGE)
+
+    def group_pages(self) -> AsyncGenerator[Page, None]:
+        """The account's groups page by page (``GET /v1/groups``)."""
+        return self._pages("/v1/groups", {}, _MAX_PAGE)
 
     async def update_connection(self, connection_id: str, fields: Mapping[str, Any]) -> JSON:
         """``PATCH /v1/connections/{id}``, one attempt."""
@@ -272,24 +294,33 @@ class FivetranClient:
     # -- plumbing ----------------------------------------------------------------------------
 
     async def _paginate(self, path: str, params: dict[str, str], limit: int) -> list[JSON]:
-        items: list[JSON] = []
+        return [item async for page in self._pages(path, params, limit) for item in page.items]
+
+    async def _pages(self, path: str, params: dict[str, str], limit: int
+                     ) -> AsyncGenerator[Page, None]:
+        """The items page by page, following ``next_cursor``; each page is one read
+        (retried as reads are). At most :data:`MAX_PAGES` pages, and a repeated cursor is
+        fatal: a listing that never ends is the API misbehaving."""
         cursor: str | None = None
         seen: set[str] = set()
+        total = 0
         page_size = str(max(1, min(_MAX_PAGE, limit)))
         for page in range(1, MAX_PAGES + 1):
             query = {**params, "limit": page_size} | ({"cursor": cursor} if cursor else {})
             data = data_of(await self._read("GET", path, params=query))
-            items.extend(item for item in data.get("items") or [] if isinstance(item, dict))
+            items = [item for item in data.get("items") or [] if isinstance(item, dict)]
+            total += len(items)
             next_cursor = data.get("next_cursor")
+            yield Page(items, last=not next_cursor)
             if not next_cursor:
-                return items
+                return
             cursor = str(next_cursor)
             if cursor in seen:
                 raise FatalApiError(f"GET {path}: the API repeated a page cursor after {page} "
                                     "pages (a listing that never ends)", method="GET", path=path)
             seen.add(cursor)
         raise FatalApiError(f"GET {path}: the listing did not end after {MAX_PAGES} pages "
-                            f"({len(items)} items; at most {MAX_PAGES} pages are read): the "
+                            f"({total} items; at most {MAX_PAGES} pages are read): the "
                             "API keeps answering a new cursor", method="GET", path=path)
 
     async def _read(

@@ -34,8 +34,8 @@ from batch_provisioner.run.journal import (
 from batch_provisioner.run.ownership import Reservations
 from batch_provisioner.run.plan import (
     DriftCheck,
-    GroupProblem,
     Plan,
+    Resolved,
     make_plan,
     resolve_group_names,
 )
@@ -162,7 +162,7 @@ async def run_apply(
                                   answered=options.adopt_sandbox_limits) as client:
             client_stats = client.stats
             with _reads_bounded(control):
-                requests, name_problems = await _resolved(client, prepared)
+                requests, name_problems, known_groups = await _resolved(client, prepared)
             earlier = carried([r for r in requests if r.row not in name_problems], previous)
             if options.update:  # drift an earlier invocation left alone is PATCHed now
                 earlier = {row: o for row, o in earlier.items() if o.error_code != "Drift"}
@@ -181,7 +181,7 @@ async def run_apply(
                 # what the listing shows, at no extra call (see plan.DriftCheck).
                 with _reads_bounded(control):
                     plan = await make_plan(
-                        client, pending, update=options.update,
+                        client, pending, update=options.update, groups=known_groups,
                         drift=DriftCheck.FULL if options.update else DriftCheck.LISTING)
                 plan.group_problems.update(name_problems)
                 on_plan(plan, gate)
@@ -282,11 +282,9 @@ async def run_apply(
                      writes_sent=_writes_sent(client_stats))
 
 
-async def _resolved(client: FivetranClient, prepared: Prepared
-                    ) -> tuple[list[ConnectionRequest], dict[int, GroupProblem]]:
-    """The requests with their group ids (names resolved once), so keys match the journal."""
-    if all(r.group_id for r in prepared.requests):
-        return list(prepared.requests), {}
+async def _resolved(client: FivetranClient, prepared: Prepared) -> Resolved:
+    """The requests with their group ids (names resolved once, the groups listing kept for
+    planning), so keys match the journal."""
     return await resolve_group_names(client, prepared.requests)
 
 

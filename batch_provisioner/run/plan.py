@@ -1,8 +1,11 @@
-"""Plan before send: one paginated listing per group, then an action per request.
+"""Plan before send: list what exists (paginated), then an action per request.
 
-A group of 500 rows costs a few list calls, not 500 lookups. A row whose (group_id, schema)
-already exists is ``exists`` and is never sent, which makes a rerun idempotent. A schema taken
-by another service is a ``conflict``.
+What exists is listed once, per group or for the whole account, whichever costs fewer calls
+(the rule is in :mod:`batch_provisioner.run.listing`): a group of 500 rows costs a few list
+calls, not 500 lookups, and 2,000 rows in 2,000 groups cost the account's pages plus the
+groups listing, not 2,000 calls. A row whose (group_id, schema) already exists is ``exists``
+and is never sent, which makes a rerun idempotent. A schema taken by another service is a
+``conflict``.
 
 An existing connection is compared with its row (:mod:`batch_provisioner.run.drift`) as
 ``DriftCheck`` says: ``full`` reads each one (``GET /v1/connections/{id}``, one call per
@@ -18,23 +21,32 @@ import enum
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import polars as pl
 
-from batch_provisioner.api.wire import schema_of
 from batch_provisioner.errors import ApiError, FatalApiError, NotFoundApiError
 from batch_provisioner.models import SERVICE, Action, ActionKind, ConnectionRequest
 from batch_provisioner.run.concurrently import for_each
 from batch_provisioner.run.drift import diff, format_changes
+from batch_provisioner.run.listing import (
+    GroupProblem,
+    Groups,
+    ListingClient,
+    ListingStrategy,
+    list_existing,
+    list_groups_counted,
+)
 from batch_provisioner.sheet.expand import with_group_id
 from batch_provisioner.sheet.read import ROW
 
 if TYPE_CHECKING:
     from batch_provisioner.sheet.load import Prepared
 
+__all__ = ["DriftCheck", "GroupProblem", "Groups", "ListingStrategy", "Plan", "PlanningClient",
+           "Resolved", "list_existing", "make_plan", "plan_frame", "resolve_group_names"]
+
 JSON = dict[str, Any]
-_LIST_CONCURRENCY = 4
 _GET_CONCURRENCY = 8
 
 
@@ -44,20 +56,11 @@ class DriftCheck(enum.StrEnum):
     FULL = "full"
 
 
-class PlanningClient(Protocol):
-    async def list_connections(self, group_id: str) -> list[JSON]: ...
-    async def list_groups(self) -> list[JSON]: ...
+class PlanningClient(ListingClient, Protocol):
+    """What planning asks of the API: the listings (groups, a group's connections, the
+    account's connections, page by page) and, for ``DriftCheck.FULL``, one read each."""
+
     async def get_connection(self, connection_id: str) -> JSON: ...
-
-
-@dataclass(frozen=True)
-class GroupProblem:
-    """Why a row's group could not be used: unknown, ambiguous name, or listing failed."""
-
-    message: str
-    code: str | None = None
-    http_status: int | None = None
-    retriable: bool = False  # a listing or read that failed: a resume plans the row again
 
 
 @dataclass
@@ -66,19 +69,32 @@ class Plan:
     # Row → problem for rows whose group could not be resolved or listed.
     group_problems: dict[int, GroupProblem] = field(default_factory=dict)
     existing: dict[tuple[str, str], JSON] = field(default_factory=dict)
+    # List requests (one a page; a retried page once) planning made, the groups listing of
+    # name resolution included, and which way the connections were listed.
     list_calls: int = 0
+    listing: ListingStrategy | None = None
 
     def count(self, kind: ActionKind) -> int:
         return sum(1 for action in self.actions if action.kind is kind)
 
 
+class Resolved(NamedTuple):
+    """Requests with their group ids, the rows whose name did not resolve, and the groups
+    listing it took (``None`` when every row had a group_id): planning reuses it."""
+
+    requests: list[ConnectionRequest]
+    problems: dict[int, GroupProblem]
+    groups: Groups | None = None
+
+
 async def resolve_group_names(
     client: PlanningClient, requests: Sequence[ConnectionRequest]
-) -> tuple[list[ConnectionRequest], dict[int, GroupProblem]]:
+) -> Resolved:
     """Give every request a group_id; a name matching no group, or several, is a row problem."""
     if all(r.group_id for r in requests):
-        return list(requests), {}
-    groups = await client.list_groups()
+        return Resolved(list(requests), {})
+    listing = await list_groups_counted(client)
+    groups = listing.items
     by_name: dict[str, list[JSON]] = defaultdict(list)
     for group in groups:
         by_name[str(group.get("name", "")).strip().casefold()].append(group)
@@ -105,34 +121,7 @@ async def resolve_group_names(
             problems[request.row] = GroupProblem(
                 f"{len(matches)} groups are named {request.group_name!r}: {ids}; "
                 "use group_id instead", code="Ambiguous_Group")
-    return resolved, problems
-
-
-async def list_existing(
-    client: PlanningClient, group_ids: Sequence[str]
-) -> tuple[dict[str, dict[str, JSON]], dict[str, GroupProblem]]:
-    """schema → connection, per group, listed concurrently; a missing group is a problem."""
-    found: dict[str, dict[str, JSON]] = {}
-    problems: dict[str, GroupProblem] = {}
-
-    async def list_one(group_id: str) -> None:
-        try:
-            items = await client.list_connections(group_id)
-        except FatalApiError:
-            raise
-        except NotFoundApiError as exc:
-            problems[group_id] = GroupProblem(f"group {group_id!r} does not exist",
-                                              exc.code, exc.http_status)
-            return
-        except ApiError as exc:
-            problems[group_id] = GroupProblem(f"listing group {group_id!r} failed: "
-                                              f"{exc.message}", exc.code, exc.http_status,
-                                              retriable=True)
-            return
-        found[group_id] = {schema_of(item): item for item in items if schema_of(item)}
-
-    await for_each(group_ids, list_one, _LIST_CONCURRENCY)
-    return found, problems
+    return Resolved(resolved, problems, listing)
 
 
 def _duplicate_keys(requests: Sequence[ConnectionRequest],
@@ -156,13 +145,23 @@ def _duplicate_keys(requests: Sequence[ConnectionRequest],
 
 
 async def make_plan(client: PlanningClient, requests: Sequence[ConnectionRequest], *,
-                    drift: DriftCheck = DriftCheck.OFF, update: bool = False) -> Plan:
-    """Resolve group names, list each group once, and decide an action for every request."""
-    resolved, problems = await resolve_group_names(client, requests)
+                    drift: DriftCheck = DriftCheck.OFF, update: bool = False,
+                    groups: Groups | None = None,
+                    listing: ListingStrategy | None = None) -> Plan:
+    """Resolve group names, list what exists once, and decide an action for every request.
+
+    ``groups``: the groups listing an earlier name resolution made (reused, and counted in
+    ``list_calls``). ``listing``: force a listing strategy (benchmarks, tests); by default
+    :func:`list_existing` picks the cheaper one.
+    """
+    resolved, problems, listed = await resolve_group_names(client, requests)
+    groups = listed or groups
     problems.update(_duplicate_keys(resolved, problems))
     group_ids = sorted({r.group_id for r in resolved if r.group_id and r.row not in problems})
-    existing, group_errors = await list_existing(client, group_ids)
-    plan = Plan(group_problems=problems, list_calls=len(group_ids))
+    listed_now = await list_existing(client, group_ids, groups=groups, strategy=listing)
+    existing, group_errors = listed_now.found, listed_now.problems
+    plan = Plan(group_problems=problems, listing=listed_now.strategy,
+                list_calls=listed_now.calls + (groups.calls if groups else 0))
     found: list[tuple[ConnectionRequest, JSON]] = []
     for request in resolved:
         if request.row in problems:
