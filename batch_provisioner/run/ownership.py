@@ -21,24 +21,59 @@ doubt, and removes it when its outcome shows it sent nothing that landed; rollba
 with the connection. Another run finding the file of a run that has the key in doubt does not
 send, and reports the key ``conflict`` (resume that run first); a holder that settled the key
 is taken over.
+
+Reservations are a group commit (``Reservations.areserve`` and ``asettle``, what the runner's
+workers await): the requests that come in while a batch is being served wait for the next one,
+whose leader takes the lock once, decides its requests in the order they came exactly as lone
+``reserve`` and ``release`` calls one after the other would (``blocked_by``, ``not_ours``), puts
+their files in place, makes them durable, lets the lock go and only then answers each request,
+in one worker-thread hop for the batch. An error writing (``OutputError``) reaches every request
+of the batch: none of them got what it asked for.
+
+Durable means that a key's file survives a kill -9, for which a name in place is enough (the
+page cache survives), and a machine crash, for which the file's contents and its name must both
+be on disk. A run writes its record (``{"run_id", "t"}``) once, to a fresh file
+``.<run_id>.record``, and fsyncs it; every key the run takes becomes a hard link to that file (a
+file in the way, a settled holder's, is replaced by a link under a spare name renamed over it,
+so a name always shows a whole record, the old one or the new); and one fsync of the folder per
+batch makes the batch's new names durable. That is the guarantee the per-key write gave before
+(a fresh file fsynced, renamed into place, the folder fsynced), since a link, like that rename,
+only adds a name for a file whose contents are on disk already; the fsync that cannot be shared
+between keys, one of each key's own file, is gone, so a batch costs one fsync however many keys
+it has (the per-key write cost two a key). Every key still has its own file, found by its name in
+O(1), holding a record that older code reads (it reads ``run_id``; the key is the name, a digest
+of group_id and schema, which the record no longer repeats, and ``t`` is when the run made its
+record). A run's files share their contents, so no claims file is ever written in place: every
+writer, older code too, writes a fresh file and renames it over the old. The record file is
+left in place after the run (one per run id, read by nobody). On a filesystem without hard
+links, each key's record goes to its own fresh file, each fsynced, each renamed into place, and
+the folder is fsynced once.
+
+A released key's file is removed without an fsync: a removal lost in a crash leaves the key held
+by a run whose journal settled it (the outcome is journaled before the release), and such a
+holder is taken over.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
+
 from batch_provisioner.errors import OutputError
 from batch_provisioner.models import Outcome, Status
-from batch_provisioner.report.files import ensure_dir, write_text
+from batch_provisioner.report.files import ensure_dir
 from batch_provisioner.run.drift import diff, format_changes
 from batch_provisioner.run.journal import JOURNAL_NAME, JournalState, Key, load, now_iso
 
@@ -47,6 +82,9 @@ from batch_provisioner.run.journal import JOURNAL_NAME, JournalState, Key, load,
 #: a clock far ahead of the API's makes our own lost creates ``exists``, never a false claim).
 CLOCK_SKEW_SECONDS = 1.0
 CLAIMS_DIR = ".claims"
+#: ``link`` failing so: the filesystem (or its mount) has no hard links.
+_NO_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS,
+                       errno.EXDEV})
 
 
 def parse_time(text: object) -> datetime | None:
@@ -104,12 +142,42 @@ class Reservation:
     not_ours: frozenset[str] = frozenset()
 
 
+@dataclass(eq=False)
+class _Request:
+    """One reserve (or release) of a key, waiting for the batch that serves it."""
+
+    key: Key
+    release: bool = False
+    done: anyio.Event | None = None  # set when served, or when made the next leader
+    result: Reservation | None = None
+    error: Exception | None = None
+    served: bool = False  # answered (``result`` or ``error``): the batch's lock is released
+    lead: bool = False  # made the leader of the next batch
+
+
+@dataclass
+class _Changes:
+    """What one batch decided, key by key, in the order its requests came in."""
+
+    holders: dict[Key, str | None] = field(default_factory=dict)  # as the batch leaves them
+    ours: dict[Key, bool] = field(default_factory=dict)  # True: write our file, False: remove
+
+    def take(self, key: Key, run_id: str | None) -> None:
+        self.holders[key] = run_id
+        self.ours[key] = run_id is not None
+
+
 class Reservations:
     """Per-key reservations of one reports dir (see the module docstring).
 
     Every change happens under one ``flock`` of ``.claims/lock``, so two runs can never both
     take a key. A run writes its ``start`` record (fsynced) before it reserves, so a holder
     that has not settled its key is always visible as "in doubt" in its own journal.
+
+    ``areserve`` and ``asettle`` are a group commit (see the module docstring): the requests
+    of one event loop that arrive while a batch is being served are served together by the
+    next, in one worker thread, under one lock. ``reserve``, ``settle`` and ``release`` serve
+    one request at once, from any thread.
     """
 
     def __init__(self, reports_dir: Path, run_id: str) -> None:
@@ -117,6 +185,10 @@ class Reservations:
         self.folder = reports_dir / CLAIMS_DIR
         self.run_id = run_id
         self._journals: dict[str, tuple[tuple[int, int], JournalState]] = {}
+        self._queue: list[_Request] = []  # waiting for the next batch
+        self._leading = False  # a batch is being served (or its leader is about to serve it)
+        self._links = True  # False once the filesystem refused a hard link
+        self._record_id: tuple[int, int] | None = None  # (device, inode) of the run's record
 
     def _path(self, key: Key) -> Path:
         digest = hashlib.sha256("\0".join(key).encode()).hexdigest()[:32]
@@ -124,17 +196,24 @@ class Reservations:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        ensure_dir(self.folder)
+        path = self.folder / "lock"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
         try:
-            opened = (self.folder / "lock").open("a")
-        except OSError as exc:  # a full disk or a read-only folder: the run stops (exit 2/4)
-            raise OutputError.from_os_error(self.folder / "lock", exc) from None
-        with opened as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            fd = os.open(path, flags, 0o666)
+        except OSError:  # no folder yet (or none can be made: ensure_dir says why)
+            ensure_dir(self.folder)
+            try:
+                fd = os.open(path, flags, 0o666)
+            except OSError as exc:  # a full disk, a read-only folder: the run stops (2/4)
+                raise OutputError.from_os_error(path, exc) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 yield
             finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     def reserve(self, key: Key) -> Reservation:
         """Take the key for this run (the caller's listing showed it absent), unless another
@@ -145,20 +224,40 @@ class Reservations:
         since, or made on another API target), the key is free too, and that connection's id
         is returned so that this run never claims it (see ``Reservation.not_ours``).
         """
-        with self._locked():
-            holder = self.holder(key)
-            if holder is None or holder == self.run_id:
-                if holder is None:
-                    self._write(key)
-                return Reservation()
-            state = self._journal_of(holder)
-            if key in state.started:
-                return Reservation(blocked_by=holder)
-            final = state.final(key)
-            self._write(key)
-            if final is not None and final.status is Status.CREATED and final.connection_id:
-                return Reservation(not_ours=frozenset({final.connection_id}))
-            return Reservation()
+        return self._served_now(_Request(key))
+
+    async def areserve(self, key: Key) -> Reservation:
+        """``reserve``, served in a batch with the other requests waiting at the time; it
+        returns once the key's file is durable (``OutputError`` for every request of a batch
+        that could not be written)."""
+        return await self._served(_Request(key))
+
+    def release(self, key: Key) -> None:
+        """Give the key back if this run holds it."""
+        self._served_now(_Request(key, release=True))
+
+    def settle(self, key: Key | None, outcome: Outcome) -> None:
+        """Keep the reservation while the key is ours or in doubt; release it otherwise."""
+        if _keeps(key, outcome):
+            return
+        assert key is not None
+        self.release(key)
+
+    async def asettle(self, key: Key | None, outcome: Outcome) -> None:
+        """``settle``, served in a batch like ``areserve`` (at once when the key is kept)."""
+        if _keeps(key, outcome):
+            return
+        assert key is not None
+        await self._served(_Request(key, release=True))
+
+    def holder(self, key: Key) -> str | None:
+        """The run whose file the key has; None when it has none (or an unreadable one)."""
+        try:
+            data = json.loads(_read(self._path(key)))
+        except (OSError, ValueError):
+            return None
+        run_id = data.get("run_id") if isinstance(data, dict) else None
+        return str(run_id) if run_id else None
 
     def _journal_of(self, run_id: str) -> JournalState:
         """The holder's journal, re-read only when the file changed since the last read: many
@@ -175,27 +274,243 @@ class Reservations:
             self._journals[run_id] = cached
         return cached[1]
 
-    def _write(self, key: Key) -> None:
-        record = {"run_id": self.run_id, "group_id": key[0], "schema": key[1], "t": now_iso()}
-        write_text(self._path(key), json.dumps(record))  # atomic and fsynced
+    # -- the group commit ----------------------------------------------------------------
 
-    def holder(self, key: Key) -> str | None:
+    def _served_now(self, request: _Request) -> Reservation:
+        self._commit([request])
+        return _answer(request)
+
+    async def _served(self, request: _Request) -> Reservation:
+        """Queue ``request``; the first to find no batch under way leads: it serves everything
+        queued by then in one thread hop, answers each, and makes the first request queued
+        meanwhile the next leader (so no caller waits for more than the batch after its own).
+        """
+        request.done = anyio.Event()
+        self._queue.append(request)
+        if not self._leading:  # lead, after one checkpoint: the tasks ready now queue theirs
+            self._leading = request.lead = True
+            request.done.set()
         try:
-            data = json.loads(self._path(key).read_text("utf-8"))
-        except (OSError, ValueError):
-            return None
-        run_id = data.get("run_id") if isinstance(data, dict) else None
-        return str(run_id) if run_id else None
+            await request.done.wait()
+        except BaseException:  # cancelled: a request not taken yet is dropped
+            self._drop(request)
+            raise
+        if request.served:
+            return _answer(request)
+        batch, self._queue = self._queue, []
+        try:
+            await anyio.to_thread.run_sync(self._commit, batch)
+        finally:  # cancelled before the thread started: the others go to the next leader
+            self._queue[:0] = [r for r in batch if not r.served and r is not request]
+            for each in batch:
+                if each.served and each.done is not None:
+                    each.done.set()
+            self._pass_lead()
+        return _answer(request)
 
-    def release(self, key: Key) -> None:
-        """Give the key back if this run holds it."""
-        with self._locked():
-            if self.holder(key) == self.run_id:
-                with contextlib.suppress(FileNotFoundError):
-                    self._path(key).unlink()
+    def _pass_lead(self) -> None:
+        if self._queue:
+            first = self._queue[0]
+            first.lead = True
+            assert first.done is not None
+            first.done.set()
+        else:
+            self._leading = False
 
-    def settle(self, key: Key | None, outcome: Outcome) -> None:
-        """Keep the reservation while the key is ours or in doubt; release it otherwise."""
-        if key is None or outcome.status is Status.CREATED or outcome.in_doubt:
-            return
-        self.release(key)
+    def _drop(self, request: _Request) -> None:
+        """A cancelled caller's request, unless a batch has it already (then it is served and
+        the answer unread: a reservation made is kept, as a kill would keep it)."""
+        if any(r is request for r in self._queue):
+            self._queue.remove(request)
+            if request.lead:
+                self._pass_lead()
+
+    def _commit(self, batch: Sequence[_Request]) -> None:
+        """Serve ``batch`` under one lock: decide each request in order (as if one after the
+        other), make the batch's changes durable, then mark every request served. An error in
+        one decision (an unreadable journal of another run) is that request's; an error
+        writing (``OutputError``) is every request's: none of them got what it asked for."""
+        try:
+            with self._locked():
+                changes = _Changes()
+                for request in batch:
+                    try:
+                        request.result = self._decide(request, changes)
+                    except Exception as exc:  # that request's alone, as it is today
+                        request.error = exc
+                self._make_durable(changes)
+        except Exception as exc:  # reaches every caller of the batch
+            for request in batch:
+                request.result, request.error = None, exc
+        finally:
+            for request in batch:
+                request.served = True
+
+    def _decide(self, request: _Request, changes: _Changes) -> Reservation:
+        key = request.key
+        holder = changes.holders[key] if key in changes.holders else self.holder(key)
+        if request.release:
+            if holder == self.run_id:
+                changes.take(key, None)
+            return Reservation()
+        if holder == self.run_id:
+            return Reservation()
+        not_ours: frozenset[str] = frozenset()
+        if holder is not None:
+            state = self._journal_of(holder)
+            if key in state.started:
+                return Reservation(blocked_by=holder)
+            final = state.final(key)
+            if final is not None and final.status is Status.CREATED and final.connection_id:
+                not_ours = frozenset({final.connection_id})
+        changes.take(key, self.run_id)
+        return Reservation(not_ours=not_ours)
+
+    def _make_durable(self, changes: _Changes) -> None:
+        """Put the batch's files in place, durable before any request is answered: a name
+        for each key taken, linked to this run's record, then one fsync of the folder (the
+        module docstring says why that is enough). Released keys' files are removed without
+        an fsync: a removal lost in a crash leaves the key held by a run whose journal settled
+        it, and such a holder is taken over."""
+        writes = [key for key, ours in changes.ours.items() if ours]
+        if writes and self._links:
+            writes = self._link_all(writes)
+        self._write_each(writes)
+        if any(changes.ours.values()):
+            try:
+                _fsync_folder(self.folder)
+            except OSError as exc:
+                raise OutputError.from_os_error(self.folder, exc) from None
+        for key, ours in changes.ours.items():
+            if not ours:
+                path = self._path(key)
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError as exc:
+                    raise OutputError.from_os_error(path, exc) from None
+
+    def _link_all(self, keys: Sequence[Key]) -> list[Key]:
+        """Each key's name made a link to this run's record; the keys left for
+        ``_write_each`` when the filesystem has no hard links."""
+        source = self._record_file()
+        path = source
+        try:
+            for index, key in enumerate(keys):
+                path = self._path(key)
+                try:
+                    _link(source, path)
+                except OSError as exc:
+                    if exc.errno == errno.EMLINK:  # as many names as a file may have: anew
+                        source = self._record_file(renew=True)
+                        _link(source, path)
+                    elif exc.errno in _NO_LINKS:
+                        self._links = False  # one file per key from now on
+                        return list(keys[index:])
+                    else:
+                        raise
+        except OSError as exc:  # a full disk, a read-only folder: the run stops (exit 2/4)
+            raise OutputError.from_os_error(path, exc) from None
+        return []
+
+    def _record_file(self, *, renew: bool = False) -> Path:
+        """``.<run_id>.record``: this run's record, written to a fresh file and fsynced once,
+        then linked under the name of every key the run takes. Made anew when it is not the
+        file this object made (never written into: keys may be links to it)."""
+        source = self.folder / f".{self.run_id}.record"
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                stamp = os.stat(source)
+                if not renew and (stamp.st_dev, stamp.st_ino) == self._record_id:
+                    return source
+            source.unlink(missing_ok=True)
+            record = {"run_id": self.run_id, "t": now_iso()}
+            _write_synced(source, json.dumps(record).encode(), fresh=True)
+            stamp = os.stat(source)
+        except OSError as exc:
+            raise OutputError.from_os_error(source, exc) from None
+        self._record_id = (stamp.st_dev, stamp.st_ino)
+        return source
+
+    def _write_each(self, keys: Sequence[Key]) -> None:
+        """Each key's record to its own temporary file, each fsynced, then each renamed into
+        place (the folder's fsync follows)."""
+        placed: list[tuple[Path, Path]] = []
+        path = self.folder
+        try:
+            for key in keys:
+                path = self._path(key)
+                temporary = path.with_name(f".{path.name}.tmp")
+                placed.append((temporary, path))
+                _write_synced(temporary, self._record(key))
+            for temporary, path in placed:
+                os.replace(temporary, path)
+        except OSError as exc:  # a full disk, a read-only folder: the run stops (exit 2/4)
+            for temporary, _ in placed:
+                with contextlib.suppress(OSError):
+                    temporary.unlink(missing_ok=True)
+            raise OutputError.from_os_error(path, exc) from None
+
+    def _record(self, key: Key) -> bytes:
+        record = {"run_id": self.run_id, "group_id": key[0], "schema": key[1], "t": now_iso()}
+        return json.dumps(record).encode()
+
+
+def _keeps(key: Key | None, outcome: Outcome) -> bool:
+    """Whether settling keeps the key's reservation: no key, or the key ours or in doubt."""
+    return key is None or outcome.status is Status.CREATED or outcome.in_doubt
+
+
+def _answer(request: _Request) -> Reservation:
+    """The served request's reservation, or its error raised (each caller its own copy of
+    a batch's ``OutputError``)."""
+    error = request.error
+    if isinstance(error, OutputError):
+        raise OutputError(error.message, path=error.path, sent=error.sent) from None
+    if error is not None:
+        raise error
+    assert request.result is not None
+    return request.result
+
+
+def _read(path: Path) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65_536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _write_synced(path: Path, data: bytes, *, fresh: bool = False) -> None:
+    """Create (or truncate; ``fresh``: only create) ``path``, write ``data``, fsync it."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_EXCL if fresh else os.O_TRUNC)
+    fd = os.open(path, flags, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _link(source: Path, path: Path) -> None:
+    """``path`` becomes a name of ``source``'s file; a file in its way is replaced at once (a
+    link under a spare name, renamed over it), so ``path`` always shows a whole record."""
+    try:
+        os.link(source, path)
+    except FileExistsError:  # a settled holder's record, or an unreadable one
+        spare = path.with_name(f".{path.name}.link")
+        spare.unlink(missing_ok=True)
+        os.link(source, spare)
+        os.replace(spare, path)
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -124,8 +124,7 @@ class Runner:
                     if self.journal is not None:
                         await self.journal.aoutcome(outcome)
                     if self.reservations is not None and action.kind is ActionKind.CREATE:
-                        await anyio.to_thread.run_sync(self.reservations.settle,
-                                                       action.request.key, outcome)
+                        await self.reservations.asettle(action.request.key, outcome)
                     self.on_outcome(outcome)
 
         try:
@@ -175,7 +174,7 @@ class Runner:
         """Hold the key's reservation (after the start record is durable); or who holds it."""
         if self.reservations is None:
             return Reservation()
-        return await anyio.to_thread.run_sync(self.reservations.reserve, action.request.key)
+        return await self.reservations.areserve(action.request.key)
 
     async def _create(self, action: Action, log: Any, started: str,
                       not_ours: frozenset[str] = frozenset()) -> Outcome:
