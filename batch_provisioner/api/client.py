@@ -17,6 +17,7 @@ import functools
 import math
 import random
 import ssl
+import urllib.request
 from base64 import b64encode
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -136,36 +137,31 @@ class FivetranClient:
             REDACTOR.add_all((credentials.api_key, credentials.api_secret,
                               b64encode(basic).decode()))
         timeouts = self._settings.timeouts
-        # Several small pools, not one big one: httpcore checks every pooled connection on
-        # each request, so its cost grows with the pool; 8 connections a pool keep it flat.
-        # An injected transport (tests) is one pool: it is the whole network there.
+        # Requests go straight to httpx's transports (its connection pools): the client layer
+        # (URL merging, auth flow, cookies, redirects, hooks) cost as much CPU per request as
+        # the transport itself, and this client needs none of it. Several small pools, not one
+        # big one: httpcore checks every pooled connection on each request, so its cost grows
+        # with the pool; 8 connections a pool keep it flat. An injected transport (tests) is
+        # one pool: it is the whole network there.
         cap = self._settings.in_flight_cap
         pools = 1 if transport is not None else max(1, math.ceil(cap / POOL_CONNECTIONS))
         per_pool = math.ceil(cap / pools)
-        self._pools = [
-            httpx.AsyncClient(
-                base_url=api_base(credentials.base_url),
-                # Basic auth as a fixed header: the same bytes as httpx.BasicAuth, without an
-                # auth flow per request (a third of httpx's own cost per request here).
-                headers={
-                    "Accept": "application/json;version=2",
-                    "User-Agent": f"batch-provisioner/{VERSION}",
-                    "Authorization": f"Basic {b64encode(basic).decode()}",
-                },
-                timeout=httpx.Timeout(
-                    connect=timeouts.connect,
-                    read=timeouts.read,
-                    write=timeouts.write,
-                    pool=timeouts.pool,
-                ),
-                limits=httpx.Limits(max_connections=per_pool,
-                                    max_keepalive_connections=per_pool),
-                transport=transport,
-                follow_redirects=False,
-                verify=_tls_context(),
-            )
-            for _ in range(pools)
-        ]
+        self._base = api_base(credentials.base_url)
+        # Basic auth as a fixed header: the same bytes httpx.BasicAuth sends.
+        self._headers = httpx.Headers({
+            "Accept": "application/json;version=2",
+            "User-Agent": f"batch-provisioner/{VERSION}",
+            "Authorization": f"Basic {b64encode(basic).decode()}",
+        })
+        self._timeout = httpx.Timeout(connect=timeouts.connect, read=timeouts.read,
+                                      write=timeouts.write, pool=timeouts.pool).as_dict()
+        self._pools: list[httpx.AsyncBaseTransport] = (
+            [transport] if transport is not None else [
+                httpx.AsyncHTTPTransport(
+                    verify=_tls_context(), proxy=_proxy_for(self._base),
+                    limits=httpx.Limits(max_connections=per_pool,
+                                        max_keepalive_connections=per_pool))
+                for _ in range(pools)])
         self._busy = [0] * pools  # requests in flight per pool
         self.stats = ClientStats()
         self._opened = self._gate.now()
@@ -177,8 +173,6 @@ class FivetranClient:
         return self._gate
 
     async def __aenter__(self) -> Self:
-        for pool in self._pools:
-            await pool.__aenter__()
         return self
 
     async def __aexit__(
@@ -368,9 +362,7 @@ class FivetranClient:
             index = self._busy.index(min(self._busy))  # the least busy pool
             self._busy[index] += 1
             try:
-                response = await self._pools[index].request(
-                    method, path, params=params, json=dict(body) if body is not None else None
-                )
+                response = await self._request(self._pools[index], method, path, params, body)
             except _NOT_SENT as exc:
                 slot.strain = True  # refused, or no place in the pool: the server is strained
                 slot.not_sent()
@@ -405,6 +397,20 @@ class FivetranClient:
             slot.strain = response.status_code >= 500
             self._observe_rate_headers(response, slot.sent_at)
             return self._answer(method, path, response, idempotent, _redactor_for(body))
+
+    async def _request(self, pool: httpx.AsyncBaseTransport, method: str, path: str,
+                       params: Mapping[str, str] | None, body: Mapping[str, Any] | None
+                       ) -> httpx.Response:
+        """One request through ``pool``, its body read in full (httpx errors propagate)."""
+        request = httpx.Request(method, self._base + path, params=params, headers=self._headers,
+                                json=dict(body) if body is not None else None,
+                                extensions={"timeout": self._timeout})
+        response = await pool.handle_async_request(request)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
 
     def _answer(
         self,
@@ -468,6 +474,17 @@ class FivetranClient:
         remaining = header_int(response, "x-rate-limit-remaining")
         if limit is not None or remaining is not None:
             self._gate.observe_headers(limit, remaining, sent_at)
+
+
+def _proxy_for(base: str) -> httpx.Proxy | None:
+    """The proxy the environment names for ``base`` (``HTTPS_PROXY``, ``HTTP_PROXY``,
+    ``ALL_PROXY``, minus ``NO_PROXY``), as httpx's client would pick it; None for none."""
+    url = httpx.URL(base)
+    found = urllib.request.getproxies()
+    proxy = found.get(url.scheme) or found.get("all")
+    if not proxy or urllib.request.proxy_bypass(url.host):
+        return None
+    return httpx.Proxy(proxy if "://" in proxy else f"http://{proxy}")
 
 
 @functools.cache
