@@ -154,8 +154,10 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        rows = load(write_sheet(tmp / "rows.csv", args.rows, connect_card_every=10))
-        subset = load(write_sheet(tmp / "subset.csv", args.sequential_rows, prefix="seq"))
+        rows = load(write_sheet(tmp / "rows.csv", args.rows, connect_card_every=10,
+                                distinct_secrets=True))
+        subset = load(write_sheet(tmp / "subset.csv", args.sequential_rows, prefix="seq",
+                                  distinct_secrets=True))
         figures: dict[str, Any] = {"rows": args.rows}
         figures["a_ours_no_faults"] = ours(rows, tmp, "a")
         figures["b_ours_with_faults"] = ours(rows, tmp, "b", faults=FAULTS, seed=7, slow_ms=1500)
@@ -182,7 +184,7 @@ def main() -> None:
 def quick(n: int, cases: set[str]) -> None:
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        rows = load(write_sheet(tmp / "rows.csv", n, connect_card_every=10))
+        rows = load(write_sheet(tmp / "rows.csv", n, connect_card_every=10, distinct_secrets=True))
         if "a" in cases:
             print("a", ours(rows, tmp, "a"))
         if "d" in cases:
