@@ -15,6 +15,9 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 MASK = "******"
@@ -26,52 +29,111 @@ SECRET_KEYS = frozenset({
 #: A text cell starting with one of these could run as a formula in a spreadsheet.
 FORMULA_PREFIX = r"^[=+\-@\t\r]"
 NEUTRALISER = "'"
-_MIN_SECRET_LEN = 4
+_MIN_SECRET_LEN = 4  # shorter forms are not registered: they would mask ordinary words
+#: A value JSON quotes unchanged (printable ASCII but `"` and `\`), with no blank at either end:
+#: its only echo form is itself.
+_PLAIN = re.compile(r'(?:[!#-\[\]-~](?:[ !#-\[\]-~]*[!#-\[\]-~])?)?')
+#: A secret is indexed by this many of its first characters (all of it when shorter): enough
+#: that random tokens rarely share a key with ordinary text, few enough to compile fast.
+_KEY_LEN = 6
+#: New keys are looked for with ``str.find`` until this many wait; then they are compiled.
+_LOOSE_MAX = 16
+#: A new chunk absorbs the one before it unless that one is more than this many times larger,
+#: so chunk sizes grow geometrically: O(log n) chunks, each key recompiled O(log n) times.
+_MERGE_RATIO = 2
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """Some of the registered keys, compiled into one prefilter: their trie as a regex that
+    consumes a key's first character and looks ahead for the rest, so that it finds
+    overlapping starts and ``re`` can skip ahead on the first characters."""
+
+    keys: tuple[str, ...]
+    pattern: re.Pattern[str]
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """Where to look for keys: the compiled chunks and the keys not compiled yet. Compiling
+    swaps in a new scan (``loose`` is only ever appended to, under the lock), so a scrub in
+    another thread sees every key that was registered before it began, once."""
+
+    chunks: tuple[_Chunk, ...] = ()
+    loose: list[str] = field(default_factory=list)
 
 
 class Redactor:
     """A set of known secret values; ``scrub`` masks every one of them in any text.
 
-    The pattern is compiled lazily, once per change of the set, not once per ``add``: a sheet
-    whose rows each bring their own token adds hundreds of values before anything is scrubbed.
+    Every registered form is indexed by its key, its first ``_KEY_LEN`` characters
+    (``_lengths``: key -> the lengths of the forms that start with it, longest first). The
+    places where a key starts are found by a few compiled prefilters (``_Chunk``) and, for
+    the last few keys added, by ``str.find``; a set lookup per candidate length then confirms
+    the longest form there. Overlapping matches are masked as one span, so a secret that
+    contains or overlaps another one is masked whole.
+
+    The cost stays n log n in the number of distinct secrets however ``add`` and ``scrub``
+    interleave: a form whose key is known compiles nothing; a new key waits among the loose
+    ones, and once ``_LOOSE_MAX`` wait (or at the first scrub after a bulk add) they become one
+    chunk, which absorbs smaller chunks the way a binary counter carries (``_MERGE_RATIO``).
+    ``compilations`` and ``compiled_keys`` count that work. ``scrub`` may run in worker threads
+    while another thread adds: it reads snapshots and takes the lock only to compile.
     """
 
     def __init__(self) -> None:
-        self._values: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
-        self._dirty = False
         self._lock = threading.Lock()
+        self._forms: set[str] = set()
+        self._lengths: dict[str, tuple[int, ...]] = {}
+        self._key_lens: tuple[int, ...] = ()  # the distinct key lengths, longest first
+        self._scan = _Scan()
+        self.compilations = 0  # patterns compiled, ever (not reset by clear or scoped)
+        self.compiled_keys = 0  # keys in them, summed
 
     def add(self, value: str) -> None:
         """Register one secret value, in every form an API could echo it (``echo_forms``);
         forms shorter than 4 characters are ignored."""
-        if value in self._values:
+        if value in self._forms:
             return
         forms = [form for form in echo_forms(value) if len(form) >= _MIN_SECRET_LEN]
         if not forms:
             return
         with self._lock:
-            self._values.update(forms)
-            self._dirty = True
+            for form in forms:
+                if form not in self._forms:
+                    self._index(form)
+
+    def _index(self, form: str) -> None:
+        self._forms.add(form)
+        key = form[:_KEY_LEN]
+        known = self._lengths.get(key)
+        if known is None:
+            self._lengths[key] = (len(form),)
+            if len(key) not in self._key_lens:
+                self._key_lens = tuple(sorted((*self._key_lens, len(key)), reverse=True))
+            self._scan.loose.append(key)
+        elif len(form) not in known:
+            self._lengths[key] = tuple(sorted((*known, len(form)), reverse=True))
 
     def add_all(self, values: Iterable[str]) -> None:
         for value in values:
             self.add(value)
 
-    def _compiled(self) -> re.Pattern[str] | None:
-        if self._dirty:
-            with self._lock:
-                if self._dirty:
-                    ordered = sorted(self._values, key=len, reverse=True)
-                    self._pattern = (re.compile("|".join(re.escape(v) for v in ordered))
-                                     if ordered else None)
-                    self._dirty = False
-        return self._pattern
-
     def scrub(self, text: str) -> str:
         """``text`` with every known secret replaced by ``MASK``."""
-        pattern = self._compiled()
-        return pattern.sub(MASK, text) if pattern is not None else text
+        scan = self._compiled()
+        if not _may_hold(text, scan):  # most texts: one search per chunk, in C
+            return text
+        spans = self._spans(text, scan)
+        if not spans:
+            return text
+        out: list[str] = []
+        done = 0
+        for start, end in spans:
+            out += (text[done:start], MASK)
+            done = end
+        out.append(text[done:])
+        return "".join(out)
 
     def scrub_value(self, value: Any) -> Any:
         """Scrub strings inside any JSON-like value; secret-named keys are masked whole."""
@@ -87,29 +149,139 @@ class Redactor:
         return value
 
     def __contains__(self, text: object) -> bool:
-        pattern = self._compiled()
-        return isinstance(text, str) and pattern is not None and bool(pattern.search(text))
+        if not isinstance(text, str):
+            return False
+        scan = self._compiled()
+        return _may_hold(text, scan) and bool(self._spans(text, scan, first=True))
 
     def __bool__(self) -> bool:
-        return self._compiled() is not None
+        return bool(self._forms)
+
+    def keys(self) -> list[str]:
+        """Every registered form begins with one of these (its first ``_KEY_LEN`` characters,
+        or all of it): a text that contains none holds no secret. For vectorised prefilters
+        (``report/scrub.py``), which then ``scrub`` only what they flag."""
+        with self._lock:
+            return list(self._lengths)
 
     def clear(self) -> None:
         with self._lock:
-            self._values.clear()
-            self._pattern = None
-            self._dirty = False
+            self._forms, self._lengths, self._key_lens, self._scan = set(), {}, (), _Scan()
 
     @contextmanager
     def scoped(self) -> Iterator[Redactor]:
         """Values added inside the block are forgotten after it (for tests and fuzzing)."""
         with self._lock:
-            saved = set(self._values)
+            scan = self._scan
+            saved = (set(self._forms), dict(self._lengths), self._key_lens, scan.chunks,
+                     list(scan.loose))
         try:
             yield self
         finally:
             with self._lock:
-                self._values = saved
-                self._dirty = True
+                self._forms, self._lengths, self._key_lens = saved[:3]
+                self._scan = _Scan(saved[3], list(saved[4]))
+
+    def _spans(self, text: str, scan: _Scan, *, first: bool = False) -> list[tuple[int, int]]:
+        """The (start, end) of every known secret in ``text``, overlapping ones joined, in
+        order; with ``first``, at most the first one found."""
+        lengths, forms, key_lens, size = self._lengths, self._forms, self._key_lens, len(text)
+        starts: list[int] = []
+        for chunk in scan.chunks:
+            starts += [hit.start() for hit in chunk.pattern.finditer(text)]
+        for key in scan.loose:
+            start = text.find(key)
+            while start >= 0:
+                starts.append(start)
+                start = text.find(key, start + 1)
+        found: list[tuple[int, int]] = []
+        for start in sorted(starts) if len(scan.chunks) + len(scan.loose) > 1 else starts:
+            end = _longest(text, start, key_lens, lengths, forms, size)
+            if end:
+                found.append((start, end))
+                if first:
+                    break
+        return _joined(found)
+
+    def _compiled(self) -> _Scan:
+        """The scan, with its loose keys compiled into a chunk first once ``_LOOSE_MAX`` wait
+        (a sheet's secrets, registered at once, become one chunk at the first scrub)."""
+        scan = self._scan
+        if len(scan.loose) < _LOOSE_MAX:
+            return scan
+        with self._lock:
+            scan = self._scan
+            if len(scan.loose) >= _LOOSE_MAX:
+                chunks = [*scan.chunks, self._chunk(tuple(scan.loose))]
+                while (len(chunks) > 1 and len(chunks[-2].keys)
+                       <= _MERGE_RATIO * len(chunks[-1].keys)):
+                    last = chunks.pop()
+                    chunks[-1] = self._chunk(chunks[-1].keys + last.keys)
+                scan = self._scan = _Scan(tuple(chunks))
+        return scan
+
+    def _chunk(self, keys: tuple[str, ...]) -> _Chunk:
+        self.compilations += 1
+        self.compiled_keys += len(keys)
+        return _Chunk(keys, re.compile(_trie_pattern(keys)))
+
+
+def _may_hold(text: str, scan: _Scan) -> bool:
+    """Whether a key of ``scan`` occurs in ``text`` (a secret may start there)."""
+    for chunk in scan.chunks:
+        if chunk.pattern.search(text):
+            return True
+    for key in scan.loose:  # noqa: SIM110 - a plain loop: this runs for every scrubbed string
+        if key in text:
+            return True
+    return False
+
+
+def _longest(text: str, start: int, key_lens: tuple[int, ...],
+             lengths: dict[str, tuple[int, ...]], forms: set[str], size: int) -> int:
+    """The end of the longest known form at ``start`` in ``text``, or 0."""
+    for key_len in key_lens:
+        for length in lengths.get(text[start:start + key_len], ()):
+            if start + length <= size and text[start:start + length] in forms:
+                return start + length
+    return 0
+
+
+def _joined(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted spans with the overlapping ones joined (adjacent ones stay apart)."""
+    joined: list[tuple[int, int]] = []
+    for start, end in spans:
+        if joined and start < joined[-1][1]:
+            if end > joined[-1][1]:
+                joined[-1] = (joined[-1][0], end)
+        else:
+            joined.append((start, end))
+    return joined
+
+
+def _trie_pattern(keys: Iterable[str]) -> str:
+    """A regex that matches one character where one of ``keys`` starts (and looks ahead for
+    the rest), shaped as their trie: a position costs a few character tests, not one per key."""
+    parts = []
+    for char, group in groupby(sorted(set(keys)), key=itemgetter(0)):
+        rest = _rest(list(group), 1)
+        parts.append(re.escape(char) + (f"(?={rest})" if rest else ""))
+    return _alternatives(parts)
+
+
+def _rest(keys: list[str], depth: int) -> str:
+    """What must follow ``depth`` shared characters to complete one of ``keys`` (sorted,
+    distinct); "" once one of them is complete."""
+    if len(keys) == 1 or len(keys[0]) == depth:  # one key left, or the shortest one complete
+        return re.escape(keys[0][depth:])
+    if all(len(key) == depth + 1 for key in keys):
+        return f"[{''.join(re.escape(key[depth]) for key in keys)}]"
+    return _alternatives([re.escape(char) + _rest(list(group), depth + 1)
+                          for char, group in groupby(keys, key=itemgetter(depth))])
+
+
+def _alternatives(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else f"(?:{'|'.join(parts)})"
 
 
 def echo_forms(value: str) -> set[str]:
@@ -117,6 +289,8 @@ def echo_forms(value: str) -> set[str]:
     whitespace, and JSON-escaped (``\\n``, ``\\"``, ``\\\\``; with and without ``\\u00e9``
     escapes) as a message that embeds the request body shows it. At most six, usually one:
     the redactor's cost stays linear in the number of secrets."""
+    if _PLAIN.fullmatch(value):  # most tokens: JSON leaves them as they are
+        return {value}
     forms: set[str] = set()
     for base in {value, value.strip()}:
         forms.update((base, json.dumps(base)[1:-1], json.dumps(base, ensure_ascii=False)[1:-1]))

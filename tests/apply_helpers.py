@@ -7,6 +7,7 @@ import csv
 import functools
 import http.server
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -26,27 +27,48 @@ from batch_provisioner.sheet.secrets import SecretContext
 TOKEN = "tt-token-0123456789-do-not-leak"
 ENV = {"TT_TOKEN": TOKEN}
 GROUPS = ("decent_dropsy", "happy_harbor", "quiet_quasar")
+TOKENS_DIR = "tokens"  # next to the sheet: where distinct_secrets puts each row's token file
 HEADER = ["group_id", "schema", "sync_mode", "accounts", "access_token", "redirect_uri",
           "sync_frequency", "client_ref"]
 
 
 def write_sheet(path: Path, n: int, *, connect_card_every: int = 0, prefix: str = "tt",
-                groups: tuple[str, ...] = GROUPS) -> Path:
-    """``n`` valid rows spread over ``groups``; every k-th row a connect-card row."""
+                groups: tuple[str, ...] = GROUPS, distinct_secrets: bool = False) -> Path:
+    """``n`` valid rows spread over ``groups``; every k-th row a connect-card row.
+
+    With ``distinct_secrets`` every row has its own token, as in an agency's sheet: a
+    ``file:tokens/<prefix>_<i>.txt`` reference to a file written next to the sheet, holding a
+    random 40-hex-digit token (a TikTok token's shape: no two share a beginning, so the
+    redactor compiles them); ``row_tokens`` reads them back. Otherwise every row shares
+    ``env:TT_TOKEN``."""
+    folder = path.parent / TOKENS_DIR
+    if distinct_secrets:
+        folder.mkdir(exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(HEADER)
         for i in range(n):
             card = connect_card_every and i % connect_card_every == 0
+            token = "env:TT_TOKEN"
+            if distinct_secrets and not card:
+                name = f"{prefix}_{i:05d}.txt"
+                (folder / name).write_text(secrets.token_hex(20) + "\n", encoding="utf-8")
+                token = f"file:{TOKENS_DIR}/{name}"
             writer.writerow([
                 groups[i % len(groups)], f"{prefix}_{i:05d}",
                 "SpecificAccounts" if i % 2 else "AllAccounts",
                 f"70123456789012{i:05d}" if i % 2 else "",
-                "" if card else "env:TT_TOKEN",
+                "" if card else token,
                 "https://agency.example/done" if card else "",
                 "1440", f"CLIENT-{i}",
             ])
     return path
+
+
+def row_tokens(sheet: Path, prefix: str = "tt") -> list[str]:
+    """The tokens ``write_sheet(sheet, ..., prefix=prefix, distinct_secrets=True)`` wrote."""
+    return [p.read_text(encoding="utf-8").strip()
+            for p in sorted((sheet.parent / TOKENS_DIR).glob(f"{prefix}_*.txt"))]
 
 
 def write_dict_rows(path: Path, rows: list[dict[str, str]], columns: list[str]) -> Path:

@@ -14,12 +14,12 @@ import polars as pl
 
 from batch_provisioner.errors import InputError
 from batch_provisioner.models import ConnectionRequest
-from batch_provisioner.sheet.columns import COLUMNS, KNOWN_COLUMNS, REPORT_COLUMNS, SECRET_COLUMNS
+from batch_provisioner.sheet.columns import COLUMNS, KNOWN_COLUMNS, REPORT_COLUMNS
 from batch_provisioner.sheet.defaults import Defaults, apply_defaults, load_defaults
 from batch_provisioner.sheet.expand import expand_frame
 from batch_provisioner.sheet.guardrails import check_headers
 from batch_provisioner.sheet.read import ROW, Table, read_custom_reports, read_table
-from batch_provisioner.sheet.secrets import SecretContext, register_sheet_secrets
+from batch_provisioner.sheet.secrets import SecretContext
 from batch_provisioner.sheet.validate import (
     ERROR,
     GROUP_KEY,
@@ -79,8 +79,10 @@ def prepare(
     frame = apply_defaults(table.frame, defaults)
     _require_columns(table, frame)
     ctx = secrets or SecretContext(base_dir=sheet.resolve().parent)
+    # validation also registers every secret the sheet refers to with the redactor: a token
+    # pasted into another cell is masked in every output of every command, not only once its
+    # row is sent (``register_sheet_secrets``)
     canonical, problems = validate_connections(replace(table, frame=frame), ctx)
-    _register_secrets(canonical, ctx)
     reports_by_row: dict[int, list[dict[str, Any]]] = defaultdict(list)
     reports = read_custom_reports(custom_reports, sheet)
     if reports is not None:
@@ -101,14 +103,6 @@ def prepare(
     requests = _expand_rows(canonical.filter(~pl.col(ROW).is_in(list(invalid))), reports_by_row)
     return Prepared(table=table, defaults=defaults, frame=canonical.drop(GROUP_KEY),
                     problems=problems, requests=requests, invalid=invalid, secrets=ctx)
-
-
-def _register_secrets(frame: pl.DataFrame, ctx: SecretContext) -> None:
-    """Every secret the sheet refers to, known to the redactor from now on: a token pasted into
-    another cell is masked in every output of every command, not only once its row is sent."""
-    for name in SECRET_COLUMNS:
-        if name in frame.columns:
-            register_sheet_secrets(frame.get_column(name).drop_nulls().unique().to_list(), ctx)
 
 
 @contextmanager

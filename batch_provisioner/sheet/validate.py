@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import polars as pl
 
-from batch_provisioner.safety import REDACTOR
 from batch_provisioner.sheet.columns import (
     BOOL_FALSE,
     BOOL_TRUE,
@@ -36,7 +35,7 @@ from batch_provisioner.sheet.rules import (
     collect,
     split_list,
 )
-from batch_provisioner.sheet.secrets import SecretContext, check_ref, parse_ref
+from batch_provisioner.sheet.secrets import SecretContext, register_sheet_secrets
 from batch_provisioner.sheet.validate_reports import did_you_mean, validate_reports
 
 __all__ = ["BY_NAME", "ERROR", "GROUP_KEY", "PROBLEM_SCHEMA", "WARNING", "canonicalise",
@@ -210,24 +209,19 @@ def _row_rules() -> list[Rule]:
 
 
 def _secret_rules(frame: pl.DataFrame, ctx: SecretContext) -> list[Rule]:
+    """A reference that does not resolve is an error, a literal value a warning. Every value
+    that resolves is registered with the redactor in the same look (``register_sheet_secrets``),
+    so that no output of any command can echo a secret of the sheet."""
     rules: list[Rule] = []
     for name in SECRET_COLUMNS:
-        values = frame.get_column(name).drop_nulls().unique().to_list()
-        problems: dict[str, str] = {}
-        literals: list[str] = []
-        for text in values:
-            ref = parse_ref(text)
-            if ref.kind == "literal":
-                literals.append(text)
-                REDACTOR.add(text)  # already in memory: make sure no output can echo it
-            elif (problem := check_ref(ref, ctx)) is not None:
-                problems[text] = problem
-        if problems:
-            rules.append(Rule(name, pl.col(name).is_in(list(problems)),
-                              pl.col(name).replace_strict(problems, default=""),
+        found = register_sheet_secrets(frame.get_column(name).drop_nulls().unique().to_list(),
+                                       ctx)
+        if found.problems:
+            rules.append(Rule(name, pl.col(name).is_in(list(found.problems)),
+                              pl.col(name).replace_strict(found.problems, default=""),
                               "use env:NAME for an environment variable or file:PATH for a file"))
-        if literals:
-            rules.append(Rule(name, pl.col(name).is_in(literals),
+        if found.literals:
+            rules.append(Rule(name, pl.col(name).is_in(found.literals),
                               "holds a literal secret value in the sheet",
                               "use env:NAME or file:PATH so the secret stays out of the file",
                               WARNING))

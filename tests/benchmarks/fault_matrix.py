@@ -92,7 +92,8 @@ def one_run(index: int, seed: int, rows: int, tmp: Path, kill: bool | None = Non
         figures.killed = kill
     work = tmp / f"run{index}"
     work.mkdir()
-    sheet = write_sheet(work / "in.csv", rows, connect_card_every=rng.randint(3, 12))
+    sheet = write_sheet(work / "in.csv", rows, connect_card_every=rng.randint(3, 12),
+                        distinct_secrets=True)
     reports = work / "reports"
     env = {**os.environ, **ENV}
     started = time.monotonic()

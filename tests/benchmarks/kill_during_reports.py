@@ -201,7 +201,8 @@ def main() -> None:
                     "platform": platform.platform()}}
     with tempfile.TemporaryDirectory(prefix="kill_reports_") as folder:
         reports = Path(folder) / "reports"
-        sheet = write_sheet(Path(folder) / "sheet.csv", args.rows, connect_card_every=5)
+        sheet = write_sheet(Path(folder) / "sheet.csv", args.rows, connect_card_every=5,
+                            distinct_secrets=True)
         applied = cli("apply", sheet, "--sandbox", "--reports-dir", reports, "--run-id",
                       RUN_ID, "--yes", "--log-format", "json")
         if applied.returncode != 0:

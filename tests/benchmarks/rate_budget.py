@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import secrets
 import sys
 import tempfile
 import time
@@ -75,29 +74,22 @@ SWEEP_MS = (20, 50, 100, 200, 350, 500)
 CPU_LEVELS = (8, 64, 128)
 
 
-def distinct_tokens(path: Path, *, setup_tests: bool = False) -> Path:
-    """Give every row of a ``write_sheet`` sheet its own token file (and, with
-    ``setup_tests``, ``run_setup_tests: true``), as an agency's sheet has."""
+def with_setup_tests(path: Path) -> Path:
+    """The sheet with ``run_setup_tests: true`` on every row."""
     with path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
-    tokens = path.parent / f"{path.stem}_tokens"
-    tokens.mkdir(exist_ok=True)
-    header = rows[0] + (["run_setup_tests"] if setup_tests else [])
-    token_at = header.index("access_token")
-    body = []
-    for i, row in enumerate(rows[1:]):
-        if row[token_at]:
-            (tokens / f"t{i:06d}.txt").write_text(f"tt-{i:06d}-{secrets.token_hex(12)}\n")
-            row[token_at] = f"file:{tokens.name}/t{i:06d}.txt"
-        body.append(row + (["true"] if setup_tests else []))
     with path.open("w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerows([header, *body])
+        csv.writer(handle).writerows([[*rows[0], "run_setup_tests"],
+                                      *([*row, "true"] for row in rows[1:])])
     return path
 
 
 def sheet(tmp: Path, name: str, n: int, *, setup_tests: bool = False, **kw: Any) -> Prepared:
-    return load(distinct_tokens(write_sheet(tmp / f"{name}.csv", n, **kw),
-                                setup_tests=setup_tests))
+    """``n`` rows, each with its own token file (as an agency's sheet has)."""
+    folder = tmp / name
+    folder.mkdir(exist_ok=True)
+    path = write_sheet(folder / "rows.csv", n, distinct_secrets=True, **kw)
+    return load(with_setup_tests(path) if setup_tests else path)
 
 
 def mean_latency(faults: str) -> float:
