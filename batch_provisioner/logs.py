@@ -1,11 +1,13 @@
 """structlog configuration: console on a TTY, JSON otherwise; secrets scrubbed from every event.
 
 Only the CLI calls ``configure``. Events are namespaced (``row.created``, ``budget.paused``...).
-When a run directory is given, every event is also appended as JSON to ``run.log.jsonl``.
+When a run directory is given, every event is also appended as JSON to ``run.log.jsonl`` (by
+a writer thread: no file write on the event loop per event; see ``_JsonFileTee``).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import sys
@@ -19,8 +21,6 @@ import structlog
 from batch_provisioner.errors import OutputError
 from batch_provisioner.safety import REDACTOR
 
-_FILE_LOCK = threading.Lock()
-
 
 def redact_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
     """Processor: mask every known secret value anywhere in the event, and secret-named keys."""
@@ -31,46 +31,104 @@ def redact_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]) ->
 
 
 class _JsonFileTee:
-    """Processor: append the event as one JSON line to ``run.log.jsonl``.
+    """Processor: append the event as one JSON line to ``run.log.jsonl``, off the event loop.
+
+    Logging an event only queues its line (no file I/O on the caller's thread); a writer
+    thread appends what is queued every ``FLUSH_SECONDS``, at once for a warning, and
+    ``close`` writes the rest. An error (or an event with a traceback) is written by the
+    caller before it returns, so that it is on disk before whatever follows it. Lines are
+    written whole and in order (one writer at a time), so the file is complete after a
+    normal exit, an exception or Ctrl-C (the CLI closes it in a ``finally``; an ``atexit``
+    hook closes one left open). A ``kill -9`` loses at most the last ``FLUSH_SECONDS`` of
+    info events: the journal, fsynced record by record, is the durable record of a run.
 
     An event logged with ``exc_info`` (``log.exception``) carries its traceback, scrubbed, in
     the file only (``exception``). The log is the machine's diary, not the record of the run
-    (the journal is): a write that fails (a full disk) stops the tee and says so once on the
-    event at hand, never failing the command that logged it.
+    (the journal is): a write that fails (a full disk) stops the tee and says so once, on the
+    next event to pass (the event at hand, when the caller wrote it), never failing the
+    command that logged it.
     """
+
+    FLUSH_SECONDS = 0.25
 
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self._handle: TextIO | None = path.open("a", encoding="utf-8", buffering=1)
+            self._handle: TextIO | None = path.open("a", encoding="utf-8")
         except OSError as exc:
             raise OutputError.from_os_error(path, exc) from None
+        self._queue: list[str] = []  # lines not written yet
+        self._queued = threading.Lock()  # guards the queue and the handle (held briefly)
+        self._writing = threading.Lock()  # one writer at a time, so lines stay in order
+        self._failure: str | None = None  # a failed write the next event tells of
+        self._wake = threading.Event()
+        self._closing = False
+        self._writer = threading.Thread(target=self._write_periodically, daemon=True,
+                                        name="run-log-writer")
+        self._writer.start()
 
-    def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
+    def __call__(self, _logger: Any, name: str, event: MutableMapping[str, Any]) -> Any:
         record = dict(event)
         if record.get("exc_info"):
             record = REDACTOR.scrub_value(structlog.processors.format_exc_info(None, "", record))
-        line = json.dumps(record, default=str, ensure_ascii=False)
-        with _FILE_LOCK:
-            if self._handle is None:
-                return event
-            try:
-                self._handle.write(line + "\n")
-            except OSError as exc:
-                event["run_log_error"] = (f"cannot write {self.path}: "
-                                          f"{exc.strerror or exc}; it stops here")
-                self._close()
+        line = json.dumps(record, default=str, ensure_ascii=False) + "\n"
+        with self._queued:
+            if self._handle is not None:
+                self._queue.append(line)
+        if name in _WRITTEN_AT_ONCE or "exception" in record:
+            self.flush()
+        elif name == "warning":
+            self._wake.set()
+        with self._queued:
+            failure, self._failure = self._failure, None
+        if failure is not None:
+            event["run_log_error"] = failure
         return event
 
+    def flush(self) -> None:
+        """Write every queued line; a failed write stops the tee (the next event says so)."""
+        with self._writing:
+            with self._queued:
+                lines, self._queue = self._queue, []
+                handle = self._handle
+            if not lines or handle is None:
+                return
+            try:
+                handle.write("".join(lines))
+                handle.flush()
+            except OSError as exc:
+                with self._queued:
+                    self._close()
+                    self._failure = (f"cannot write {self.path}: {exc.strerror or exc}; "
+                                     "it stops here")
+
     def close(self) -> None:
-        with _FILE_LOCK:
+        """Write what is queued and close the file (waits for the writer thread)."""
+        self._closing = True
+        self._wake.set()
+        if self._writer is not threading.current_thread():
+            self._writer.join()
+        self.flush()
+        with self._writing, self._queued:
             self._close()
 
+    def _write_periodically(self) -> None:
+        while not self._closing and self._handle is not None:
+            self._wake.wait(self.FLUSH_SECONDS)
+            self._wake.clear()
+            self.flush()
+
     def _close(self) -> None:
+        """Close the file (the caller holds ``_queued``); queued lines are dropped."""
         handle, self._handle = self._handle, None
+        self._queue = []
         if handle is not None:
             with contextlib.suppress(OSError):
                 handle.close()
+
+
+#: Events the caller writes itself, before it goes on (structlog method names).
+_WRITTEN_AT_ONCE = frozenset({"error", "critical", "exception", "fatal"})
 
 
 def _drop_exc_info(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
@@ -83,9 +141,13 @@ _TEE: list[_JsonFileTee] = []
 
 
 def close_run_log() -> None:
-    """Close the ``run.log.jsonl`` tee, if one is open (the CLI calls this at the end)."""
+    """Close the ``run.log.jsonl`` tee, if one is open (the CLI calls this at the end; at
+    exit, a tee still open is closed too): every event logged so far is then in the file."""
     while _TEE:
         _TEE.pop().close()
+
+
+atexit.register(close_run_log)
 
 
 def configure(

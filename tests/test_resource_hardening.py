@@ -437,10 +437,17 @@ def test_regression_a_run_log_that_cannot_be_written_never_fails_the_command(
         tmp_path: Path) -> None:
     tee = logs._JsonFileTee(tmp_path / "run.log.jsonl")
     tee._handle = _FillingFile(tee._handle, 10)  # type: ignore[assignment]
-    event = tee(None, "info", {"event": "row.created", "row": 2})
+    tee(None, "info", {"event": "row.created", "row": 2})  # queued for the writer thread
+    tee.flush()  # the writer's turn came: the disk is full
+    event = tee(None, "info", {"event": "row.created", "row": 3})  # the next event says so
     assert "cannot write" in event["run_log_error"] and "No space left" in event["run_log_error"]
-    assert tee(None, "info", {"event": "row.created", "row": 3}) == {"event": "row.created",
-                                                                     "row": 3}
+    assert tee(None, "info", {"event": "row.created", "row": 4}) == {"event": "row.created",
+                                                                     "row": 4}
+    tee.close()
+    tee = logs._JsonFileTee(tmp_path / "run.log.jsonl")
+    tee._handle = _FillingFile(tee._handle, 10)  # type: ignore[assignment]
+    event = tee(None, "error", {"event": "run.fatal"})  # an error is written at once
+    assert "No space left" in event["run_log_error"]
     tee.close()
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import httpx
 import structlog
 
@@ -130,14 +131,15 @@ async def run_apply(
     started, wall0 = now_iso(), time.monotonic()
     if options.deadline_seconds is not None:
         control.deadline = anyio.current_time() + options.deadline_seconds
-    sha = fingerprint(*options.input_paths)
-    previous = load(options.run_dir)
+    # file reads, writes and fsyncs run in worker threads: the event loop only waits for them
+    sha = await anyio.to_thread.run_sync(fingerprint, *options.input_paths)
+    previous = await anyio.to_thread.run_sync(load, options.run_dir)
     check_resumable(previous, sha, force=options.force, run_dir=options.run_dir)
     if previous.torn_lines:
         _log.warning("journal.torn_line_skipped", lines=previous.torn_lines)
-    journal = Journal(options.run_dir)
-    journal.header(options.run_id, prepared.table.path, sha, "apply", t=started)
-    journal.write(_inputs_record(prepared, options))
+    journal = await anyio.to_thread.run_sync(Journal, options.run_dir)
+    await journal.aheader(options.run_id, prepared.table.path, sha, "apply", t=started)
+    await journal.awrite(_inputs_record(prepared, options))
     _log.info("input.carry_columns", columns=prepared.carry_columns)
     settings = options.client
     gate: BudgetGate | None = None
@@ -226,6 +228,10 @@ async def run_apply(
         unwritten = exc
         control.halt("output", exc.message)
         _log.error("run.output_failed", path=exc.path, error=exc.message)
+    except BaseException:  # a bug outside any row (exit 70), a cancellation: file closed
+        with contextlib.suppress(OutputError):
+            journal.close()
+        raise
 
     def unwritable(exc: OutputError) -> OutputError:
         """What was journaled is consistent (every send's record is durable): a resume
@@ -263,13 +269,15 @@ async def run_apply(
     figures = _figures(prepared, runner, stats, started, time.monotonic() - wall0, code,
                        control)
     try:
-        journal.invocation(figures)
-        journal.close()
+        with anyio.CancelScope(shield=True):  # the invocation's record is written whole
+            await journal.ainvocation(figures)
+            journal.close()
+            earlier_timeline = await anyio.to_thread.run_sync(read_timeline, options.run_dir)
     except OutputError as exc:
         raise unwritable(exc) from None
     invocations = [*previous.invocations, figures]
     offset = sum(float(i.get("active_seconds") or 0) for i in previous.invocations)
-    timeline = [*read_timeline(options.run_dir),
+    timeline = [*earlier_timeline,
                 *((round(t + offset, 4), m, s) for t, m, s in stats.timeline)]
     figures_summary = summary(options.run_id, outcomes, code, gate, invocations,
                               options.client.in_flight_cap,

@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import httpx
 import structlog
 
@@ -232,8 +234,9 @@ async def apply_async(
                                  transport=transport, on_outcome=on_outcome, on_plan=on_plan,
                                  on_preview=on_preview, confirm=confirm)
         try:
-            written = write_results(run_dir, prepared, result.outcomes, result.summary,
-                                    result.timeline)
+            written = await anyio.to_thread.run_sync(  # off the event loop
+                write_results, run_dir, prepared, result.outcomes, result.summary,
+                result.timeline)
         except OutputError as exc:  # every outcome is journaled already: exit 4 if sent
             raise exc.after_sending(result.writes_sent, (
                 f"every outcome is in {run_dir / 'journal.jsonl'}: fix the cause, then apply "

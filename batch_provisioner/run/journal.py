@@ -1,4 +1,5 @@
-"""The run journal: append-only JSONL, one fsync per record, so a crash loses nothing.
+"""The run journal: append-only JSONL, every record fsynced before it is acknowledged (records
+appended together share one fsync: a group commit), so a crash loses nothing acknowledged.
 
 Records: ``run`` (header: input fingerprint), ``inputs`` (where the input files are),
 ``start`` (before a request is sent, with its op: create or update), ``outcome`` (a row's
@@ -22,12 +23,14 @@ import hashlib
 import json
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from batch_provisioner.errors import InputError, OutputError
@@ -116,16 +119,49 @@ class JournalState:
         return self.outcomes.get(key) if key is not None else None
 
 
+@dataclass(eq=False)
+class _Batch:
+    """Records that share one write and one fsync (a group commit).
+
+    ``turn`` is set when the commit before this batch has ended: one of its waiters then
+    leads it. ``done`` is set once its records are durable, or ``error`` says why not.
+    """
+
+    lines: list[str] = field(default_factory=list)
+    turn: anyio.Event = field(default_factory=anyio.Event)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    error: OutputError | None = None
+
+    def finish(self, error: OutputError | None) -> None:
+        self.error = error
+        self.done.set()
+        self.turn.set()
+
+
 class Journal:
     """Appends records to ``<run_dir>/journal.jsonl``; none is acknowledged before its fsync.
 
-    ``awrite`` is a group commit: records that arrive while an fsync is under way (in a worker
-    thread, so the event loop keeps serving the other rows) share the next fsync.
+    The async appends (``awrite``, ``astart``, ``asend``, ``aoutcome``...) are a group commit:
+    a record joins the open batch; when no commit is under way, its first waiter leads: it
+    lets the records of this pass of the event loop join, then writes the whole batch and
+    fsyncs it once in a worker thread (the loop keeps serving the other rows) while the next
+    batch fills up. Each await returns only once its own record is durable, or raises
+    ``OutputError`` (every waiter of a failed batch does, and every append after it).
+
+    A commit, once begun, is shielded from cancellation: a cancelled leader finishes the
+    write and fsync of every record in its batch first. A waiter cancelled before its batch
+    is committed leaves its record in the batch; the batch's other waiters commit it, or the
+    next append, a synchronous write or ``close`` does. The synchronous appends (``write``,
+    ``header``, ``invocation``) write and fsync at once, records still waiting first; they
+    run on the event loop's thread (or with no async append under way).
     """
 
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / JOURNAL_NAME
         self._failed: OutputError | None = None  # a write failed: nothing more is written
+        self._lock = threading.Lock()  # one writer at a time: a worker thread or a sync write
+        self._open: _Batch | None = None  # the batch filling up
+        self._committing = False  # a batch is being written and fsynced
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
             torn_tail = _ends_mid_line(self.path)
@@ -134,56 +170,77 @@ class Journal:
             raise OutputError.from_os_error(self.path, exc) from None
         if torn_tail:  # a kill tore the last line: never glue the next record onto it
             self.write_raw("\n")
-        self._pending: list[str] = []
-        self._queued = 0  # records handed to awrite
-        self._durable = 0  # records known to be on disk
-        self._flushing = False
-        self._flushed: anyio.Event | None = None
 
     def write(self, record: dict[str, Any]) -> None:
-        """Synchronous append + fsync (used outside the event loop)."""
+        """Synchronous append + fsync (before or after the async appends)."""
         self.write_raw(_line(record))
 
     def write_raw(self, text: str) -> None:
-        self._check()
+        batch, self._open = self._open, None  # records still waiting go first, in order
         try:
-            self._handle.write(text)
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-        except OSError as exc:
-            raise self._fail(exc) from None
+            self._commit([*(batch.lines if batch is not None else ()), text])
+        except OutputError as exc:
+            if batch is not None:
+                batch.finish(exc)
+            raise
+        if batch is not None:
+            batch.finish(None)
 
     async def awrite(self, record: dict[str, Any]) -> None:
         """Append ``record`` and return once it is fsynced; ``OutputError`` (for every record
         waiting on it) if the write or the fsync fails, and for every record after it."""
+        line = _line(record)
         self._check()
-        self._pending.append(_line(record))
-        self._queued += 1
-        mine = self._queued
-        if self._flushing:
-            while self._durable < mine:
-                self._check()
-                if self._flushed is None:
-                    self._flushed = anyio.Event()
-                await self._flushed.wait()
-            return
-        self._flushing = True
+        batch = self._open
+        if batch is None:
+            batch = self._open = _Batch()
+        batch.lines.append(line)
+        if self._committing:  # the batch before is on its way to the disk: wait for it
+            await batch.turn.wait()
+        if not batch.done.is_set() and not self._committing:
+            await self._lead(batch)
+        await batch.done.wait()
+        if batch.error is not None:
+            raise OutputError(batch.error.message, path=batch.error.path)
+
+    async def _lead(self, batch: _Batch) -> None:
+        """Commit ``batch`` (the open one): one write and one fsync in a worker thread."""
+        self._committing = True
+        error: OutputError | None = None
         try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                upto = self._queued
-                try:
-                    self._handle.write("".join(batch))
-                    self._handle.flush()
-                    await anyio.to_thread.run_sync(os.fsync, self._handle.fileno())
-                except OSError as exc:
-                    raise self._fail(exc) from None
-                self._durable = upto
-                if self._flushed is not None:
-                    self._flushed.set()
-                    self._flushed = None
+            with anyio.CancelScope(shield=True):  # the batch holds other tasks' records too
+                await anyio.lowlevel.checkpoint()  # records of this pass of the loop join in
+                self._open = None
+                await anyio.to_thread.run_sync(self._commit, batch.lines)
+        except OutputError as exc:
+            error = exc
+        except BaseException:  # never acknowledge records whose commit did not finish
+            error = OutputError(f"cannot write {self.path}: the write was interrupted",
+                                path=str(self.path))
+            raise
         finally:
-            self._flushing = False
+            self._committing = False
+            if self._open is batch:  # interrupted before it was taken: never reopened
+                self._open = None
+            batch.finish(error)
+            following = self._open
+            if following is not None:
+                if self._failed is not None:  # nothing more is written after a failure
+                    self._open = None
+                    following.finish(self._copy_failure())
+                else:
+                    following.turn.set()
+
+    def _commit(self, lines: list[str]) -> None:
+        """Write ``lines`` and fsync them (in a worker thread for the async appends)."""
+        with self._lock:
+            self._check()
+            try:
+                self._handle.write("".join(lines))
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
+            except OSError as exc:
+                raise self._fail(exc) from None
 
     async def astart(self, row: int, key: tuple[str, str], kind: str = "create") -> None:
         await self.awrite(_start(row, key, kind))
@@ -204,33 +261,51 @@ class Journal:
 
     def invocation(self, figures: dict[str, Any]) -> None:
         """One invocation's figures (calls, 429s, retries, active time...), at its end."""
-        self.write({"type": "invocation", **figures, "t": now_iso()})
+        self.write(_invocation_record(figures))
+
+    async def ainvocation(self, figures: dict[str, Any]) -> None:
+        await self.awrite(_invocation_record(figures))
 
     def header(self, run_id: str, input_path: Path, input_sha: str, command: str,
                t: str | None = None) -> None:
         """The invocation's first record; ``t`` is when it started (default: now)."""
-        self.write({"type": "run", "run_id": run_id, "command": command,
-                    "input": str(input_path), "input_sha256": input_sha,
-                    "version": __version__, "t": t or now_iso()})
+        self.write(_header_record(run_id, input_path, input_sha, command, t))
+
+    async def aheader(self, run_id: str, input_path: Path, input_sha: str, command: str,
+                      t: str | None = None) -> None:
+        await self.awrite(_header_record(run_id, input_path, input_sha, command, t))
 
     def close(self) -> None:
+        """Commit any record still waiting (its waiter was cancelled), then close the file."""
+        batch, self._open = self._open, None
         try:
-            self._handle.close()
-        except OSError as exc:
-            if self._failed is None:  # after a failed write, the error is known already
-                raise OutputError.from_os_error(self.path, exc) from None
+            if batch is not None and batch.lines and self._failed is None:
+                try:
+                    self._commit(batch.lines)
+                except OutputError as exc:
+                    batch.finish(exc)
+                    raise
+                batch.finish(None)
+        finally:
+            with self._lock:  # after a commit under way in a worker thread
+                try:
+                    self._handle.close()
+                except OSError as exc:
+                    if self._failed is None:  # after a failed write, the error is known
+                        raise OutputError.from_os_error(self.path, exc) from None
 
     def _fail(self, exc: OSError) -> OutputError:
-        """Remember the first failed write and wake every record waiting on it."""
+        """Remember the first failed write: nothing more is written."""
         self._failed = self._failed or OutputError.from_os_error(self.path, exc)
-        if self._flushed is not None:
-            self._flushed.set()
-            self._flushed = None
+        return self._copy_failure()
+
+    def _copy_failure(self) -> OutputError:
+        assert self._failed is not None
         return OutputError(self._failed.message, path=self._failed.path)
 
     def _check(self) -> None:
         if self._failed is not None:
-            raise OutputError(self._failed.message, path=self._failed.path)
+            raise self._copy_failure()
 
 
 def _ends_mid_line(path: Path) -> bool:
@@ -251,6 +326,16 @@ def _line(record: dict[str, Any]) -> str:
                                      if k not in VERBATIM_FIELDS})
     clean = {k: record[k] if k in VERBATIM_FIELDS else scrubbed[k] for k in record}
     return json.dumps(clean, ensure_ascii=False, default=str) + "\n"
+
+
+def _header_record(run_id: str, input_path: Path, input_sha: str, command: str,
+                   t: str | None) -> dict[str, Any]:
+    return {"type": "run", "run_id": run_id, "command": command, "input": str(input_path),
+            "input_sha256": input_sha, "version": __version__, "t": t or now_iso()}
+
+
+def _invocation_record(figures: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "invocation", **figures, "t": now_iso()}
 
 
 def _start(row: int, key: tuple[str, str], kind: str) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from batch_provisioner.models import Action, ActionKind, Outcome, Status
 from batch_provisioner.run.control import RunControl
 from batch_provisioner.run.drift import format_changes
 from batch_provisioner.run.journal import Journal, Key, now_iso
+from batch_provisioner.run.offloop import ThreadRounds
 from batch_provisioner.run.ownership import Reservation, Reservations, unproven
 from batch_provisioner.run.row_outcome import (
     CreateRow,
@@ -54,7 +55,7 @@ from batch_provisioner.run.row_outcome import (
 )
 from batch_provisioner.safety import REDACTOR
 from batch_provisioner.settings import RetryPolicy
-from batch_provisioner.sheet.expand import resolved
+from batch_provisioner.sheet.expand import resolved, secret_refs
 from batch_provisioner.sheet.secrets import SecretContext
 
 JSON = dict[str, Any]
@@ -106,6 +107,8 @@ class Runner:
     outcomes: dict[int, Outcome] = field(default_factory=dict)  # survives an abort
     started: set[int] = field(default_factory=set)  # rows whose processing began
     _failing: int = field(default=0, repr=False)  # rows in a row the API itself failed
+    _secret_reads: ThreadRounds[tuple[JSON, SecretContext], JSON] = field(
+        default_factory=lambda: ThreadRounds(_read_secrets), repr=False)
 
     async def run(self, actions: Sequence[Action], concurrency: int) -> list[Outcome]:
         """Process ``actions`` with ``concurrency`` workers; returns outcomes in input order."""
@@ -228,7 +231,8 @@ class Runner:
                 return failed(action, row.last, row.attempt - 1, started)
         self.stats.attempts += 1
         try:
-            payload = resolved(action.request.payload, self.secrets)
+            payload = await _with_secrets(action.request.payload, self.secrets,
+                                          self._secret_reads)
         except ValueError as exc:
             return new_outcome(action, Status.FAILED, attempts=row.attempt, started_at=started,
                             error_code="SecretUnavailable", error_message=str(exc),
@@ -423,6 +427,20 @@ class Runner:
     def _fatal(self, exc: FatalApiError, log: Any) -> None:
         self.control.fatal = self.control.fatal or exc
         log.error("run.fatal", http_status=exc.http_status, error=exc.message)
+
+
+def _read_secrets(job: tuple[JSON, SecretContext]) -> JSON:
+    return resolved(*job)
+
+
+async def _with_secrets(payload: JSON, secrets: SecretContext,
+                        reads: ThreadRounds[tuple[JSON, SecretContext], JSON]) -> JSON:
+    """The payload with its secrets read now; ``ValueError`` when one cannot be read. A
+    ``file:`` one is read in a worker thread (a file read per row must not hold up the other
+    rows' requests), with the other rows that ask in the same pass of the loop."""
+    if any(ref.kind == "file" for ref in secret_refs(payload)):
+        return await reads((payload, secrets))
+    return resolved(payload, secrets)
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
