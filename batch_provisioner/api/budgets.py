@@ -11,12 +11,14 @@ in each applicable budget.
 
 When is an event counted? A rate limiter counts a request when it arrives, before the work
 (Fivetran answers a create only after its setup tests, seconds later; a 429 comes at once). The
-request arrives one network delay after it was sent, plus any wait in the server's queue: no
-more than the quickest answer seen (the least latency of any request so far) plus a slack of
-``ARRIVAL_SLACK`` of the shortest budget window (1.2 s of a minute; the cost: at most that
-share of the budget). That sum is ``arrival_margin``. Once an answer has been seen, an event is
-stamped at ``send + arrival_margin`` the moment it is sent, and at its completion instead if it
-completes sooner: the window can be spent again one window after the server counted the
+request arrives one network delay after it was written to the network, plus any wait in the
+server's queue: no more than the quickest answer seen (the least latency of any request so far)
+plus a slack of ``ARRIVAL_SLACK`` of the shortest budget window (3 s of a minute; the cost: at
+most that share of the budget). That sum is ``arrival_margin``. Once an answer has been seen, an
+event is stamped at ``written + arrival_margin`` the moment the client's transport has written
+it in full (``Slot.written``; until then it counts as in flight: a request may wait for a
+connection or for the client's own loop), and at its completion instead if it completes sooner:
+the window can be spent again one window after the server counted the
 request, not one window after its (slow) answer, so the budget is reached at any latency.
 Before the first answer, and for the rest of the run after any 429 (the server counted
 differently than we think, or other tools spend the budget), the gate falls back to the safe
@@ -70,7 +72,7 @@ _BUDGET_WORDS = {"call": "the API call budget", "create": "the create budget",
 
 #: How late after its send, beyond the quickest answer seen, a request may still arrive at the
 #: server's rate limiter (its queue), as a share of the shortest budget window.
-ARRIVAL_SLACK = 0.02
+ARRIVAL_SLACK = 0.05
 #: ``X-Rate-Limit`` / ``X-Rate-Limit-Remaining`` describe the hourly all-calls budget.
 HEADER_WINDOW_SECONDS = 3600.0
 _HISTORY_FLOOR_SECONDS = 3600.0
@@ -103,6 +105,12 @@ class Slot:
     #: The server showed strain on this request (a 5xx, or no answer): the client says so.
     strain: bool = False
     _gate: BudgetGate | None = field(default=None, repr=False)
+
+    def written(self) -> None:
+        """The request has been written to the network in full (the client's transport says
+        so): from now on it counts from here plus the arrival margin, not until it completes."""
+        if self.sent and self.stamp is None and self._gate is not None:
+            self._gate._written(self)
 
     def not_sent(self) -> None:
         """Give the reservation back: the request never left (e.g. a connect error)."""
@@ -462,16 +470,23 @@ class BudgetGate:
 
     def _reserve(self, kind: str) -> Slot:
         now = self._clock()
-        margin = self.arrival_margin
-        stamp = None if margin is None else now + margin
         for applies_to in KIND_APPLIES_TO[kind]:
             self._in_flight[applies_to] += 1
-            if stamp is None:
-                self._unstamped[applies_to] += 1
-            else:
-                _insert(self._done[applies_to], stamp)
+            self._unstamped[applies_to] += 1  # until it is written (or completes)
         self.stats.calls_sent += 1
-        return Slot(kind=kind, sent_at=now, stamp=stamp, _gate=self)
+        return Slot(kind=kind, sent_at=now, _gate=self)
+
+    def _written(self, slot: Slot) -> None:
+        """Stamp a request written to the network at ``now + arrival_margin`` (when a margin
+        is known): it cannot arrive later than that."""
+        margin = self.arrival_margin
+        if margin is None:
+            return
+        slot.stamp = self._clock() + margin
+        for applies_to in KIND_APPLIES_TO[slot.kind]:
+            self._unstamped[applies_to] -= 1
+            _insert(self._done[applies_to], slot.stamp)
+        self._notify()
 
     def _release(self, slot: Slot, *, completed: bool) -> None:
         now = self._clock()

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple, Self, TypeVar
 import httpx
 import structlog
 
-from batch_provisioner.api.budgets import BudgetGate
+from batch_provisioner.api.budgets import BudgetGate, Slot
 from batch_provisioner.api.edge import FirstContact, transport_cause
 from batch_provisioner.api.retry import (
     error_for_status,
@@ -65,6 +65,8 @@ _MAX_PAGE = 1000
 #: Pages one listing may take: 1,000,000 items at the 1,000 a page holds. A listing that goes
 #: on past this (a server that always answers a new cursor) is the API misbehaving: fatal.
 MAX_PAGES = 1000
+#: httpcore's trace event once a request is written in full (body sent).
+_WRITTEN = "http11.send_request_body.complete"
 #: Connections per httpx pool (see ``FivetranClient.__init__``).
 POOL_CONNECTIONS = 8
 
@@ -362,7 +364,8 @@ class FivetranClient:
             index = self._busy.index(min(self._busy))  # the least busy pool
             self._busy[index] += 1
             try:
-                response = await self._request(self._pools[index], method, path, params, body)
+                response = await self._request(self._pools[index], method, path, params, body,
+                                               slot)
             except _NOT_SENT as exc:
                 slot.strain = True  # refused, or no place in the pool: the server is strained
                 slot.not_sent()
@@ -399,12 +402,19 @@ class FivetranClient:
             return self._answer(method, path, response, idempotent, _redactor_for(body))
 
     async def _request(self, pool: httpx.AsyncBaseTransport, method: str, path: str,
-                       params: Mapping[str, str] | None, body: Mapping[str, Any] | None
-                       ) -> httpx.Response:
-        """One request through ``pool``, its body read in full (httpx errors propagate)."""
+                       params: Mapping[str, str] | None, body: Mapping[str, Any] | None,
+                       slot: Slot) -> httpx.Response:
+        """One request through ``pool``, its body read in full (httpx errors propagate). The
+        gate hears when the request has been written (httpcore's trace), so that it counts
+        the request from there (see api/budgets.py)."""
+
+        async def trace(event: str, _info: Mapping[str, Any]) -> None:
+            if event == _WRITTEN:
+                slot.written()
+
         request = httpx.Request(method, self._base + path, params=params, headers=self._headers,
                                 json=dict(body) if body is not None else None,
-                                extensions={"timeout": self._timeout})
+                                extensions={"timeout": self._timeout, "trace": trace})
         response = await pool.handle_async_request(request)
         try:
             await response.aread()

@@ -49,6 +49,7 @@ def simulate(n: int, latency: Callable[[float, int], float], budgets: list[Budge
 
         async def request(kind: str, seconds: float | None = None) -> None:
             async with gate.slot(kind) as slot:
+                slot.written()  # the transport wrote it at once (no connection to wait for)
                 run.limits.append((now(), gate.level.limit))
                 kinds = ["all"] + (["create", "setup_test"] if kind != "call" else [])
                 if server.admit(kinds) is not None:
@@ -83,7 +84,7 @@ def test_it_converges_to_the_level_the_budget_needs_and_holds_the_budget_rate() 
     # 10 setup tests a second, 2 s each: the budget needs 20 in flight (Little's law)
     run = simulate(2_000, lambda _t, _n: 2.0, [Budget("setup", 10, 1.0, "setup_test")])
     assert run.rejected == 0
-    assert run.wall <= ideal(2_000, 10, 1.0, 2.0) * 1.03  # the arrival slack costs <= 2 %
+    assert run.wall <= ideal(2_000, 10, 1.0, 2.0) * 1.06  # the arrival slack costs <= 5 %
     early = [p for p in run.history if p.t <= 3.0]
     assert max(p.in_flight for p in early) >= 19  # there within one latency and a bit
     steady = [p for p in run.history if p.t >= 5.0]
@@ -99,7 +100,7 @@ def test_at_fivetran_latency_it_reaches_the_budget_where_8_in_flight_cannot() ->
     pinned = simulate(600, lambda _t, _n: 10.0, budgets, maximum=8, adaptive=False)
     best = ideal(600, 250, 60.0, 10.0)
     assert adaptive.rejected == 0 and pinned.rejected == 0
-    assert adaptive.wall <= best * 1.1  # the last 100 wait for 64 places: 140 s against 130
+    assert adaptive.wall <= best * 1.15  # the last 100 wait for 64 places; the arrival slack
     assert pinned.wall >= best * 5  # 600 x 10 s / 8 = 750 s
     assert max(p.limit for p in adaptive.history) == 64
 
@@ -165,7 +166,8 @@ def _sends(budget_limit: int, *, after_a_429: bool = False) -> list[float]:
     async def main() -> None:
         gate = BudgetGate([Budget("setup", budget_limit, 10.0, "setup_test")], 8, clock=now,
                           sleep=anyio.sleep, max_wait=1e9, adaptive=True)
-        async with gate.slot("call"):
+        async with gate.slot("call") as call:
+            call.written()
             await anyio.sleep(0.01)
         if after_a_429:
             gate.pause(0.0, "HTTP 429")  # the server counted what we did not expect
@@ -175,6 +177,7 @@ def _sends(budget_limit: int, *, after_a_429: bool = False) -> list[float]:
 
         async def create() -> None:
             async with gate.slot(SETUP_TEST_CREATE) as slot:
+                slot.written()
                 sent.append(slot.sent_at)
                 await anyio.sleep(5.0)
 
@@ -190,8 +193,8 @@ def _sends(budget_limit: int, *, after_a_429: bool = False) -> list[float]:
 def test_after_one_answer_a_slow_request_counts_from_its_send_not_its_answer() -> None:
     first, _, third = _sends(2)
     # counted from its answer (5 s later), the third would wait until 15 s; from its arrival
-    # (no later than the 0.01 s of the quickest answer plus a slack of 2 % of the window after
-    # its send), until 10.2 s
+    # (no later than the 0.01 s of the quickest answer plus a slack of 5 % of the window after
+    # its send), until 10.5 s
     assert third == pytest.approx(first + 10.0 + 0.01 + ARRIVAL_SLACK * 10.0)
 
 
@@ -221,7 +224,8 @@ def test_a_budget_revealed_mid_run_paces_every_queued_request_at_once() -> None:
         async def worker() -> None:
             while left[0] > 0:
                 left[0] -= 1
-                async with gate.slot(SETUP_TEST_CREATE):
+                async with gate.slot(SETUP_TEST_CREATE) as slot:
+                    slot.written()
                     sends.append(now())
                     await anyio.sleep(0.5)
 

@@ -9,7 +9,9 @@ foreign_claimed, misattributed, rollback_over_deletes; reports/benchmarks/owners
 
 Each run gets a sandbox in its own process with a random mix of faults (``429``, ``429_date``,
 ``500``, ``502``, ``503``, ``reset``, ``drop_after_commit``, ``slow``), a random create budget
-and latency, and ``apply`` runs as a real process with ``--concurrency`` from 1 to 32; about a
+and latency, and ``apply`` runs as a real process, half the runs with default flags (the
+in-flight level adapts; ``concurrency`` 0 in the table), half with ``--concurrency`` from 1 to
+32; about a
 third of the runs are killed with SIGKILL at a random moment and then resumed. After each run
 the sandbox's ledger and the run's reports are checked: every valid row ends ``created`` or
 ``exists``, no (group_id, schema) is created twice, no row is missing from ``results.csv``, and
@@ -79,8 +81,9 @@ def _spec(rng: random.Random) -> str:
 
 def _apply(sheet: Path, url: str, reports: Path, concurrency: int, *extra: str) -> list[str]:
     return [sys.executable, "-m", "batch_provisioner", "apply", str(sheet), "--sandbox-url", url,
-            "--reports-dir", str(reports), "--concurrency", str(concurrency), "--read-timeout",
-            "1", "--max-attempts", "10", "--log-format", "json", *extra]
+            "--reports-dir", str(reports), "--read-timeout", "1", "--max-attempts", "10",
+            "--log-format", "json", *(("--concurrency", str(concurrency)) if concurrency else ()),
+            *extra]
 
 
 def one_run(index: int, seed: int, rows: int, tmp: Path, kill: bool | None = None) -> RunFigures:
@@ -88,6 +91,8 @@ def one_run(index: int, seed: int, rows: int, tmp: Path, kill: bool | None = Non
     figures = RunFigures(run=index, seed=seed, rows=rows, concurrency=rng.randint(1, 32),
                          create_limit=rng.choice([20, 40, 100]), faults=_spec(rng),
                          killed=rng.random() < 0.35)
+    if random.Random(seed ^ 0xADA).random() < 0.5:  # default flags: the level adapts (0)
+        figures.concurrency = 0
     if kill is not None:
         figures.killed = kill
     work = tmp / f"run{index}"

@@ -232,6 +232,7 @@ def planning(tmp: Path) -> dict[str, Any]:
     """(g), from planning_cost.py."""
     from tests.benchmarks import planning_cost
 
+    tmp.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = planning_cost.figures(tmp)
     return result
 
