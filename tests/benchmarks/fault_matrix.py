@@ -112,7 +112,11 @@ def one_run(index: int, seed: int, rows: int, tmp: Path, kill: bool | None = Non
             if victim.poll() is None:
                 victim.send_signal(signal.SIGKILL)
             victim.wait()
-            cmd = _apply(sheet, box.url, reports, figures.concurrency, "--resume", "r")
+            if (reports / "r").is_dir():
+                cmd = _apply(sheet, box.url, reports, figures.concurrency, "--resume", "r")
+            else:  # killed before its run folder existed (a slow start): nothing was sent,
+                # and `--resume r` rightly says there is no run r: start it afresh
+                assert not any(r["method"] == "POST" for r in box.ledger()["requests"])
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT,
                               timeout=900)
         figures.wall_seconds = round(time.monotonic() - started, 2)
