@@ -339,7 +339,7 @@ def print_table(figures: dict[str, Any]) -> None:
     print(f"{'case':34} {'rows':>5} {'wall s':>8} {'ideal s':>8} {'w/ideal':>8} "
           f"{'429 %':>6} {'lost':>5} {'dup':>4} {'rows/s':>7}")
     for key, value in figures.items():
-        if not isinstance(value, dict):
+        if not isinstance(value, dict) or "wall_seconds" not in value:
             continue
         ratio = value.get("wall_over_ideal")
         print(f"{key:34} {value['rows']:>5} {value['wall_seconds']:>8} "
