@@ -422,9 +422,16 @@ class Reservations:
                 stamp = os.stat(source)
                 if not renew and (stamp.st_dev, stamp.st_ino) == self._record_id:
                     return source
-            source.unlink(missing_ok=True)
             record = {"run_id": self.run_id, "t": now_iso()}
-            _write_synced(source, json.dumps(record).encode(), fresh=True)
+            # a new file, fsynced, renamed over the name (the one atomic writer's way; the
+            # folder's fsync follows in the batch): keys linked to an earlier record keep it
+            temporary = source.with_name(f"{source.name}.tmp")
+            try:
+                _write_synced(temporary, json.dumps(record).encode())
+                os.replace(temporary, source)
+            finally:
+                with contextlib.suppress(OSError):
+                    temporary.unlink(missing_ok=True)
             stamp = os.stat(source)
         except OSError as exc:
             raise OutputError.from_os_error(source, exc) from None
