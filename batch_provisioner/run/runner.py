@@ -21,7 +21,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import anyio
-import anyio.to_thread
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 

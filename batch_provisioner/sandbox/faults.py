@@ -235,9 +235,9 @@ class FaultInjector:
             f"{self.seed}\x1f{key}\x1f{ordinal}".encode(), digest_size=16
         ).digest()
         share = int.from_bytes(digest[8:], "big") / _TWO_64
-        spans = [spec.latency_ms] + ([spec.create_latency_ms] if is_create else [])
-        latency = max((lo + (hi - lo) * share) / 1000 for lo, hi in
-                      (span for span in spans if span is not None)) if any(spans) else 0.0
+        spans = [spec.latency_ms, spec.create_latency_ms if is_create else None]
+        latency = max(((lo + (hi - lo) * share) / 1000 for lo, hi in filter(None, spans)),
+                      default=0.0)
         scripted = self._take_scripted(method, path, template, facts)
         if scripted is not None:
             return FaultDecision(scripted, latency)

@@ -59,9 +59,10 @@ import structlog
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from batch_provisioner.api.budgets import budget_bound  # noqa: E402
+from batch_provisioner.api.budgets import BudgetGate  # noqa: E402
 from batch_provisioner.models import Status  # noqa: E402
 from batch_provisioner.sandbox import run_in_process  # noqa: E402
+from batch_provisioner.sandbox.faults import parse_fault_spec  # noqa: E402
 from batch_provisioner.settings import Budget  # noqa: E402
 from batch_provisioner.sheet.expand import resolved  # noqa: E402
 from batch_provisioner.sheet.load import Prepared  # noqa: E402
@@ -95,12 +96,9 @@ def sheet(tmp: Path, name: str, n: int, *, setup_tests: bool = False, **kw: Any)
 def mean_latency(faults: str) -> float:
     """The middle of a fault spec's latency range (``create_latency_ms`` first, else
     ``latency_ms``), in seconds (0: none)."""
-    spans = dict(part.split("=", 1) for part in faults.split(",") if "latency_ms=" in part)
-    span = spans.get("create_latency_ms") or spans.get("latency_ms")
-    if span is None:
-        return 0.0
-    low, _, high = span.partition("..")
-    return (float(low) + float(high or low)) / 2000
+    spec = parse_fault_spec(faults)
+    span = spec.create_latency_ms or spec.latency_ms
+    return 0.0 if span is None else (span[0] + span[1]) / 2000
 
 
 def ours(prepared: Prepared, tmp: Path, name: str, concurrency: int | None = None,
@@ -124,17 +122,15 @@ def ours(prepared: Prepared, tmp: Path, name: str, concurrency: int | None = Non
 
 
 def bound(prepared: Prepared, ledger: dict[str, Any], limits: dict[str, Any]) -> float | None:
-    """The budget bound of what the run sent (None when no budget applies)."""
-    posts = [r for r in ledger["requests"] if r["method"] == "POST" and r.get("schema")]
-    setup = sum(1 for r in prepared.requests if r.payload.get("run_setup_tests") is True
-                and "auth" in r.payload)
-    events = {"all": ledger["counts"]["requests"], "create": len(prepared.requests)
-              if posts else 0, "setup_test": setup}
+    """The budget bound of what the run sent, as the gate reckons it (None: no budget)."""
     budgets = [Budget(b["name"], b["limit"], b["window_seconds"], b["applies_to"])
                for b in limits["budgets"]]
-    bounds = [budget_bound(events[b.applies_to], b) for b in budgets
-              if events.get(b.applies_to)]
-    return max(bounds) if bounds else None
+    if not budgets:
+        return None
+    setup = sum(1 for r in prepared.requests if r.payload.get("run_setup_tests") is True
+                and "auth" in r.payload)
+    return BudgetGate(budgets, 1, max_wait=0).ideal_seconds(
+        ledger["counts"]["requests"], n_creates=len(prepared.requests), n_setup_tests=setup)
 
 
 def summarise(prepared: Prepared, wall: float, ledger: dict[str, Any], limits: dict[str, Any],
