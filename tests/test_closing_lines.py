@@ -35,7 +35,7 @@ def test_after_exit_4_the_last_lines_give_the_resume_command_that_works_as_print
     done = cli("apply", sheet, "--sandbox-url", box.url, "--reports-dir", tmp_path / "r",
                "--run-id", "d1", "--deadline", "0s")
     assert done.returncode == 4, done.stderr
-    assert "rows to fix" not in done.stdout  # nothing failed: it is a resume, not a fix
+    assert " to fix, " not in done.stdout  # nothing failed: it is a resume, not a fix
     [stopped] = [line for line in done.stdout.splitlines() if line.startswith("stopped: ")]
     assert "deadline" in stopped
     [resume] = next_commands(done.stdout)
@@ -74,7 +74,7 @@ def test_the_failed_rows_file_is_named_only_when_rows_failed(tmp_path: Path,
         ["group_id", "schema", "sync_mode", "sync_frequency", "access_token"])
     done = cli("apply", bad, "--sandbox-url", box.url, "--reports-dir", tmp_path / "r")
     assert done.returncode == 1
-    assert "1 rows to fix, each with its error in" in done.stdout
+    assert "1 row to fix, each with its error in" in done.stdout  # one row: singular
     assert "failed_rows.csv" in done.stdout
 
 
@@ -84,7 +84,7 @@ def test_connect_card_rows_point_to_the_connect_cards_command(tmp_path: Path,
     done = cli("apply", sheet, "--sandbox-url", box.url, "--reports-dir", tmp_path / "r",
                "--run-id", "cc")
     assert done.returncode == 0, done.stderr
-    assert "1 connect-card rows wait for their clients" in done.stdout
+    assert "1 connect-card row waits for its client" in done.stdout
     cards = [c for c in next_commands(done.stdout) if " connect-cards " in c]
     assert cards == [f"batch-provisioner connect-cards cc --sandbox-url {box.url} "
                      f"--reports-dir {tmp_path / 'r'}"]
@@ -102,7 +102,7 @@ def test_validate_and_plan_end_with_the_next_step(tmp_path: Path, box: SandboxHa
     assert "apply would send 8 creates" in planned.stdout
     [apply] = next_commands(planned.stdout)
     assert apply.startswith(f"batch-provisioner apply {sheet} --limit 5 --sandbox-url")
-    assert planned.stdout.rstrip().endswith("exit code 5 (changes pending)")
+    assert planned.stdout.rstrip().endswith("exit code 5 (changes_pending)")  # ExitCode's name
 
 
 def test_the_resume_command_repeats_the_flags_that_change_what_apply_does(

@@ -22,7 +22,7 @@ from rich.text import Text
 
 import batch_provisioner as bp
 from batch_provisioner import logs
-from batch_provisioner.cli.closing import Invocation, apply_closing, say, say_next
+from batch_provisioner.cli.closing import Invocation, apply_closing, say, say_exit, say_next
 from batch_provisioner.cli.common import (
     ApiUrlOpt,
     ConcurrencyOpt,
@@ -68,7 +68,7 @@ PlanSandboxOpt = Annotated[bool, typer.Option(
                       "--sandbox-profile, state kept in <reports-dir>/sandbox/state.sqlite) "
                       "and plan against it.")]
 PlanSandboxUrlOpt = Annotated[str | None, typer.Option(
-    "--sandbox-url", help="Use a sandbox already serving at URL; adopt its limits.")]
+    "--sandbox-url", metavar="URL", help="Use a sandbox already serving at URL; adopt its limits.")]
 
 
 def plan(
@@ -134,9 +134,7 @@ def _plan_closing(result: bp.PlanResult, how: Invocation) -> None:
         say_next(how.command("apply"))
     elif code == int(ExitCode.OK):
         say("nothing to change")
-    why = {int(ExitCode.ROWS_FAILED): "rows to fix", int(ExitCode.OK): "no changes"}.get(
-        code, "changes pending")
-    say(f"exit code {code} ({why})")
+    say_exit(code)
 
 
 def _print_plan(frame: pl.DataFrame, counts: Mapping[str, int]) -> None:
@@ -249,41 +247,62 @@ def apply(
     api_url: ApiUrlOpt = None, sandbox: SandboxOpt = False, sandbox_url: SandboxUrlOpt = None,
     concurrency: ConcurrencyOpt = None, run_id: RunIdOpt = None,
     resume: Annotated[str | None, typer.Option(
-        "--resume", help="Carry on an earlier run: skip its finished rows.")] = None,
+        "--resume", metavar="ID",
+        help="Carry on an earlier run: skip its finished rows, look up the ones left in "
+             "doubt before resending.")] = None,
     max_concurrency: MaxConcurrencyOpt = None,
     deadline: Annotated[str | None, typer.Option(
-        "--deadline", help="Start no new row after this long (e.g. 45m); exit 4.")] = None,
+        "--deadline", metavar="DURATION",
+        help="Start no new row after this long (e.g. 45m, 1h30m); in-flight rows finish, "
+             "exit 4, resumable.")] = None,
     update: Annotated[bool, typer.Option(
         "--update", help="PATCH drifted connections (mutable fields only).")] = False,
     force: Annotated[bool, typer.Option(
         "--force", help="Resume even though the input file changed.")] = False,
     reports_dir: ReportsDirOpt = Path("reports"),
-    max_attempts: Annotated[int | None, typer.Option("--max-attempts", min=1,
-                                                      help="Tries per row (default 5).")] = None,
+    max_attempts: Annotated[int | None, typer.Option(
+        "--max-attempts", min=1, metavar="N", help="Tries per row (default 5).")] = None,
     max_wait: Annotated[str | None, typer.Option(
-        "--max-wait", help="Longest single wait (a budget, a Retry-After, a backoff; default "
-                           "1h): a longer one stops the run, exit 4, resumable.")]
+        "--max-wait", metavar="DURATION",
+        help="Longest single wait (a budget, a Retry-After, a backoff; default 1h): a longer "
+             "one stops the run, exit 4, resumable.")]
     = None,
-    calls_per_hour: Annotated[int | None, typer.Option("--calls-per-hour", min=0)] = None,
+    calls_per_hour: Annotated[int | None, typer.Option(
+        "--calls-per-hour", min=0, metavar="N",
+        help="Budget of all API calls per rolling hour (default 20000, Fivetran's; 0 = off).")]
+    = None,
     creates_per_minute: Annotated[int | None, typer.Option(
-        "--creates-per-minute", min=0, help="Create budget (off unless set; 0 = off).")] = None,
-    setup_tests_per_minute: Annotated[int | None, typer.Option("--setup-tests-per-minute",
-                                                                min=0)] = None,
-    setup_tests_per_hour: Annotated[int | None, typer.Option("--setup-tests-per-hour",
-                                                              min=0)] = None,
-    connect_timeout: Annotated[float | None, typer.Option("--connect-timeout", min=0.1)] = None,
-    read_timeout: Annotated[float | None, typer.Option("--read-timeout", min=0.1)] = None,
+        "--creates-per-minute", min=0, metavar="N",
+        help="Budget of creates per rolling minute (off unless set, e.g. the historical 20; "
+             "0 = off).")] = None,
+    setup_tests_per_minute: Annotated[int | None, typer.Option(
+        "--setup-tests-per-minute", min=0, metavar="N",
+        help="Budget of setup tests per rolling minute (default 250, Fivetran's; 0 = off).")]
+    = None,
+    setup_tests_per_hour: Annotated[int | None, typer.Option(
+        "--setup-tests-per-hour", min=0, metavar="N",
+        help="Budget of setup tests per rolling hour (default 2500, Fivetran's; 0 = off).")]
+    = None,
+    connect_timeout: Annotated[float | None, typer.Option(
+        "--connect-timeout", min=0.1, metavar="SECONDS",
+        help="Seconds to wait for a connection to the API (default 10).")] = None,
+    read_timeout: Annotated[float | None, typer.Option(
+        "--read-timeout", min=0.1, metavar="SECONDS",
+        help="Seconds to wait for an answer once a request is sent (default 60); a create "
+             "with no answer is looked up before it is sent again.")] = None,
     log_format: LogFormatOpt = LogFormat.AUTO,
     sandbox_groups: SandboxGroupsOpt = None, sandbox_profile: SandboxProfileOpt = None,
     yes: Annotated[bool, typer.Option(
         "--yes", "-y", help="Do not ask before sending to a real API (on a terminal, apply "
                             "shows the estimate and asks).")] = False,
     rows: Annotated[str | None, typer.Option(
-        "--rows", help="Only these sheet rows, as the file numbers them (e.g. 2-11,40); "
-                       "the rest are not attempted, and --resume carries on.")] = None,
+        "--rows", metavar="ROWS",
+        help="Only these sheet rows, as the file numbers them (e.g. 2-11,40); the rest are not "
+             "attempted, and --resume carries on.")] = None,
     limit: Annotated[int | None, typer.Option(
-        "--limit", min=1, help="Send at most N creates/updates (a canary); the rest are not "
-                               "attempted, and --resume carries on.")] = None,
+        "--limit", min=1, metavar="N",
+        help="Send at most N creates/updates (a canary); the rest are not attempted, and "
+             "--resume carries on.")] = None,
 ) -> None:
     """Create every valid row's connection, inside Fivetran's budgets; write the reports.
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from batch_provisioner.api.edge import shown_url
 from batch_provisioner.cli.common import plain_err, plain_out, shown
 from batch_provisioner.errors import ExitCode
-from batch_provisioner.models import Status
+from batch_provisioner.models import Status, counted
 
 PROG = "batch-provisioner"
 _DEFAULT_REPORTS = Path("reports")
@@ -104,36 +104,52 @@ def apply_closing(result_counts: dict[str, int], exit_code: int, run_id: str,
     elif code == ExitCode.INTERRUPTED and stopped:
         say(f"stopped: {stopped}")
     if to_fix:
-        say(f"{to_fix} rows to fix, each with its error in {paths['failed_rows.csv']}: fix "
-            f"them in the sheet, then apply --resume {run_id} --force (the sheet changed), "
-            "or fix that file and apply it as a new run")
+        them = "it" if to_fix == 1 else "them"
+        say(f"{counted(to_fix, 'row')} to fix, each with its error in "
+            f"{paths['failed_rows.csv']}: fix {them} in the sheet, then apply --resume "
+            f"{run_id} --force (the sheet changed), or fix that file and apply it as a new run")
     if to_retry:
-        say(f"{to_retry} rows failed for a reason that may pass (the API, the network): "
-            "a resume tries them again")
+        say(f"{counted(to_retry, 'row')} failed for a reason that may pass (the API, the "
+            f"network): a resume tries {'it' if to_retry == 1 else 'them'} again")
     if cards_waiting:
-        say(f"{cards_waiting} connect-card rows wait for their clients: send each client its "
-            "link (connect_card_uri in results.csv)")
+        say(f"{counted(cards_waiting, 'connect-card row')} "
+            f"{'waits for its client' if cards_waiting == 1 else 'wait for their clients'}: "
+            "send each client its link (connect_card_uri in results.csv)")
         say_next(how.command("connect-cards", run_id, inputs=False, rehearsal=False),
                  "fresh links, once clients act or links expire")
     if code == ExitCode.INTERNAL:
-        say(f"{waiting} rows were not attempted; once a fixed version is installed, "
-            f"{how.command('apply', '--resume', run_id)} carries on")
+        say(f"{counted(waiting, 'row')} {_were(waiting)} not attempted; once a fixed version "
+            f"is installed, {how.command('apply', '--resume', run_id)} carries on")
     elif code == ExitCode.FATAL_API:
         say_next(how.command("apply", "--resume", run_id),
-                 f"after fixing the cause; {waiting} rows were not attempted")
+                 f"after fixing the cause; {counted(waiting, 'row')} {_were(waiting)} not "
+                 "attempted")
     elif waiting or to_retry:
         if waiting and not stopped:
-            say(f"{waiting} rows were held back (--rows / --limit, or not confirmed)")
+            say(f"{counted(waiting, 'row')} {_were(waiting)} held back (--rows / --limit, or "
+                "not confirmed)")
         say_next(how.command("apply", "--resume", run_id),
-                 f"carries on with the {waiting + to_retry} rows not done")
+                 f"carries on with the {counted(waiting + to_retry, 'row')} not done")
     elif code == ExitCode.OK:
         say_next(how.command("status", run_id, inputs=False, rehearsal=False),
                  "setup state of every connection")
-    say(f"exit code {code} ({_exit_name(code)})")
+    say_exit(code)
 
 
-def _exit_name(code: int) -> str:
+def _were(count: int) -> str:
+    return "was" if count == 1 else "were"
+
+
+def exit_label(code: int) -> str:
+    """The name of an exit code, as ``--help`` and the README's table give it: ``ok``,
+    ``rows_failed``, ``input_error``, ``fatal_api``, ``interrupted``, ``changes_pending``,
+    ``internal`` (``errors.ExitCode``)."""
     try:
         return ExitCode(code).name.lower()
     except ValueError:
-        return "changes pending" if code == 5 else str(code)
+        return "unknown"
+
+
+def say_exit(code: int) -> None:
+    """A command's last line: ``exit code 1 (rows_failed)``."""
+    say(f"exit code {int(code)} ({exit_label(int(code))})")

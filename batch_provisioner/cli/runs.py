@@ -28,8 +28,9 @@ RunSandboxOpt = Annotated[bool, typer.Option(
     "--sandbox", help="Use the embedded sandbox, with the state apply --sandbox left in "
                       "<reports-dir>/sandbox/state.sqlite.")]
 SandboxUrlOpt = Annotated[str | None, typer.Option(
-    "--sandbox-url", help="Use a sandbox already serving at URL; adopt its limits.")]
-RunReportsOpt = Annotated[Path, typer.Option("--reports-dir", help="Where run folders are.")]
+    "--sandbox-url", metavar="URL", help="Use a sandbox already serving at URL; adopt its limits.")]
+RunReportsOpt = Annotated[Path, typer.Option("--reports-dir", metavar="DIR",
+                                             help="Where run folders are.")]
 
 
 def _logging_for(run_id: str, reports_dir: Path, *, sandbox: bool, sandbox_url: str | None,
@@ -121,7 +122,7 @@ def rollback(
     yes: Annotated[bool, typer.Option("--yes", help="Delete without asking.")] = False,
     reports_dir: RunReportsOpt = Path("reports"), api_url: ApiUrlOpt = None,
     sandbox: RunSandboxOpt = False, sandbox_url: SandboxUrlOpt = None,
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=64,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=64, metavar="N",
                                              help="Deletes in flight at once.")] = 8,
 ) -> None:
     """Delete exactly the connections this run created (never those that already existed).

@@ -26,6 +26,7 @@ from batch_provisioner.cli.common import (
     shown,
 )
 from batch_provisioner.errors import ExitCode
+from batch_provisioner.models import counted
 from batch_provisioner.report.files import replacing
 
 
@@ -34,18 +35,29 @@ def validate(
     sheet_name: SheetNameOpt = None, secrets_dir: SecretsDirOpt = None,
     reports_dir: ReportsDirOpt = Path("reports"), run_id: RunIdOpt = None,
 ) -> None:
-    """Check every row and list every problem at once. Exit 0 clean, 1 invalid rows, 2 bad file."""
+    """Check every row and list every problem at once.
+
+    Writes <reports-dir>/<run-id>/validation.csv when there are problems (or when --run-id
+    names the folder); a clean sheet without --run-id writes nothing. Exit 0 (ok) clean,
+    warnings allowed; 1 (rows_failed) some rows invalid; 2 (input_error) file unreadable or
+    required columns missing.
+    """
     result = bp.validate(sheet, defaults=defaults, custom_reports=custom_reports,
                          sheet_name=sheet_name, secrets_dir=secrets_dir,
                          reports_dir=reports_dir, run_id=run_id)
     print_carry_notice(result.sheet, out)
     print_problems(result.sheet, out)
-    out.print(shown(f"Problems written to {result.paths['validation.csv']}", 10_000))
+    written = result.paths.get("validation.csv")
+    if written is not None:
+        found = result.problems.height
+        out.print(shown(f"{counted(found, 'problem')} written to {written}" if found
+                        else f"no problems: {written} holds only the header", 10_000))
     how = Invocation(sheet=sheet, defaults=defaults, custom_reports=custom_reports,
                      sheet_name=sheet_name, secrets_dir=secrets_dir, reports_dir=reports_dir)
     if result.errors:
-        say(f"fix the {len(result.invalid_rows)} invalid rows in the sheet (every problem is "
-            "listed above and in validation.csv), then validate again")
+        invalid = len(result.invalid_rows)
+        say(f"fix the {counted(invalid, 'invalid row')} in the sheet (every problem is listed "
+            "above and in validation.csv), then validate again")
     else:
         say_next(how.command("plan", "--sandbox"), "rehearse: what apply would do")
     raise typer.Exit(result.exit_code)
@@ -54,8 +66,8 @@ def validate(
 def render(
     sheet: SheetArg, defaults: DefaultsOpt = None, custom_reports: ReportsOpt = None,
     sheet_name: SheetNameOpt = None, secrets_dir: SecretsDirOpt = None,
-    out_file: Annotated[Path | None, typer.Option("--out", help="JSONL file (default stdout).")]
-    = None,
+    out_file: Annotated[Path | None, typer.Option(
+        "--out", metavar="FILE", help="JSONL file to write (default stdout).")] = None,
 ) -> None:
     """Write the payloads as JSON lines, secrets shown as ******. Invalid rows are left out."""
     prepared = bp.load(sheet, defaults=defaults, custom_reports=custom_reports,
@@ -73,8 +85,9 @@ def render(
     raise typer.Exit(ExitCode.ROWS_FAILED if prepared.error_count else ExitCode.OK)
 
 
-def template(out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into.")]
-             = Path("input_templates")) -> None:
+def template(out_dir: Annotated[Path, typer.Option(
+        "--out", metavar="DIR", help="Folder to write the templates into.")]
+        = Path("input_templates")) -> None:
     """Write the input templates (XLSX, CSV, defaults.toml) generated from the code."""
     for path in bp.write_templates(out_dir):
         out.print(f"wrote {path}")
