@@ -86,9 +86,9 @@ def plan(
     timeframe_months differs) or invalid (validation error, unknown or ambiguous group_name).
     Only the fields a row sets are compared; auth is never compared (Fivetran masks it).
 
-    Exit codes: 0 nothing to change; 5 creates or drifts pending (apply would change
-    something); 1 some rows are invalid or conflict (wins over 5, as an error wins in
-    terraform plan -detailed-exitcode); 2 input error; 3 fatal API error.
+    Exit 0 (ok) nothing to change; 5 (changes_pending) creates or drifts pending: apply
+    would change something; 1 (rows_failed) some rows are invalid or conflict (wins over 5,
+    as an error wins in terraform plan -detailed-exitcode); 2 (input_error); 3 (fatal_api).
     """
     profile = str(sandbox_profile) if sandbox_profile else None
     check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
@@ -308,7 +308,12 @@ def apply(
 
     Before sending it prints what it will send and the least time the budgets allow; on a
     terminal, against a real API, it asks first (--yes skips the question; without a
-    terminal it proceeds, as cron needs, and logs that it did)."""
+    terminal it proceeds, as cron needs, and logs that it did).
+
+    Exit 0 (ok) every row created, exists or updated; 1 (rows_failed) some rows invalid,
+    failed or in conflict (failed_rows.csv); 2 (input_error) nothing sent; 3 (fatal_api) the
+    run stopped; 4 (interrupted) rows left for --resume (deadline, --max-wait, Ctrl-C, a
+    canary); 70 (internal) a bug: please report it."""
     if resume and run_id and resume != run_id:
         raise InputError("--resume and --run-id name different runs; give one of them")
     profile = str(sandbox_profile) if sandbox_profile else None

@@ -37,8 +37,8 @@ def groups(
     """List the account's groups (GET /v1/groups, every page): id and name.
 
     With --out, also write them as a CSV id,name: feed it to plan/apply --sandbox --sandbox-groups
-    to rehearse against the real account's groups. Exit 0 listed; 2 usage error; 3 fatal API
-    error (credentials, base URL).
+    to rehearse against the real account's groups. Exit 0 (ok) listed; 2 (input_error) usage
+    error; 3 (fatal_api) credentials, base URL.
     """
     check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url)
     logs.configure(log_format="auto", level="warning")

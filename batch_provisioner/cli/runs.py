@@ -50,8 +50,9 @@ def status(
     """Re-read each connection of the run: who has authorised (connected) and who has not.
 
     Updates the run's results.csv/.parquet/.xlsx and report.html (setup_state, and a
-    setup_tests column when tests ran) and writes status.csv. Exit 0 every connection read;
-    1 some could not be read (e.g. deleted since); 2 unknown run; 3 fatal API error.
+    setup_tests column when tests ran) and writes status.csv. Exit 0 (ok) every connection
+    read; 1 (rows_failed) some could not be read (e.g. deleted since); 2 (input_error)
+    unknown run; 3 (fatal_api).
     """
     _logging_for(run_id, reports_dir, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url)
     try:
@@ -90,7 +91,8 @@ def connect_cards(
     Writes connect_cards.csv (row, group_id, schema, connection_id, your carry-through
     columns, uri, expires_at) for a mail merge, and puts the new URIs in the run's report.
     redirect_uri and hide_setup_guide come from the connection's connect_card_config, else
-    from the run's input files. Exit 0 all done; 1 some rows failed; 2 unknown run; 3 fatal.
+    from the run's input files. Exit 0 (ok) all done; 1 (rows_failed) some rows failed;
+    2 (input_error) unknown run; 3 (fatal_api).
     """
     _logging_for(run_id, reports_dir, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url)
     try:
@@ -131,8 +133,9 @@ def rollback(
     deletion is journaled at once as rolled_back, so an interrupted rollback is finished by
     running it again; a connection already gone (404) counts as rolled back. Writes
     rollback/results.csv and rollback/summary.json and marks the rows in the run's report.
-    Exit 0 all rolled back (or nothing to do); 1 some rows failed or were left, or you
-    declined; 2 unknown run or no confirmation; 3 fatal API error.
+    Exit 0 (ok) all rolled back (or nothing to do); 1 (rows_failed) some rows failed or
+    were left, or you declined; 2 (input_error) unknown run or no confirmation;
+    3 (fatal_api).
     """
     _logging_for(run_id, reports_dir, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url)
     try:

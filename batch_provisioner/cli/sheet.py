@@ -69,7 +69,11 @@ def render(
     out_file: Annotated[Path | None, typer.Option(
         "--out", metavar="FILE", help="JSONL file to write (default stdout).")] = None,
 ) -> None:
-    """Write the payloads as JSON lines, secrets shown as ******. Invalid rows are left out."""
+    """Write the payloads as JSON lines, secrets shown as ******. Invalid rows are left out.
+
+    Exit 0 (ok) every row rendered; 1 (rows_failed) some rows invalid (listed on stderr);
+    2 (input_error) file unreadable or required columns missing.
+    """
     prepared = bp.load(sheet, defaults=defaults, custom_reports=custom_reports,
                        sheet_name=sheet_name, secrets_dir=secrets_dir)
     lines = (json.dumps(line, ensure_ascii=False) for line in bp.render(prepared))
