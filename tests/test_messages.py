@@ -10,8 +10,15 @@ import httpx
 import pytest
 from helpers_input import BASE_ROW, prepare_rows, problems, run_cli, write_csv, write_xlsx
 
-from batch_provisioner.errors import ExitCode
+from batch_provisioner.errors import (
+    ApiError,
+    ExitCode,
+    FatalApiError,
+    NotFoundApiError,
+    RowApiError,
+)
 from batch_provisioner.models import counted
+from batch_provisioner.run.row_outcome import error_code_of
 from batch_provisioner.sandbox import SandboxHandle
 from batch_provisioner.sheet.load import prepare
 from batch_provisioner.sheet.validate import AS_TEXT_HINT, STORED_AS_NUMBER
@@ -212,3 +219,17 @@ def test_conflicts_carry_advice_and_are_in_failed_rows_csv_which_feeds_back(
     again = load(failed_rows)  # fed straight back: the error column is ignored
     assert [r.schema for r in again.requests] == ["tt_fixed", "taken"]
     assert again.carry_columns == ["client_ref"] and again.problems.is_empty()
+
+
+# --- no Python class names in what a person reads --------------------------------------------
+
+@pytest.mark.parametrize(("error", "code"), [
+    (RowApiError("POST /v1/connections: HTTP 400", http_status=400), "BadRequest"),
+    (FatalApiError("HTTP 401", http_status=401), "Unauthorized"),
+    (RowApiError("HTTP 422", http_status=422), "UnprocessableEntity"),
+    (FatalApiError("no answer"), "NoAnswer"),
+    (NotFoundApiError("HTTP 404", http_status=404, code="NotFound_Group"), "NotFound_Group"),
+])
+def test_an_error_without_the_apis_code_is_named_after_what_happened(error: ApiError,
+                                                                    code: str) -> None:
+    assert error_code_of(error) == code

@@ -51,7 +51,7 @@ from batch_provisioner.cli.common import (
     shown,
 )
 from batch_provisioner.errors import ExitCode, InputError
-from batch_provisioner.models import ActionKind, Outcome, Status
+from batch_provisioner.models import ActionKind, Outcome, Status, counted
 from batch_provisioner.report.files import ensure_dir
 from batch_provisioner.run.target import check_target_options
 from batch_provisioner.settings import Limits
@@ -122,11 +122,15 @@ def _plan_closing(result: bp.PlanResult, how: Invocation) -> None:
     counts, code = result.counts, result.exit_code
     if result.estimate is not None and result.estimate.calls:
         say(f"apply would send {result.estimate.describe()}")
-    if counts.get("invalid") or counts.get("conflict"):
-        say(f"{counts.get('invalid', 0)} invalid and {counts.get('conflict', 0)} conflicting rows "
-            "are listed with their reason in plan.csv (detail); apply leaves them out")
+    left_out = counts.get("invalid", 0) + counts.get("conflict", 0)
+    if left_out:
+        one = left_out == 1
+        say(f"{counts.get('invalid', 0)} invalid and {counts.get('conflict', 0)} conflicting "
+            f"{'row is' if one else 'rows are'} listed with the reason and what to do in "
+            f"plan.csv (detail); apply leaves {'it' if one else 'them'} out")
     if counts.get("drift"):
-        say(f"{counts['drift']} rows drifted: apply --update PATCHes the mutable fields")
+        say(f"{counted(counts['drift'], 'row')} drifted: apply --update PATCHes the mutable "
+            "fields")
     if counts.get("create", 0) > _CANARY:
         say_next(how.command("apply", "--limit", str(_CANARY)),
                  f"a canary of {_CANARY} creates first; apply --resume RUN_ID carries on")
