@@ -51,7 +51,7 @@ from batch_provisioner.cli.common import (
     shown,
 )
 from batch_provisioner.errors import ExitCode, InputError
-from batch_provisioner.models import ActionKind, Outcome, Status
+from batch_provisioner.models import ActionKind, Outcome
 from batch_provisioner.report.files import ensure_dir
 from batch_provisioner.run.target import check_target_options
 from batch_provisioner.settings import Limits
@@ -312,18 +312,6 @@ def apply(
     run_dir = ensure_dir(reports_dir / run_id)  # a file in the way: exit 2, named
     logs.configure(log_format=str(log_format), run_log=run_dir / "run.log.jsonl")
     tty = sys.stderr.isatty() and log_format != LogFormat.JSON
-    start = functools.partial(
-        bp.apply_async, prepared, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
-        reports_dir=reports_dir, run_id=run_id, limits=limits, deadline=seconds, update=update,
-        force=force, resume=resume is not None, input_paths=(sheet, defaults, custom_reports),
-        sandbox_groups=sandbox_groups, sandbox_profile=profile, rows=rows, limit=limit)
-    asking = yes is False and sys.stdin.isatty()  # a person can answer (stderr may be piped)
-    try:
-        with ProgressReporter(len(prepared.rows), tty) as reporter:
-            result = anyio.run(_apply_watching_signals, start, reporter, asking, yes)
-    finally:
-        logs.close_run_log()
-    _print_summary(result)
     flags = _repeated_flags(
         ("--update", update), ("--force", force), ("--concurrency", concurrency),
         ("--max-concurrency", max_concurrency), ("--max-attempts", max_attempts),
@@ -337,13 +325,21 @@ def apply(
                      sheet_name=sheet_name, secrets_dir=secrets_dir, reports_dir=reports_dir,
                      api_url=api_url, sandbox=sandbox, sandbox_url=sandbox_url,
                      sandbox_groups=sandbox_groups, sandbox_profile=profile, apply_flags=flags)
-    cards = sum(1 for o in result.outcomes if o.connect_card_uri
-                and o.status in (Status.CREATED, Status.EXISTS))
-    broken = [o for o in result.outcomes if o.status in (Status.INVALID, Status.FAILED)]
-    retry = sum(1 for o in broken if o.status is Status.FAILED and o.retriable)
-    apply_closing(result.counts, int(result.exit_code), result.run_id, dict(result.paths), how,
-                  fatal=result.fatal_message, stopped=result.stop_message, cards_waiting=cards,
-                  to_fix=len(broken) - retry, to_retry=retry)
+    start = functools.partial(
+        bp.apply_async, prepared, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
+        reports_dir=reports_dir, run_id=run_id, limits=limits, deadline=seconds, update=update,
+        force=force, resume=resume is not None, input_paths=(sheet, defaults, custom_reports),
+        sandbox_groups=sandbox_groups, sandbox_profile=profile, rows=rows, limit=limit,
+        invocation=how)
+    asking = yes is False and sys.stdin.isatty()  # a person can answer (stderr may be piped)
+    try:
+        with ProgressReporter(len(prepared.rows), tty) as reporter:
+            result = anyio.run(_apply_watching_signals, start, reporter, asking, yes)
+    finally:
+        logs.close_run_log()
+    _print_summary(result)
+    apply_closing(result.next_actions, int(result.exit_code), result.run_id,
+                  fatal=result.fatal_message, stopped=result.stop_message)
     raise typer.Exit(int(result.exit_code))
 
 

@@ -13,6 +13,7 @@ from batch_provisioner.errors import ExitCode
 from batch_provisioner.models import Outcome, Status
 from batch_provisioner.run.estimate import Estimate
 from batch_provisioner.run.lifecycle import CardResult, RunRow
+from batch_provisioner.run.next_actions import NextAction
 from batch_provisioner.run.plan import Plan
 from batch_provisioner.run.rollback import ALREADY_GONE, NOT_PROVABLY_OURS
 from batch_provisioner.sheet.load import Prepared
@@ -83,6 +84,8 @@ class ApplyResult:
     fatal_message: str | None = None  # why the run stopped with exit 3 (names the API URL)
     estimate: Estimate | None = None  # what this invocation set out to send (its preview)
     stop_message: str | None = None  # why the run stopped early, in words (exit 3, 4)
+    #: What a person must do next, most urgent first (summary.json's ``next_actions``).
+    next_actions: tuple[NextAction, ...] = ()
 
     @property
     def counts(self) -> dict[str, int]:
