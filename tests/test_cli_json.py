@@ -19,8 +19,12 @@ from typing import Any
 import jsonschema
 import polars as pl
 import pytest
+import typer
 
-from batch_provisioner.errors import ExitCode
+from batch_provisioner.cli.common import JsonOpt, out, plain_out
+from batch_provisioner.cli.json_out import emit, error_document, json_command
+from batch_provisioner.errors import ExitCode, FatalApiError, InputError, OutputError
+from batch_provisioner.safety import REDACTOR
 from batch_provisioner.sandbox import SandboxHandle
 from tests.apply_helpers import ENV, TOKEN, cli, csv_rows, write_dict_rows
 
@@ -106,6 +110,58 @@ def test_each_schema_is_a_valid_draft_2020_12_schema_with_the_shared_envelope(
         assert shipped["$defs"][name] == shared[name], name
 
 
+# -- the switch: one document, the person's lines on stderr -------------------------------
+
+@json_command("status")
+def _command(code: int, json_output: JsonOpt = False) -> None:
+    out.print("a line for a person")
+    plain_out.print("another one")
+    emit(lambda: {"exit_code": code, "first": True})
+    emit(lambda: {"exit_code": code, "second": True})  # one document per command, ever
+    raise typer.Exit(code)
+
+
+def test_under_json_stdout_holds_one_document_and_the_person_reads_stderr(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(typer.Exit):
+        _command(1, json_output=True)
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"schema_version": 1, "command": "status",
+                                        "version": json.loads(captured.out)["version"],
+                                        "exit_code": 1, "first": True}
+    assert captured.err == "a line for a person\nanother one\n"
+    assert not out.stderr and not plain_out.stderr  # switched back
+    with pytest.raises(typer.Exit):
+        _command(0)
+    captured = capsys.readouterr()
+    assert captured.out == "a line for a person\nanother one\n" and captured.err == ""
+
+
+@pytest.mark.parametrize(("error", "code", "exit_code"), [
+    (InputError("no such file", path="x.csv"), "input_error", 2),
+    (OutputError("cannot write r/results.csv", path="r", sent=False), "output_error", 2),
+    (OutputError("cannot write r/results.csv", path="r", sent=True), "output_error", 4),
+    (FatalApiError("401 Unauthorized"), "fatal_api_error", 3),
+    (ExceptionGroup("tasks", [ValueError("other"), InputError("inside a task group")]),
+     "input_error", 2),
+    (typer.BadParameter("'soon' is not a duration"), "usage_error", 2),
+    (KeyboardInterrupt(), "interrupted", 4),
+    (RuntimeError("a bug"), "internal_error", 70),
+])
+def test_an_error_document_names_the_error_and_the_exit_code_the_cli_uses(
+        error: BaseException, code: str, exit_code: int) -> None:
+    found = error_document(error)
+    assert (found["error"]["code"], found["exit_code"]) == (code, exit_code)
+    assert found["error"]["message"]
+
+
+def test_an_error_document_never_holds_a_secret() -> None:
+    with REDACTOR.scoped():
+        REDACTOR.add("sekret-0123456789abcdef")
+        found = error_document(InputError("the token sekret-0123456789abcdef is refused"))
+    assert "sekret" not in json.dumps(found)
+
+
 # -- validate ----------------------------------------------------------------------------
 
 def test_validate_json_holds_every_problem_of_validation_csv(tmp_path: Path) -> None:
@@ -146,7 +202,7 @@ def test_plan_json_has_one_entry_per_plan_csv_line(run: Scenario) -> None:
     assert lost["action"] == "invalid" and "no_such_group" in lost["detail"]
     assert [r["carry"]["client_name"] for r in found["rows"]] == [
         r["client_name"] for r in ROWS]
-    assert "plan: 4 create" in run.plan.stderr
+    assert "no_such_group" in run.plan.stderr  # the plan's table, for a person
 
 
 def test_apply_json_is_summary_json_and_results_csv(run: Scenario) -> None:
@@ -174,7 +230,7 @@ def test_apply_json_is_summary_json_and_results_csv(run: Scenario) -> None:
     assert by_schema["tt_tok_a"]["carry"]["notes"] == "pasted ****** here"  # scrubbed
     assert set(found["paths"]) >= {"results.csv", "summary.json", "failed_rows.csv"}
     assert all(Path(p).is_file() for p in found["paths"].values())
-    assert "exit code 1" in run.apply.stderr and "next:" in run.apply.stderr
+    assert "failed_rows.csv" in run.apply.stderr  # the closing lines, for a person
 
 
 def test_status_json_has_every_connection_of_status_csv(run: Scenario) -> None:

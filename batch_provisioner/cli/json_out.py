@@ -100,7 +100,7 @@ def json_command(name: str) -> Callable[[Callable[P, None]], Callable[P, None]]:
             try:
                 with human_lines_on_stderr():
                     command(*args, **kwargs)
-            except typer.Exit as done:  # the command's own end: its document is written
+            except typer.Exit as done:  # its end: the bare exit code if it emitted nothing
                 sink.write({"exit_code": done.exit_code})
                 raise
             except BaseException as exc:  # the CLI reports it on stderr, with this exit code
