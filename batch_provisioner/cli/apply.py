@@ -27,6 +27,7 @@ from batch_provisioner.cli.common import (
     ApiUrlOpt,
     ConcurrencyOpt,
     DefaultsOpt,
+    JsonOpt,
     LogFormat,
     LogFormatOpt,
     MaxConcurrencyOpt,
@@ -50,6 +51,7 @@ from batch_provisioner.cli.common import (
     show_target,
     shown,
 )
+from batch_provisioner.cli.json_out import apply_document, emit, json_command, plan_document
 from batch_provisioner.errors import ExitCode, InputError
 from batch_provisioner.models import ActionKind, Outcome
 from batch_provisioner.report.files import ensure_dir
@@ -71,13 +73,14 @@ PlanSandboxUrlOpt = Annotated[str | None, typer.Option(
     "--sandbox-url", help="Use a sandbox already serving at URL; adopt its limits.")]
 
 
+@json_command("plan")
 def plan(
     sheet: SheetArg, defaults: DefaultsOpt = None, custom_reports: ReportsOpt = None,
     sheet_name: SheetNameOpt = None, secrets_dir: SecretsDirOpt = None,
     api_url: ApiUrlOpt = None, sandbox: PlanSandboxOpt = False,
     sandbox_url: PlanSandboxUrlOpt = None, reports_dir: ReportsDirOpt = Path("reports"),
     run_id: RunIdOpt = None, sandbox_groups: SandboxGroupsOpt = None,
-    sandbox_profile: SandboxProfileOpt = None,
+    sandbox_profile: SandboxProfileOpt = None, json_output: JsonOpt = False,
 ) -> None:
     """Compare the sheet with the live connections; change nothing; write plan.csv.
 
@@ -115,6 +118,7 @@ def plan(
                      api_url=api_url, sandbox=sandbox, sandbox_url=sandbox_url,
                      sandbox_groups=sandbox_groups, sandbox_profile=profile)
     _plan_closing(result, how)
+    emit(plan_document, result, run_id)
     raise typer.Exit(result.exit_code)
 
 
@@ -243,6 +247,7 @@ def _limits(concurrency: int | None, calls_per_hour: int | None, creates_per_min
                   connect_timeout=connect_timeout, read_timeout=read_timeout)
 
 
+@json_command("apply")
 def apply(
     sheet: SheetArg, defaults: DefaultsOpt = None, custom_reports: ReportsOpt = None,
     sheet_name: SheetNameOpt = None, secrets_dir: SecretsDirOpt = None,
@@ -284,6 +289,7 @@ def apply(
     limit: Annotated[int | None, typer.Option(
         "--limit", min=1, help="Send at most N creates/updates (a canary); the rest are not "
                                "attempted, and --resume carries on.")] = None,
+    json_output: JsonOpt = False,
 ) -> None:
     """Create every valid row's connection, inside Fivetran's budgets; write the reports.
 
@@ -340,6 +346,7 @@ def apply(
     _print_summary(result)
     apply_closing(result.next_actions, int(result.exit_code), result.run_id,
                   fatal=result.fatal_message, stopped=result.stop_message)
+    emit(apply_document, result)
     raise typer.Exit(int(result.exit_code))
 
 
