@@ -36,12 +36,20 @@ EVIL_CARD = "javascript:alert(document.cookie)"
 LONG_CARD = "https://fivetran.example/connect-card/setup?auth=" + "a" * 2100
 LONG_ERROR = "sync_mode 'AllAcounts' is not one of AllAccounts, SpecificAccounts. " * 4
 NEXT = [{"kind": "fix_rows", "count": 1, "rows": [3],
-         "message": "1 row failed: fix it in failed_rows.csv and run it again",
-         "command": "batch-provisioner apply reports/r-1/failed_rows.csv --sandbox"},
-        {"kind": "status", "count": 0, "rows": [], "message": "an odd command",
-         "command": "=1+1"},
-        {"kind": "connect_cards", "count": 1, "rows": [2], "message": "send the card",
-         "command": None}]
+         "message": "1 row to fix, each with its error in reports/r-1/failed_rows.csv",
+         "command": "batch-provisioner apply reports/r-1/failed_rows.csv --sandbox",
+         "why": "after fixing failed_rows.csv: its rows as a new run"},
+        {"kind": "conflicts", "count": 1, "rows": [4], "message": "an odd command",
+         "command": "=1+1", "why": None},
+        {"kind": "status", "count": 3, "rows": [], "message": "setup state of every connection",
+         "command": "-x status r-1", "why": "setup state of every connection"},
+        {"kind": "retry_rows", "count": 1, "rows": [5], "message": "a resume tries it again",
+         "command": None, "why": None}]
+#: (sentence, command, what the command does) of each line the Summary shows for ``NEXT``.
+NEXT_LINES = [(NEXT[0]["message"], NEXT[0]["command"], NEXT[0]["why"]),
+              ("an odd command", "=1+1", None),
+              ("setup state of every connection", "-x status r-1", None),
+              ("a resume tries it again", None, None)]
 #: The cells of each row that the tests look at; every other column as apply writes it.
 ROWS: list[dict[str, Any]] = [
     {"status": "created", "client_ref": "plain", "connect_card_uri": CARD,
@@ -110,10 +118,10 @@ def summary_rows(book: Workbook) -> list[tuple[Any, ...]]:
     return [row for row in book["Summary"].iter_rows(values_only=True) if any(row)]
 
 
-def action_rows(book: Workbook) -> list[tuple[Any, Any]]:
-    """(message, command) of each line under the Summary's "next actions" heading."""
+def action_rows(book: Workbook) -> list[tuple[Any, ...]]:
+    """(sentence, command, what it does) of each line under the Summary's "next actions"."""
     rows = summary_rows(book)
-    return [(r[0], r[1]) for r in rows[[r[0] for r in rows].index("next actions") + 1:]]
+    return [r[:3] for r in rows[[r[0] for r in rows].index("next actions") + 1:]]
 
 
 def test_results_stay_the_first_tab_with_a_filter_over_every_row(book: Workbook) -> None:
@@ -204,7 +212,7 @@ def test_the_summary_sheet_has_the_figures_the_counts_and_the_next_actions(
     assert figures["retries"][0] == 3 and figures["ideal time from the budgets (s)"][0] == 12.25
     assert [figures[s][0] for s in ("created", "failed", "exists", "invalid", "total")] == [
         1, 1, 1, 0, 3]
-    assert action_rows(book) == [(a["message"], a["command"]) for a in NEXT]
+    assert action_rows(book) == NEXT_LINES
 
 
 def test_summary_status_cells_and_commands_are_styled_text(book: Workbook) -> None:
@@ -212,9 +220,12 @@ def test_summary_status_cells_and_commands_are_styled_text(book: Workbook) -> No
     by_label = {row[0].value: row for row in sheet.iter_rows() if row[0].value}
     assert by_label["failed"][0].fill.fgColor.rgb == f"FF{STATUS_COLOURS['failed'][1:].upper()}"
     assert by_label["failed"][0].fill.fgColor.rgb != by_label["created"][0].fill.fgColor.rgb
-    odd = by_label["an odd command"][1]
-    assert odd.value == "=1+1" and odd.data_type == "s"  # text, not a formula
-    assert odd.quotePrefix  # and stays text when a person edits the cell
+    for label, command in [("an odd command", "=1+1"),
+                           ("setup state of every connection", "-x status r-1")]:
+        command_cell = by_label[label][1]
+        assert command_cell.value == command and command_cell.data_type == "s"  # no formula
+        assert command_cell.quotePrefix  # and stays text when a person edits the cell
+        assert command_cell.alignment.wrap_text  # a long command shows whole
 
 
 @pytest.mark.parametrize(("next_actions", "line"), [
@@ -226,7 +237,7 @@ def test_a_summary_without_next_actions_says_so(tmp_path: Path, next_actions: An
         del run_summary["next_actions"]
     else:
         run_summary["next_actions"] = next_actions
-    assert action_rows(written(tmp_path, results(ROWS), run_summary)) == [(line, None)]
+    assert action_rows(written(tmp_path, results(ROWS), run_summary)) == [(line, None, None)]
 
 
 def test_the_same_results_make_the_same_bytes(tmp_path: Path) -> None:
@@ -281,8 +292,8 @@ def test_a_sandbox_runs_workbook_has_links_times_colours_and_a_summary(
     figures = {row[0]: row[1] for row in summary_rows(book)}
     assert figures["run id"] == "run" and (figures["created"], figures["failed"]) == (3, 3)
     assert figures["exit code"] == run_summary["exit_code"] == 1
-    if "next_actions" in run_summary:
-        assert action_rows(book) == [(a["message"], a["command"])
-                                     for a in run_summary["next_actions"]]
-    else:  # a summary from before the next actions were added to it
-        assert action_rows(book) == [("none recorded for this run", None)]
+    actions = run_summary["next_actions"]
+    assert {a["kind"] for a in actions} >= {"fix_rows", "connect_cards"}
+    assert action_rows(book) == [
+        (a["message"], a["command"], None if a["why"] == a["message"] else a["why"])
+        for a in actions]

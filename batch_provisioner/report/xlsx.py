@@ -126,6 +126,8 @@ class _Styles:
         self.header = workbook.add_format({"bold": True})
         self.heading = workbook.add_format({"bold": True, "quote_prefix": True})
         self.text = workbook.add_format({"quote_prefix": True})
+        self.paragraph = workbook.add_format({"quote_prefix": True, "text_wrap": True,
+                                              "valign": "top"})
         self.datetime = workbook.add_format({"num_format": DATETIME_FORMAT})
         self.wrapped = workbook.add_format({"text_wrap": True})
         self.status = {status: workbook.add_format({"bg_color": colour,
@@ -235,7 +237,9 @@ def column_widths(frame: pl.DataFrame) -> list[int]:
 @dataclass(frozen=True)
 class SummaryLine:
     """One line of the Summary sheet: its cells (None for an empty one) and how the first
-    shows: ``plain``, ``heading`` (every cell bold) or a status (filled in its colour)."""
+    shows: ``plain``, ``heading`` (every cell bold), ``wrapped`` (every text wraps: a next
+    action's sentence and command, which would not fit a column) or a status (filled in its
+    colour)."""
 
     cells: tuple[object, ...] = ()
     style: str = "plain"
@@ -273,13 +277,17 @@ def summary_lines(summary: Mapping[str, Any]) -> list[SummaryLine]:
 
 
 def _next_action_lines(summary: Mapping[str, Any]) -> list[SummaryLine]:
-    heading = SummaryLine(("next actions", "command"), "heading")
+    """Each next action as the closing lines of ``apply`` print it: its sentence, the
+    command to paste and what the command does (``why``, left out when it is the sentence)."""
+    heading = SummaryLine(("next actions", "command", "what the command does"), "heading")
     if "next_actions" not in summary:
         return [heading, SummaryLine(("none recorded for this run",))]
     actions = [a for a in summary["next_actions"] or [] if isinstance(a, Mapping)]
     if not actions:
         return [heading, SummaryLine(("none: nothing needs you",))]
-    return [heading, *(SummaryLine((a.get("message"), a.get("command"))) for a in actions)]
+    return [heading, *(SummaryLine((a.get("message"), a.get("command"),
+                                    None if a.get("why") == a.get("message") else a.get("why")),
+                                   "wrapped") for a in actions)]
 
 
 def exit_name(code: object) -> str | None:
@@ -303,6 +311,8 @@ def _write_summary(sheet: Any, summary: Mapping[str, Any], styles: _Styles) -> N
                 continue
             if line.style == "heading":
                 sheet.write_string(row, col, str(value), styles.heading)
+            elif line.style == "wrapped":
+                _write_value(sheet, row, col, value, styles.paragraph)
             elif col == 0 and line.style in styles.status:
                 sheet.write_string(row, col, str(value), styles.status[line.style])
             else:
