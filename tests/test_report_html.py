@@ -194,12 +194,13 @@ def test_a_secret_named_field_in_the_summary_is_masked_even_if_never_registered(
 RERUN = "batch-provisioner apply reports/r-1/failed_rows.csv --sandbox"
 NEXT_ACTIONS = [
     {"kind": "fix_rows", "count": 1, "rows": [3], "command": RERUN,
-     "message": "1 row to fix: correct it in failed_rows.csv, then run"},
+     "message": "1 row to fix: correct it in failed_rows.csv, then run",
+     "why": "after fixing failed_rows.csv: its rows as a new run"},
     {"kind": "conflicts", "count": 1, "rows": [4], "command": None,
      "message": "1 conflict: rename the schema or drop the row"},
     {"kind": "resume", "count": 1, "rows": [5], "command": "batch-provisioner apply in.csv "
      "--resume r-1", "message": "the run was interrupted: resume it"},
-    {"kind": "connect_cards", "count": 1, "rows": [], "message": "send each client its link",
+    {"kind": "connect_cards", "count": 2, "rows": [2, 6], "message": "send each client its link",
      "command": "batch-provisioner connect-cards r-1"},
     {"kind": "status", "count": 0, "rows": [], "message": "check the connections later",
      "command": "batch-provisioner status r-1"},
@@ -238,8 +239,9 @@ def test_what_needs_you_gives_each_next_action_its_command_and_its_rows() -> Non
     assert section.cells[7:14] == ["3", "decent_dropsy", "tt_x", "ref 1", "failed",
                                    "no such group", "NotFound_Group"]
     assert "tt_x exists" in section.cells and "1 conflict: rename the schema" in text
-    # the connected client needs nothing; the one waiting gets its link
+    # the client who has authorised since (row 6) needs nothing; the one waiting gets its link
     assert section.links == [{"class": "card-link", "href": CARD}]
+    assert '<p class="why">↳ after fixing failed_rows.csv: its rows as a new run</p>' in text
     assert "Later: check the connections later" in text and "Nothing needs you" not in text
 
 

@@ -1,12 +1,12 @@
-""""What needs you", the top of ``report.html``: what a person must do next, and for which rows.
+"""The top of ``report.html``, "What needs you": what a person must do next, for which rows.
 
 Two sources, merged. ``summary["next_actions"]`` (most urgent first; each ``{kind, count,
-message, command, rows}``, see ``run/summary.py``) gives the sentence and the exact command to
-paste; the results frame gives the rows themselves: failed and invalid rows with their
-errors, conflicts, clients whose connection waits for its connect card, rows not attempted.
-A run written before ``next_actions`` existed has none: its rows are still listed, under a
-sentence made here, with no command. A ``status`` action is not work to do now: it is shown as
-"later", and alone it leaves "Nothing needs you".
+message, command, why, rows}``, see ``run/next_actions.py``) gives the sentence, the exact
+command to paste and why to run it; the results frame gives the rows themselves: failed and
+invalid rows with their errors, conflicts, clients whose connection waits for its connect
+card, rows not attempted. A run written before ``next_actions`` existed has none: its rows
+are still listed, under a sentence made here, with no command. A ``status`` action is not
+work to do now: it is shown as "later", and alone it leaves "Nothing needs you".
 """
 
 from __future__ import annotations
@@ -54,7 +54,10 @@ def needs_you(records: Sequence[_Row], summary: Mapping[str, Any],
             continue
         group = _GROUP_OF_KIND.get(action["kind"])
         covered.add(group)
-        rows = [by_row[n] for n in action["rows"] if n in by_row] or groups.get(group or "", [])
+        rows = ([by_row[n] for n in action["rows"] if n in by_row]
+                or groups.get(group or "", []))
+        if group == "cards":  # a client who has authorised since needs nothing more
+            rows = [r for r in rows if _GROUPS["cards"](r)]
         blocks.append(_block(action, group, rows, carry))
     for group, rows in groups.items():
         if rows and group not in covered:
@@ -73,9 +76,10 @@ def next_actions(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(item, Mapping) or not item.get("message"):
             continue
         rows = item.get("rows")
-        command = item.get("command")
+        command, why = item.get("command"), item.get("why")
         actions.append({"kind": str(item.get("kind") or ""), "message": str(item["message"]),
                         "command": str(command) if command else None,
+                        "why": str(why) if why and why != item["message"] else None,
                         "rows": [n for n in rows if isinstance(n, int) and not isinstance(n, bool)]
                         if isinstance(rows, list) else []})
     return actions
@@ -87,7 +91,7 @@ def _block(action: Mapping[str, Any], group: str | None, rows: Sequence[_Row],
     head = ["row", "group_id", "schema", *carry,
             *(["setup_state", "connect card"] if cards else ["status", "error", "code"])]
     return {"kind": action["kind"], "message": action["message"], "command": action["command"],
-            "cards": cards, "head": head if rows else [],
+            "why": action.get("why"), "cards": cards, "head": head if rows else [],
             "rows": [_line(r, carry, cards) for r in rows[:SHOWN_ROWS]],
             "more": max(len(rows) - SHOWN_ROWS, 0)}
 
