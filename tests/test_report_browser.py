@@ -10,10 +10,8 @@ request refused and recorded; nothing may be asked for. Full-page screenshots go
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
-import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,6 @@ from typing import Any
 import polars as pl
 import pytest
 
-from batch_provisioner.report.files import refresh_results
 from batch_provisioner.report.html import render_html
 from batch_provisioner.sandbox import SandboxHandle, run_in_thread
 from tests.apply_helpers import cli, csv_rows, write_sheet
@@ -32,8 +29,8 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium
 sync_api = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-#: The results and the page after running a sheet: (run folder, results.csv rows, printed).
-Run = tuple[Path, list[dict[str, str]], str]
+#: A run of a sheet: its folder and its results.csv rows.
+Run = tuple[Path, list[dict[str, str]]]
 
 
 @pytest.fixture(scope="module")
@@ -87,30 +84,7 @@ def run_with_mistakes(tmp_path: Path, box: SandboxHandle, n: int, *, cards_every
                "--run-id", "seen", "--log-format", "json")
     assert done.returncode == 1, done.stderr[-2000:]
     run_dir = reports / "seen"
-    with_next_actions(run_dir, done.stdout, box.url, reports)
-    return run_dir, csv_rows(run_dir / "results.csv"), done.stdout
-
-
-def with_next_actions(run_dir: Path, printed: str, url: str, reports: Path) -> None:
-    """Until apply writes ``next_actions`` into summary.json, put there what it printed (the
-    rows to fix with the command that reruns failed_rows.csv, the connect-cards ``next:``
-    line) and draw the page again. Once the field is there this does nothing."""
-    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    if "next_actions" in summary:
-        return
-    results = pl.read_parquet(run_dir / "results.parquet")
-    broken = results.filter(pl.col("status").is_in(["failed", "invalid"]))["source_row"]
-    cards = [line.removeprefix("next: ").split("   #")[0] for line in printed.splitlines()
-             if line.startswith("next: batch-provisioner connect-cards")]
-    rerun = shlex.join(["batch-provisioner", "apply", str(run_dir / "failed_rows.csv"),
-                        "--sandbox-url", url, "--reports-dir", str(reports)])
-    summary["next_actions"] = [
-        {"kind": "fix_rows", "count": len(broken), "rows": broken.to_list(), "command": rerun,
-         "message": f"{len(broken)} rows to fix: correct them in failed_rows.csv, then run"},
-        {"kind": "connect_cards", "count": 0, "rows": [], "command": cards[0] if cards else None,
-         "message": "clients must authorise their connections with their connect-card links"},
-    ]
-    refresh_results(run_dir, results, summary, summary.get("carry_columns") or [])
+    return run_dir, csv_rows(run_dir / "results.csv")
 
 
 def open_page(browser: Any, page_path: Path, *, script: bool = True
@@ -180,7 +154,7 @@ def check_chart(page: Any) -> None:
 
 def test_a_17_row_run_with_mistakes_says_what_needs_you_and_filters_its_rows(
         tmp_path: Path, limited: SandboxHandle, browser: Any) -> None:
-    run_dir, results, _printed = run_with_mistakes(
+    run_dir, results = run_with_mistakes(
         tmp_path, limited, 17, cards_every=4, failing={2, 9}, invalid={5, 14}, throttled=2)
     broken = [r["source_row"] for r in results if r["status"] in ("failed", "invalid")]
     cards = [r["source_row"] for r in results if r["connect_card_uri"]]
@@ -236,7 +210,7 @@ def test_a_17_row_run_with_mistakes_says_what_needs_you_and_filters_its_rows(
 
 def test_a_600_row_run_keeps_its_header_in_view_and_its_chart_readable(
         tmp_path: Path, roomy: SandboxHandle, browser: Any) -> None:
-    run_dir, results, _printed = run_with_mistakes(
+    run_dir, results = run_with_mistakes(
         tmp_path, roomy, 600, cards_every=40, failing={3, 123, 301, 457},
         invalid={77, 250, 599}, throttled=3)
     page, asked, errors = open_page(browser, run_dir / "report.html")
