@@ -218,7 +218,7 @@ _AGAIN = ("every deletion is journaled: fix the cause, then rollback {0} --yes c
 
 def _deleted(client: FivetranClient) -> bool:
     """Whether this rollback sent a DELETE."""
-    return any(method == "DELETE" for _t, method, _s in client.stats.timeline)
+    return any(method == "DELETE" for _t, method, *_ in client.stats.timeline)
 
 
 def _write_rollback(state: lc.RunState, outcomes: list[Outcome], code: int) -> dict[str, Path]:
