@@ -27,6 +27,7 @@ from batch_provisioner.cli.common import (
     ApiUrlOpt,
     ConcurrencyOpt,
     DefaultsOpt,
+    JsonOpt,
     LogFormat,
     LogFormatOpt,
     MaxConcurrencyOpt,
@@ -50,8 +51,9 @@ from batch_provisioner.cli.common import (
     show_target,
     shown,
 )
+from batch_provisioner.cli.json_out import apply_document, emit, json_command, plan_document
 from batch_provisioner.errors import ExitCode, InputError
-from batch_provisioner.models import ActionKind, Outcome, Status, counted
+from batch_provisioner.models import ActionKind, Outcome, counted
 from batch_provisioner.report.files import ensure_dir
 from batch_provisioner.run.target import check_target_options
 from batch_provisioner.settings import Limits
@@ -71,13 +73,14 @@ PlanSandboxUrlOpt = Annotated[str | None, typer.Option(
     "--sandbox-url", metavar="URL", help="Use a sandbox already serving at URL; adopt its limits.")]
 
 
+@json_command("plan")
 def plan(
     sheet: SheetArg, defaults: DefaultsOpt = None, custom_reports: ReportsOpt = None,
     sheet_name: SheetNameOpt = None, secrets_dir: SecretsDirOpt = None,
     api_url: ApiUrlOpt = None, sandbox: PlanSandboxOpt = False,
     sandbox_url: PlanSandboxUrlOpt = None, reports_dir: ReportsDirOpt = Path("reports"),
     run_id: RunIdOpt = None, sandbox_groups: SandboxGroupsOpt = None,
-    sandbox_profile: SandboxProfileOpt = None,
+    sandbox_profile: SandboxProfileOpt = None, json_output: JsonOpt = False,
 ) -> None:
     """Compare the sheet with the live connections; change nothing; write plan.csv.
 
@@ -115,6 +118,7 @@ def plan(
                      api_url=api_url, sandbox=sandbox, sandbox_url=sandbox_url,
                      sandbox_groups=sandbox_groups, sandbox_profile=profile)
     _plan_closing(result, how)
+    emit(plan_document, result, run_id)
     raise typer.Exit(result.exit_code)
 
 
@@ -245,6 +249,7 @@ def _limits(concurrency: int | None, calls_per_hour: int | None, creates_per_min
                   connect_timeout=connect_timeout, read_timeout=read_timeout)
 
 
+@json_command("apply")
 def apply(
     sheet: SheetArg, defaults: DefaultsOpt = None, custom_reports: ReportsOpt = None,
     sheet_name: SheetNameOpt = None, secrets_dir: SecretsDirOpt = None,
@@ -307,6 +312,7 @@ def apply(
         "--limit", min=1, metavar="N",
         help="Send at most N creates/updates (a canary); the rest are not attempted, and "
              "--resume carries on.")] = None,
+    json_output: JsonOpt = False,
 ) -> None:
     """Create every valid row's connection, inside Fivetran's budgets; write the reports.
 
@@ -340,18 +346,6 @@ def apply(
     run_dir = ensure_dir(reports_dir / run_id)  # a file in the way: exit 2, named
     logs.configure(log_format=str(log_format), run_log=run_dir / "run.log.jsonl")
     tty = sys.stderr.isatty() and log_format != LogFormat.JSON
-    start = functools.partial(
-        bp.apply_async, prepared, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
-        reports_dir=reports_dir, run_id=run_id, limits=limits, deadline=seconds, update=update,
-        force=force, resume=resume is not None, input_paths=(sheet, defaults, custom_reports),
-        sandbox_groups=sandbox_groups, sandbox_profile=profile, rows=rows, limit=limit)
-    asking = yes is False and sys.stdin.isatty()  # a person can answer (stderr may be piped)
-    try:
-        with ProgressReporter(len(prepared.rows), tty) as reporter:
-            result = anyio.run(_apply_watching_signals, start, reporter, asking, yes)
-    finally:
-        logs.close_run_log()
-    _print_summary(result)
     flags = _repeated_flags(
         ("--update", update), ("--force", force), ("--concurrency", concurrency),
         ("--max-concurrency", max_concurrency), ("--max-attempts", max_attempts),
@@ -365,13 +359,22 @@ def apply(
                      sheet_name=sheet_name, secrets_dir=secrets_dir, reports_dir=reports_dir,
                      api_url=api_url, sandbox=sandbox, sandbox_url=sandbox_url,
                      sandbox_groups=sandbox_groups, sandbox_profile=profile, apply_flags=flags)
-    cards = sum(1 for o in result.outcomes if o.connect_card_uri
-                and o.status in (Status.CREATED, Status.EXISTS))
-    broken = [o for o in result.outcomes if o.status in (Status.INVALID, Status.FAILED)]
-    retry = sum(1 for o in broken if o.status is Status.FAILED and o.retriable)
-    apply_closing(result.counts, int(result.exit_code), result.run_id, dict(result.paths), how,
-                  fatal=result.fatal_message, stopped=result.stop_message, cards_waiting=cards,
-                  to_fix=len(broken) - retry, to_retry=retry)
+    start = functools.partial(
+        bp.apply_async, prepared, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
+        reports_dir=reports_dir, run_id=run_id, limits=limits, deadline=seconds, update=update,
+        force=force, resume=resume is not None, input_paths=(sheet, defaults, custom_reports),
+        sandbox_groups=sandbox_groups, sandbox_profile=profile, rows=rows, limit=limit,
+        invocation=how)
+    asking = yes is False and sys.stdin.isatty()  # a person can answer (stderr may be piped)
+    try:
+        with ProgressReporter(len(prepared.rows), tty) as reporter:
+            result = anyio.run(_apply_watching_signals, start, reporter, asking, yes)
+    finally:
+        logs.close_run_log()
+    _print_summary(result)
+    apply_closing(result.next_actions, int(result.exit_code), result.run_id,
+                  fatal=result.fatal_message, stopped=result.stop_message)
+    emit(apply_document, result)
     raise typer.Exit(int(result.exit_code))
 
 

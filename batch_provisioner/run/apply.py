@@ -22,6 +22,7 @@ from batch_provisioner.api.budgets import BudgetGate
 from batch_provisioner.api.client import ClientStats, FivetranClient
 from batch_provisioner.errors import ExitCode, FatalApiError, OutputError, RunStopped
 from batch_provisioner.models import ActionKind, ConnectionRequest, Outcome, Status
+from batch_provisioner.report.charts import TimelineEntry
 from batch_provisioner.report.files import read_timeline
 from batch_provisioner.run.control import RunControl
 from batch_provisioner.run.estimate import Estimate, estimate
@@ -78,7 +79,7 @@ class RunResult:
     exit_code: ExitCode
     summary: dict[str, Any]
     plan: Plan | None = None
-    timeline: list[tuple[float, str, int]] = field(default_factory=list)
+    timeline: list[TimelineEntry] = field(default_factory=list)
     estimate: Estimate | None = None
     writes_sent: bool = False  # this invocation sent a POST, PATCH or DELETE
 
@@ -278,7 +279,7 @@ async def run_apply(
     invocations = [*previous.invocations, figures]
     offset = sum(float(i.get("active_seconds") or 0) for i in previous.invocations)
     timeline = [*earlier_timeline,
-                *((round(t + offset, 4), m, s) for t, m, s in stats.timeline)]
+                *((round(t + offset, 4), m, s, k) for t, m, s, k in stats.timeline)]
     figures_summary = summary(options.run_id, outcomes, code, gate, invocations,
                               options.client.in_flight_cap,
                               first_start=(previous.header or {}).get("t"),
@@ -334,7 +335,7 @@ def _held(requests: Iterable[ConnectionRequest], run_id: str, code: str, message
 def _writes_sent(stats: ClientStats | None) -> bool:
     """Whether this invocation sent a request that changes something (POST, PATCH, DELETE)."""
     return stats is not None and any(method in ("POST", "PATCH", "DELETE")
-                                     for _t, method, _s in stats.timeline)
+                                     for _t, method, *_ in stats.timeline)
 
 
 @contextlib.contextmanager
