@@ -10,7 +10,7 @@ import typer
 
 import batch_provisioner as bp
 from batch_provisioner import logs
-from batch_provisioner.cli.closing import Invocation, say, say_next
+from batch_provisioner.cli.closing import Invocation, say, say_exit, say_next
 from batch_provisioner.cli.common import (
     ApiUrlOpt,
     JsonOpt,
@@ -27,6 +27,7 @@ from batch_provisioner.cli.json_out import (
     status_document,
 )
 from batch_provisioner.errors import InputError
+from batch_provisioner.models import counted
 from batch_provisioner.run.target import check_target_options
 
 RunIdArg = Annotated[str, typer.Argument(help="The run id apply printed (its reports folder).",
@@ -89,13 +90,14 @@ def status(
     waiting = sum(n for state, n in tally.items() if state != "connected")
     unread = sum(1 for line in result.lines if line.get("error"))
     if unread:
-        say(f"{unread} connections could not be read: see the error column of status.csv")
+        say(f"{counted(unread, 'connection')} could not be read: see the error column of "
+            "status.csv")
     if waiting:
         say_next(how.command("connect-cards", run_id, inputs=False),
-                 f"fresh links for the {waiting} connections not connected yet")
+                 f"fresh links for the {counted(waiting, 'connection')} not connected yet")
     elif tally:
         say("every connection of the run is connected")
-    say(f"exit code {int(result.exit_code)}")
+    say_exit(result.exit_code)
     emit(status_document, result)
     raise typer.Exit(result.exit_code)
 
@@ -131,8 +133,8 @@ def connect_cards(
     print_rows(f"connect cards of run {run_id}", report,
                ("row", "schema", *carry, "connection_id", "setup_state", "expires_at", "error"))
     _say_left_out(len(result.results) - len(shown_cards), "already connected")
-    plain_out.print(f"{len(result.cards)} fresh connect cards, {result.connected} already "
-                    f"authorised, {len(result.failed)} failed; written to "
+    plain_out.print(f"{counted(len(result.cards), 'fresh connect card')}, {result.connected} "
+                    f"already authorised, {len(result.failed)} failed; written to "
                     f"{result.paths['connect_cards.csv']}")
     how = Invocation(reports_dir=reports_dir, api_url=api_url, sandbox=sandbox,
                      sandbox_url=sandbox_url)
@@ -140,7 +142,7 @@ def connect_cards(
         say(f"send each client its link (uri in {result.paths['connect_cards.csv']}; valid "
             "about a day, see expires_at)")
         say_next(how.command("status", run_id, inputs=False), "who has authorised since")
-    say(f"exit code {int(result.exit_code)}")
+    say_exit(result.exit_code)
     emit(connect_cards_document, result)
     raise typer.Exit(result.exit_code)
 
@@ -200,7 +202,7 @@ def rollback(
     if result.failed or result.not_attempted or result.fatal_message:
         say_next(how.command("rollback", run_id, "--yes", inputs=False),
                  "again: it carries on where this one stopped")
-    say(f"exit code {int(result.exit_code)}")
+    say_exit(result.exit_code)
     raise typer.Exit(result.exit_code)
 
 
@@ -213,13 +215,15 @@ def _confirmed(plan: bp.RollbackPlan, yes: bool) -> bool:
     if yes or not rows:
         return True
     if not sys.stdin.isatty():
-        raise InputError(f"refusing to delete {len(rows)} connections without confirmation: "
-                         "stdin is not a terminal; pass --yes to delete without asking")
+        raise InputError(f"refusing to delete {counted(len(rows), 'connection')} without "
+                         "confirmation: stdin is not a terminal; pass --yes to delete without "
+                         "asking")
     print_rows(f"connections run {plan.run_id} created", [
         {"row": r.row, "group_id": r.group_id, "schema": r.schema,
          "connection_id": r.connection_id} for r in rows],
         ("row", "group_id", "schema", "connection_id"))
-    return bool(typer.confirm(f"Delete these {len(rows)} connections?", default=False))
+    these = "this connection" if len(rows) == 1 else f"these {len(rows)} connections"
+    return bool(typer.confirm(f"Delete {these}?", default=False))
 
 
 def register(app: typer.Typer) -> None:
