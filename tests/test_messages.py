@@ -202,6 +202,7 @@ def test_conflicts_carry_advice_and_are_in_failed_rows_csv_which_feeds_back(
     done = cli("apply", sheet, "--sandbox-url", box.url, "--reports-dir", tmp_path / "r",
                "--run-id", "second")
     assert done.returncode == ExitCode.ROWS_FAILED, done.stdout + done.stderr
+    assert done.stdout.rstrip().endswith("exit code 1 (rows_failed)")  # ExitCode's own name
     fixed, taken, new = csv_rows(tmp_path / "r" / "second" / "results.csv")
     assert [r["status"] for r in (fixed, taken, new)] == ["conflict", "conflict", "created"]
     assert fixed["error_message"].endswith(
@@ -216,6 +217,8 @@ def test_conflicts_carry_advice_and_are_in_failed_rows_csv_which_feeds_back(
     written = csv_rows(failed_rows)
     assert [(r["source_row"], r["client_ref"]) for r in written] == [("2", "C-1"), ("3", "C-2")]
     assert [r["error"] for r in written] == [fixed["error_message"], taken["error_message"]]
+    status = cli("status", "second", "--sandbox-url", box.url, "--reports-dir", tmp_path / "r")
+    assert status.stdout.rstrip().endswith("exit code 0 (ok)"), status.stdout
     again = load(failed_rows)  # fed straight back: the error column is ignored
     assert [r.schema for r in again.requests] == ["tt_fixed", "taken"]
     assert again.carry_columns == ["client_ref"] and again.problems.is_empty()
