@@ -35,7 +35,7 @@ def test_after_exit_4_the_last_lines_give_the_resume_command_that_works_as_print
     done = cli("apply", sheet, "--sandbox-url", box.url, "--reports-dir", tmp_path / "r",
                "--run-id", "d1", "--deadline", "0s")
     assert done.returncode == 4, done.stderr
-    assert "rows to fix" not in done.stdout  # nothing failed: it is a resume, not a fix
+    assert "to fix, each with its error" not in done.stdout  # a resume, not a fix
     [stopped] = [line for line in done.stdout.splitlines() if line.startswith("stopped: ")]
     assert "deadline" in stopped
     [resume] = next_commands(done.stdout)
@@ -74,8 +74,35 @@ def test_the_failed_rows_file_is_named_only_when_rows_failed(tmp_path: Path,
         ["group_id", "schema", "sync_mode", "sync_frequency", "access_token"])
     done = cli("apply", bad, "--sandbox-url", box.url, "--reports-dir", tmp_path / "r")
     assert done.returncode == 1
-    assert "1 rows to fix, each with its error in" in done.stdout
+    assert "1 row to fix, each with its error in" in done.stdout
     assert "failed_rows.csv" in done.stdout
+
+
+def test_the_printed_command_reruns_the_fixed_failed_rows_file_with_its_secret_files(
+        tmp_path: Path, box: SandboxHandle) -> None:
+    """failed_rows.csv lives in the run's folder: its relative ``file:`` secrets and the
+    sheet's folder they must stay in still hold when it is fed back as printed."""
+    box.reset()
+    (tmp_path / "tokens").mkdir()
+    (tmp_path / "tokens" / "t.txt").write_text("tok-rerun-0123456789\n")
+    sheet = write_dict_rows(tmp_path / "in.csv", [
+        {"group_id": "decent_dropsy", "schema": "tt_fine", "access_token": "file:tokens/t.txt"},
+        {"group_id": "decent_dropsy", "schema": "tt_typo", "access_token": "file:tokens/t.txt",
+         "sync_frequency": "1441"}],
+        ["group_id", "schema", "sync_mode", "sync_frequency", "access_token"])
+    done = cli("apply", sheet, "--sandbox-url", box.url, "--reports-dir", tmp_path / "r",
+               "--run-id", "first")
+    assert done.returncode == 1, done.stdout + done.stderr
+    rerun = [c for c in next_commands(done.stdout) if "failed_rows.csv" in c]
+    assert len(rerun) == 1 and "--secrets-dir" in rerun[0]
+    failed = tmp_path / "r" / "first" / "failed_rows.csv"
+    rows = csv_rows(failed)
+    assert [r["schema"] for r in rows] == ["tt_typo"]
+    failed.write_text(failed.read_text().replace(",1441,", ",1440,"))
+    again = run_printed(rerun[0])
+    assert again.returncode == 0, again.stdout + again.stderr
+    made = {(c["schema"], c["creations"]) for c in box.ledger()["creates"]}
+    assert made == {("tt_fine", 1), ("tt_typo", 1)}  # each once: the fixed row, not the other
 
 
 def test_connect_card_rows_point_to_the_connect_cards_command(tmp_path: Path,
@@ -84,7 +111,7 @@ def test_connect_card_rows_point_to_the_connect_cards_command(tmp_path: Path,
     done = cli("apply", sheet, "--sandbox-url", box.url, "--reports-dir", tmp_path / "r",
                "--run-id", "cc")
     assert done.returncode == 0, done.stderr
-    assert "1 connect-card rows wait for their clients" in done.stdout
+    assert "1 connect-card row waits for its client" in done.stdout
     cards = [c for c in next_commands(done.stdout) if " connect-cards " in c]
     assert cards == [f"batch-provisioner connect-cards cc --sandbox-url {box.url} "
                      f"--reports-dir {tmp_path / 'r'}"]

@@ -6,6 +6,7 @@ import base64
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -325,7 +326,12 @@ def test_report_html_renders_in_headless_chromium(tmp_path: Path, box: SandboxHa
                           text=True, env={**_env(), "TT_TOKEN": ENV_TOKEN}, timeout=120)
     assert done.returncode == 0, done.stderr[-1500:]
     page = reports / "h" / "report.html"
-    assert "http://" not in page.read_text().replace("http://www.w3.org/2000/svg", "")
+    text = page.read_text()
+    # self-contained: nothing loads from the network (the commands it shows may name a URL)
+    loaded = re.findall(r"""(?i)\bsrc\s*=\s*["']?\s*(?:https?:)?//""", text)
+    assert loaded == [] and "url(" not in text.lower() and "@import" not in text.lower()
+    links = re.findall(r"""(?i)\bhref\s*=\s*["']([^"']*)""", text)
+    assert all("connect-card" in link or link.startswith("#") for link in links), links
     flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
              "--no-first-run", "--disable-background-networking", "--disable-component-update",
              "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",

@@ -128,7 +128,7 @@ def test_an_api_that_fails_every_row_stops_the_run_as_an_outage_and_a_resume_fin
     assert len(failed) == 5  # then the run stopped: the API looks down
     waiting = [r for r in rows if r["status"] == "not_attempted"]
     assert len(waiting) == 15 and {r["error_code"] for r in waiting} == {"api_failing"}
-    assert "rows to fix" not in done.stdout and "--resume down" in done.stdout
+    assert "to fix, each with its error" not in done.stdout and "--resume down" in done.stdout
     box.script([], clear=True)
     again = cli("apply", sheet, "--sandbox-url", box.url, "--reports-dir", reports,
                 "--resume", "down")

@@ -24,6 +24,7 @@ from batch_provisioner.cli.common import (
     ApiUrlOpt,
     ConcurrencyOpt,
     DefaultsOpt,
+    JsonOpt,
     LogFormat,
     LogFormatOpt,
     MaxConcurrencyOpt,
@@ -50,9 +51,10 @@ from batch_provisioner.cli.common import (
     show_target,
     speak,
 )
+from batch_provisioner.cli.json_out import apply_document, emit, json_command, plan_document
 from batch_provisioner.cli.progress import Display, ProgressReporter, echo_above
 from batch_provisioner.errors import ExitCode, InputError
-from batch_provisioner.models import ActionKind, Status
+from batch_provisioner.models import ActionKind
 from batch_provisioner.report.files import ensure_dir
 from batch_provisioner.run.target import check_target_options
 from batch_provisioner.settings import Limits
@@ -72,6 +74,7 @@ PlanLogFormatOpt = Annotated[LogFormat, typer.Option(
                          "log is in the run's run.log.jsonl.")]
 
 
+@json_command("plan")
 def plan(
     sheet: SheetArg, defaults: DefaultsOpt = None, custom_reports: ReportsOpt = None,
     sheet_name: SheetNameOpt = None, secrets_dir: SecretsDirOpt = None,
@@ -79,7 +82,7 @@ def plan(
     sandbox_url: PlanSandboxUrlOpt = None, reports_dir: ReportsDirOpt = Path("reports"),
     run_id: RunIdOpt = None, sandbox_groups: SandboxGroupsOpt = None,
     sandbox_profile: SandboxProfileOpt = None, log_format: PlanLogFormatOpt = LogFormat.AUTO,
-    quiet: QuietOpt = False,
+    quiet: QuietOpt = False, json_output: JsonOpt = False,
 ) -> None:
     """Compare the sheet with the live connections; change nothing; write plan.csv.
 
@@ -119,6 +122,7 @@ def plan(
     if quiet and result.exit_code:
         speak()
     _plan_closing(result, how)
+    emit(plan_document, result, run_id)
     raise typer.Exit(result.exit_code)
 
 
@@ -192,6 +196,7 @@ def _limits(concurrency: int | None, calls_per_hour: int | None, creates_per_min
                   connect_timeout=connect_timeout, read_timeout=read_timeout)
 
 
+@json_command("apply")
 def apply(
     sheet: SheetArg, defaults: DefaultsOpt = None, custom_reports: ReportsOpt = None,
     sheet_name: SheetNameOpt = None, secrets_dir: SecretsDirOpt = None,
@@ -233,6 +238,7 @@ def apply(
     limit: Annotated[int | None, typer.Option(
         "--limit", min=1, help="Send at most N creates/updates (a canary); the rest are not "
                                "attempted, and --resume carries on.")] = None,
+    json_output: JsonOpt = False,
 ) -> None:
     """Create every valid row's connection, inside Fivetran's budgets; write the reports.
 
@@ -261,21 +267,6 @@ def apply(
         bp.find_run_to_resume(run_id, reports_dir)  # before anything is written
     run_dir = ensure_dir(reports_dir / run_id)  # a file in the way: exit 2, named
     _configure_logging(log_format, quiet, run_dir / "run.log.jsonl")
-    start = functools.partial(
-        bp.apply_async, prepared, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
-        reports_dir=reports_dir, run_id=run_id, limits=limits, deadline=seconds, update=update,
-        force=force, resume=resume is not None, input_paths=(sheet, defaults, custom_reports),
-        sandbox_groups=sandbox_groups, sandbox_profile=profile, rows=rows, limit=limit)
-    asking = yes is False and sys.stdin.isatty()  # a person can answer (stderr may be piped)
-    try:
-        with ProgressReporter(len(prepared.rows), _display(log_format, quiet),
-                              plain_err) as reporter:
-            result = anyio.run(_apply_watching_signals, start, reporter, asking, yes)
-    finally:
-        logs.close_run_log()
-    if quiet and result.exit_code:
-        speak()
-    _print_summary(result)
     flags = _repeated_flags(
         ("--update", update), ("--force", force), ("--concurrency", concurrency),
         ("--max-concurrency", max_concurrency), ("--max-attempts", max_attempts),
@@ -289,13 +280,25 @@ def apply(
                      sheet_name=sheet_name, secrets_dir=secrets_dir, reports_dir=reports_dir,
                      api_url=api_url, sandbox=sandbox, sandbox_url=sandbox_url,
                      sandbox_groups=sandbox_groups, sandbox_profile=profile, apply_flags=flags)
-    cards = sum(1 for o in result.outcomes if o.connect_card_uri
-                and o.status in (Status.CREATED, Status.EXISTS))
-    broken = [o for o in result.outcomes if o.status in (Status.INVALID, Status.FAILED)]
-    retry = sum(1 for o in broken if o.status is Status.FAILED and o.retriable)
-    apply_closing(result.counts, int(result.exit_code), result.run_id, dict(result.paths), how,
-                  fatal=result.fatal_message, stopped=result.stop_message, cards_waiting=cards,
-                  to_fix=len(broken) - retry, to_retry=retry)
+    start = functools.partial(
+        bp.apply_async, prepared, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
+        reports_dir=reports_dir, run_id=run_id, limits=limits, deadline=seconds, update=update,
+        force=force, resume=resume is not None, input_paths=(sheet, defaults, custom_reports),
+        sandbox_groups=sandbox_groups, sandbox_profile=profile, rows=rows, limit=limit,
+        invocation=how)
+    asking = yes is False and sys.stdin.isatty()  # a person can answer (stderr may be piped)
+    try:
+        with ProgressReporter(len(prepared.rows), _display(log_format, quiet),
+                              plain_err) as reporter:
+            result = anyio.run(_apply_watching_signals, start, reporter, asking, yes)
+    finally:
+        logs.close_run_log()
+    if quiet and result.exit_code:
+        speak()
+    _print_summary(result)
+    apply_closing(result.next_actions, int(result.exit_code), result.run_id,
+                  fatal=result.fatal_message, stopped=result.stop_message)
+    emit(apply_document, result)
     raise typer.Exit(int(result.exit_code))
 
 

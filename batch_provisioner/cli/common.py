@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 from rich.text import Text
 
+from batch_provisioner.errors import ProvisionerError
 from batch_provisioner.run.target import Target
 from batch_provisioner.sheet.load import Prepared
 from batch_provisioner.sheet.validate import ERROR
@@ -101,6 +103,41 @@ def speak() -> None:
     and the error that ends a command (``main`` calls it before printing one)."""
     for console in (out, err, plain_out, plain_err):
         console.quiet = False
+
+
+JsonOpt = Annotated[bool, typer.Option(
+    "--json", help="Print one JSON document on stdout for scripts (see the README's \"JSON "
+                   "output for scripts\"); every line for a person goes to stderr instead.")]
+
+
+@contextlib.contextmanager
+def human_lines_on_stderr() -> Iterator[None]:
+    """The one switch of ``--json``: meanwhile, what the stdout consoles (``out``,
+    ``plain_out``) print for a person goes to stderr, so stdout carries the document alone."""
+    consoles = (out, plain_out)
+    before = [console.stderr for console in consoles]
+    for console in consoles:
+        console.stderr = True
+    try:
+        yield
+    finally:
+        for console, was in zip(consoles, before, strict=True):
+            console.stderr = was
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first real error inside (nested) exception groups, preferring our own errors."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    return next((e for e in leaves if isinstance(e, ProvisionerError)), leaves[0])
 
 
 def parse_duration(text: str) -> float:

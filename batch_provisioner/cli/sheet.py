@@ -13,6 +13,7 @@ import batch_provisioner as bp
 from batch_provisioner.cli.closing import Invocation, say, say_next
 from batch_provisioner.cli.common import (
     DefaultsOpt,
+    JsonOpt,
     QuietOpt,
     ReportsDirOpt,
     ReportsOpt,
@@ -28,15 +29,17 @@ from batch_provisioner.cli.common import (
     shown,
     speak,
 )
+from batch_provisioner.cli.json_out import emit, json_command, validation_document
 from batch_provisioner.errors import ExitCode
 from batch_provisioner.report.files import replacing
 
 
+@json_command("validate")
 def validate(
     sheet: SheetArg, defaults: DefaultsOpt = None, custom_reports: ReportsOpt = None,
     sheet_name: SheetNameOpt = None, secrets_dir: SecretsDirOpt = None,
     reports_dir: ReportsDirOpt = Path("reports"), run_id: RunIdOpt = None,
-    quiet: QuietOpt = False,
+    json_output: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Check every row and list every problem at once. Exit 0 clean, 1 invalid rows, 2 bad file."""
     hush(quiet)
@@ -55,6 +58,7 @@ def validate(
             "listed above and in validation.csv), then validate again")
     else:
         say_next(how.command("plan", "--sandbox"), "rehearse: what apply would do")
+    emit(validation_document, result)
     raise typer.Exit(result.exit_code)
 
 

@@ -55,7 +55,7 @@ def write_result_files(run_dir: Path, frame: pl.DataFrame, summary: Mapping[str,
     writers: dict[str, Callable[[Path], object]] = {
         "results.csv": cells.write_csv,
         "results.parquet": clean.write_parquet,
-        "results.xlsx": lambda path: write_xlsx(cells, path),
+        "results.xlsx": lambda path: write_xlsx(cells, path, safe_summary),
         "summary.json": lambda path: path.write_text(
             json.dumps(safe_summary, indent=2) + "\n", encoding="utf-8"),
         "report.html": lambda path: path.write_text(page, encoding="utf-8"),

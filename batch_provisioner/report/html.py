@@ -22,17 +22,13 @@ import jinja2
 import polars as pl
 from markupsafe import Markup
 
+from batch_provisioner.report.palette import STATUS_COLOURS as _STATUS_COLOURS
 from batch_provisioner.report.scrub import scrub_json
 from batch_provisioner.safety import REDACTOR
 
 #: The request timeline of a run: (seconds since start, HTTP method, HTTP status) per request.
 Timeline = Sequence[tuple[float, str, int]]
 
-_STATUS_COLOURS = {
-    "created": "#2e7d32", "exists": "#546e7a", "updated": "#1565c0", "invalid": "#ef6c00",
-    "failed": "#c62828", "conflict": "#6a1b9a", "not_attempted": "#9e9e9e",
-    "rolled_back": "#00838f",
-}
 _BUCKETS = 60
 #: Only these become a clickable connect-card link (never ``javascript:`` and the like).
 _LINKABLE = re.compile(r"(?i)^https?://")

@@ -19,6 +19,7 @@ from batch_provisioner.report.scrub import neutralise as neutralise, scrub_frame
 from batch_provisioner.report.xlsx import write_xlsx as write_xlsx
 from batch_provisioner.sheet.columns import RESULT_COLUMNS as RESULT_COLUMNS, SECRET_COLUMNS
 from batch_provisioner.sheet.read import ROW
+from batch_provisioner.sheet.secrets import parse_ref
 
 if TYPE_CHECKING:
     from batch_provisioner.sheet.load import Prepared
@@ -99,6 +100,7 @@ def write_failed_rows(prepared: Prepared, outcomes: Sequence[Outcome], path: Pat
                                 "or better use env:NAME or file:PATH]")
             rows = rows.with_columns(pl.when(literal).then(None).otherwise(pl.col(name))
                                      .alias(name))
+    rows = _absolute_file_refs(rows, prepared.secrets.base_dir)
     headers = prepared.table.headers
     errors = pl.DataFrame({ROW: list(failed), "error": list(failed.values())},
                           schema={ROW: pl.Int64, "error": pl.String})
@@ -107,3 +109,20 @@ def write_failed_rows(prepared: Prepared, outcomes: Sequence[Outcome], path: Pat
                    + [pl.col("error"), pl.col(ROW)]))
     write_csv(out, path)
     return out.height
+
+
+def _absolute_file_refs(rows: pl.DataFrame, base_dir: Path) -> pl.DataFrame:
+    """``file:`` references relative to the sheet's folder, made absolute: failed_rows.csv
+    lives in the run's folder, and its rows must still find their secret files there (the
+    rerun command adds ``--secrets-dir`` so the files stay inside the folder allowed)."""
+    base = base_dir.resolve()
+
+    def absolute(cell: str | None) -> str | None:
+        ref = parse_ref(cell) if cell is not None else None
+        if ref is None or ref.kind != "file" or Path(ref.target).expanduser().is_absolute():
+            return cell
+        return f"file:{base / ref.target}"
+
+    return rows.with_columns(
+        pl.col(name).map_elements(absolute, return_dtype=pl.String)
+        for name in SECRET_COLUMNS if name in rows.columns)

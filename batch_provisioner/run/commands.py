@@ -30,8 +30,10 @@ from batch_provisioner.report.results import write_csv, write_results
 from batch_provisioner.run.apply import ApplyOptions, run_apply
 from batch_provisioner.run.control import RunControl
 from batch_provisioner.run.estimate import Estimate, estimate
+from batch_provisioner.run.invocation import Invocation
 from batch_provisioner.run.journal import checked_run_id
 from batch_provisioner.run.lock import RunLock
+from batch_provisioner.run.next_actions import RunEnd, apply_next_actions
 from batch_provisioner.run.operations import find_run_to_resume
 from batch_provisioner.run.plan import DriftCheck, Plan, make_plan, plan_frame
 from batch_provisioner.run.results import PLAN_CHANGES_PENDING, ApplyResult, PlanResult, Validation
@@ -46,8 +48,10 @@ from batch_provisioner.run.target import (
 )
 from batch_provisioner.safety import REDACTOR
 from batch_provisioner.settings import Budget, ClientSettings, Limits
+from batch_provisioner.sheet.common import CUSTOM_REPORTS_SHEET, normalise_header
 from batch_provisioner.sheet.expand import masked
 from batch_provisioner.sheet.load import Prepared, prepare
+from batch_provisioner.sheet.read import detect_format, xlsx_sheet_names
 from batch_provisioner.sheet.secrets import SecretContext
 
 PathLike = str | os.PathLike[str]
@@ -187,6 +191,7 @@ async def apply_async(
     on_preview: Callable[[Estimate], None] = lambda _e: None,
     on_target: Callable[[Target], None] = lambda _t: None,
     transport: httpx.AsyncBaseTransport | None = None,
+    invocation: Invocation | None = None,
 ) -> ApplyResult:
     """Create every valid row's connection inside the budgets, then write the reports.
 
@@ -233,6 +238,23 @@ async def apply_async(
         result = await run_apply(prepared, options, tgt.credentials, ctx, control=control,
                                  transport=transport, on_outcome=on_outcome, on_plan=on_plan,
                                  on_preview=on_preview, confirm=confirm)
+        how = invocation or Invocation(
+            sheet=paths[0], defaults=paths[1] if len(paths) > 1 else None,
+            custom_reports=paths[2] if len(paths) > 2 else None,
+            sheet_name=prepared.table.sheet, secrets_dir=ctx.allowed_root,
+            reports_dir=Path(reports_dir), api_url=api_url, sandbox=sandbox,
+            sandbox_url=sandbox_url, sandbox_profile=sandbox_profile,
+            sandbox_groups=Path(sandbox_groups) if isinstance(
+                sandbox_groups, str | os.PathLike) else None,
+            apply_flags=("--update",) if update else ())
+        end = RunEnd(run_id, run_dir, int(result.exit_code),
+                     control.fatal.message if control.fatal is not None else None,
+                     control.stop_message())
+        actions = apply_next_actions(result.outcomes, end, how,
+                                     how.rerun(run_dir / "failed_rows.csv",
+                                               custom_reports=_workbook_reports(prepared),
+                                               secrets_dir=ctx.root()))
+        result.summary["next_actions"] = [a.as_dict() for a in actions]
         try:
             written = await anyio.to_thread.run_sync(  # off the event loop
                 write_results, run_dir, prepared, result.outcomes, result.summary,
@@ -244,7 +266,17 @@ async def apply_async(
     return ApplyResult(run_id, run_dir, tuple(result.outcomes), result.exit_code,
                        result.summary, written, lock.took_over_from,
                        control.fatal.message if control.fatal is not None else None,
-                       result.estimate, control.stop_message())
+                       result.estimate, control.stop_message(), tuple(actions))
+
+
+def _workbook_reports(prepared: Prepared) -> Path | None:
+    """The workbook itself when its custom reports came from its ``custom_reports`` sheet:
+    ``failed_rows.csv`` fed back needs ``--custom-reports`` naming it."""
+    path = prepared.table.path
+    if detect_format(path) != "xlsx":
+        return None
+    names = xlsx_sheet_names(path)
+    return path if any(normalise_header(n) == CUSTOM_REPORTS_SHEET for n in names) else None
 
 
 def select_rows(rows: str | Iterable[int] | None, prepared: Prepared

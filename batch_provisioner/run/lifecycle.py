@@ -39,6 +39,7 @@ from batch_provisioner.run.journal import (
     load,
     recent_runs,
 )
+from batch_provisioner.run.next_actions import refreshed
 from batch_provisioner.run.rebuild import read_results, read_summary, rebuilt_results
 from batch_provisioner.run.summary import ADDED_UP
 from batch_provisioner.sheet.columns import KNOWN_COLUMNS, REFRESHED_COLUMNS, RESERVED_COLUMNS
@@ -326,10 +327,22 @@ def refresh_report(state: RunState, updates: dict[int, dict[str, Any]],
     for status in frame.get_column("status").to_list():
         counts[str(status)] = counts.get(str(status), 0) + 1
     summary.update(summary_note, counts=counts)
+    if isinstance(summary.get("next_actions"), list):
+        summary["next_actions"] = refreshed(summary["next_actions"], _waiting_cards(frame))
     extra = [c for c in REFRESHED_COLUMNS if c in frame.columns]
     paths = refresh_results(run_dir, frame, summary, [*state.carry, *extra])
     state.results, state.rebuilt = frame, None
     return list(paths.values())
+
+
+def _waiting_cards(frame: pl.DataFrame) -> set[int]:
+    """Rows whose client must still act on the connect card: a link, not yet connected."""
+    state = (pl.col("setup_state") if "setup_state" in frame.columns
+             else pl.lit(None, dtype=pl.String))
+    waiting = frame.filter(pl.col("connect_card_uri").is_not_null()
+                           & pl.col("status").is_in(["created", "exists"])
+                           & (state.fill_null("") != "connected"))
+    return set(waiting.get_column(ROW).to_list())
 
 
 def _journal_summary(state: RunState) -> JSON:

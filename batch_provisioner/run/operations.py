@@ -112,7 +112,7 @@ async def status_async(run_id: str, *, reports_dir: PathLike = "reports",
                                                        "setup_states": tally})
     code = ExitCode.ROWS_FAILED if any(line["error"] for line in lines) else ExitCode.OK
     return StatusResult(run_id, tuple(lines), tally, code, {"status.csv": path},
-                        bool(refreshed))
+                        bool(refreshed), tuple(state.carry))
 
 
 async def connect_cards_async(run_id: str, *, reports_dir: PathLike = "reports",
@@ -142,7 +142,8 @@ async def connect_cards_async(run_id: str, *, reports_dir: PathLike = "reports",
             raise exc.after_sending(bool(cards), f"fix the cause, then connect-cards {run_id} "
                                     "asks for fresh links again") from None
     code = ExitCode.ROWS_FAILED if any(r.error for r in results) else ExitCode.OK
-    return ConnectCardsResult(run_id, tuple(results), code, {"connect_cards.csv": path})
+    return ConnectCardsResult(run_id, tuple(results), code, {"connect_cards.csv": path},
+                              tuple(state.carry))
 
 
 def _always(_plan: RollbackPlan) -> bool:
