@@ -82,7 +82,29 @@ class LogFormat(enum.StrEnum):
 
 
 LogFormatOpt = Annotated[LogFormat, typer.Option(
-    "--log-format", help="auto (console on a TTY, JSON otherwise), json or console.")]
+    "--log-format", help="What the log shows on stderr: auto (only warnings and errors; a "
+                         "progress display on a terminal, a progress line every 10 s "
+                         "otherwise), json (every event as JSON) or console (every event, "
+                         "readable). The whole log is in the run's run.log.jsonl.")]
+QuietOpt = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="For cron: no progress, tables or notes; errors always; the closing "
+                          "lines only when the exit code is not 0.")]
+
+
+def hush(quiet: bool) -> None:
+    """``--quiet``: the consoles print nothing from here on, until ``speak``."""
+    if quiet:
+        for console in (out, err, plain_out, plain_err):
+            console.quiet = True
+
+
+def speak() -> None:
+    """The consoles print again: the closing lines of a ``--quiet`` run that did not exit 0,
+    and the error that ends a command (``main`` calls it before printing one)."""
+    for console in (out, err, plain_out, plain_err):
+        console.quiet = False
+
+
 JsonOpt = Annotated[bool, typer.Option(
     "--json", help="Print one JSON document on stdout for scripts (see the README's \"JSON "
                    "output for scripts\"); every line for a person goes to stderr instead.")]

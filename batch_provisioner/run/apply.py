@@ -28,6 +28,7 @@ from batch_provisioner.run.control import RunControl
 from batch_provisioner.run.estimate import Estimate, estimate
 from batch_provisioner.run.journal import (
     Journal,
+    JournalState,
     check_resumable,
     fingerprint,
     load,
@@ -146,6 +147,9 @@ async def run_apply(
     gate: BudgetGate | None = None
     client_stats: ClientStats | None = None
     done = invalid_rows(prepared.frame, prepared.invalid, previous)
+    known = _known_before(prepared, previous, done, update=options.update)
+    for outcome in known.values():  # before any request: a resume's progress starts from them
+        on_outcome(outcome)
     plan: Plan | None = None
     runner: Runner | None = None
     preview: Estimate | None = None
@@ -166,11 +170,11 @@ async def run_apply(
             client_stats = client.stats
             with _reads_bounded(control):
                 requests, name_problems, known_groups = await _resolved(client, prepared)
-            earlier = carried([r for r in requests if r.row not in name_problems], previous)
-            if options.update:  # drift an earlier invocation left alone is PATCHed now
-                earlier = {row: o for row, o in earlier.items() if o.error_code != "Drift"}
+            earlier = _unless_patched(carried(
+                [r for r in requests if r.row not in name_problems], previous), options.update)
             for outcome in earlier.values():
-                on_outcome(outcome)
+                if outcome.row not in known:  # a row named by group_name: known only now
+                    on_outcome(outcome)
             done.update(earlier)
             await report({row: o for row, o in done.items() if o.status is Status.INVALID})
             pending = [r for r in requests if r.row not in done and r.row not in name_problems]
@@ -289,6 +293,21 @@ async def run_apply(
     return RunResult(outcomes=outcomes, exit_code=code, plan=plan, timeline=timeline,
                      summary=figures_summary, estimate=preview,
                      writes_sent=_writes_sent(client_stats))
+
+
+def _known_before(prepared: Prepared, previous: JournalState, invalid: dict[int, Outcome], *,
+                  update: bool) -> dict[int, Outcome]:
+    """What earlier invocations finished, known from the journal alone: the rows that name
+    their group by id, and rows invalid now whose key was finished (they keep that outcome)."""
+    kept = {row: o for row, o in invalid.items() if o.status is not Status.INVALID}
+    return _unless_patched(carried(prepared.requests, previous), update) | kept
+
+
+def _unless_patched(earlier: dict[int, Outcome], update: bool) -> dict[int, Outcome]:
+    """Without drift an earlier invocation left alone when ``--update`` PATCHes it now."""
+    if not update:
+        return earlier
+    return {row: o for row, o in earlier.items() if o.error_code != "Drift"}
 
 
 async def _resolved(client: FivetranClient, prepared: Prepared) -> Resolved:
