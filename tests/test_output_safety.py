@@ -94,8 +94,12 @@ def test_no_secret_reaches_any_output_through_success_failure_and_crash(
     crash = subprocess.Popen(_apply(sheet, box, reports, "--run-id", "crash"),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=_env())
-    time.sleep(2.0)
-    crash.send_signal(signal.SIGKILL)
+    journal = reports / "crash" / "journal.jsonl"
+    give_up = time.monotonic() + 60  # a loaded machine may take seconds to start sending
+    while time.monotonic() < give_up and crash.poll() is None and not (
+            journal.exists() and '"type": "send"' in journal.read_text(errors="replace")):
+        time.sleep(0.05)
+    crash.send_signal(signal.SIGKILL)  # mid-run: something was sent, the rest was not
     out, err = crash.communicate()
     captured["crash.stdout"], captured["crash.stderr"] = out, err
     resumed = subprocess.run(_apply(sheet, box, reports, "--resume", "crash"),
