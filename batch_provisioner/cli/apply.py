@@ -91,9 +91,9 @@ def plan(
     terraform plan -detailed-exitcode); 2 input error; 3 fatal API error.
     """
     profile = str(sandbox_profile) if sandbox_profile else None
-    check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
-                         sandbox_groups=sandbox_groups, sandbox_profile=profile,
-                         reports_dir=reports_dir)
+    groups = check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
+                                  sandbox_groups=sandbox_groups, sandbox_profile=profile,
+                                  reports_dir=reports_dir)  # read (or downloaded) once, here
     prepared = bp.load(sheet, defaults=defaults, custom_reports=custom_reports,
                        sheet_name=sheet_name, secrets_dir=secrets_dir)
     print_carry_notice(prepared, err)
@@ -104,7 +104,7 @@ def plan(
                    run_log=reports_dir / run_id / "run.log.jsonl")
     try:
         result = bp.plan(prepared, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
-                         reports_dir=reports_dir, run_id=run_id, sandbox_groups=sandbox_groups,
+                         reports_dir=reports_dir, run_id=run_id, sandbox_groups=groups,
                          sandbox_profile=profile, on_target=show_target)
     finally:
         logs.close_run_log()
@@ -293,9 +293,9 @@ def apply(
     if resume and run_id and resume != run_id:
         raise InputError("--resume and --run-id name different runs; give one of them")
     profile = str(sandbox_profile) if sandbox_profile else None
-    check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
-                         sandbox_groups=sandbox_groups, sandbox_profile=profile,
-                         reports_dir=reports_dir)
+    groups = check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
+                                  sandbox_groups=sandbox_groups, sandbox_profile=profile,
+                                  reports_dir=reports_dir)  # read (or downloaded) once, here
     prepared = bp.load(sheet, defaults=defaults, custom_reports=custom_reports,
                        sheet_name=sheet_name, secrets_dir=secrets_dir)
     print_carry_notice(prepared, err)
@@ -328,8 +328,10 @@ def apply(
     start = functools.partial(
         bp.apply_async, prepared, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
         reports_dir=reports_dir, run_id=run_id, limits=limits, deadline=seconds, update=update,
-        force=force, resume=resume is not None, input_paths=(sheet, defaults, custom_reports),
-        sandbox_groups=sandbox_groups, sandbox_profile=profile, rows=rows, limit=limit,
+        force=force, resume=resume is not None,
+        input_paths=prepared.inputs.all() if prepared.inputs else (sheet, defaults,
+                                                                   custom_reports),
+        sandbox_groups=groups, sandbox_profile=profile, rows=rows, limit=limit,
         invocation=how)
     asking = yes is False and sys.stdin.isatty()  # a person can answer (stderr may be piped)
     try:

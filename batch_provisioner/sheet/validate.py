@@ -219,6 +219,8 @@ def _secret_rules(frame: pl.DataFrame, ctx: SecretContext) -> list[Rule]:
         if found.problems:
             rules.append(Rule(name, pl.col(name).is_in(list(found.problems)),
                               pl.col(name).replace_strict(found.problems, default=""),
+                              "give --secrets-dir DIR (file: paths are read inside it), or "
+                              "use env:NAME" if ctx.files_refused else
                               "use env:NAME for an environment variable or file:PATH for a file"))
         if found.literals:
             rules.append(Rule(name, pl.col(name).is_in(found.literals),
