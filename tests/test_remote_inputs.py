@@ -31,11 +31,11 @@ from batch_provisioner.errors import InputError
 from batch_provisioner.safety import REDACTOR, redacted_url
 from batch_provisioner.sheet.source import open_source
 from tests.apply_helpers import ENV, TOKEN, serving, write_sheet
+from tests.remote_helpers import AWS_SECRET, aws_env, s3_bucket, s3_server
 
 SIG = "5f0e2d7c9b1a48e3a6c4f2e1d0b9a8c7e6f5d4c3b2a1908172635445362718aa"  # a signed link's
 REDIRECT_SIG = "r3d1r3ct-9a8b7c6d5e4f3a2b1c0d-never-shown"  # the signature of a redirect target
 LINK_TOKEN = "tok-7b2e9c4f1a6d3e8b"  # the short-link's own token
-AWS_SECRET = "aws-secret-6d1f8b3e9a2c7d4e-never"
 BUCKET = "agency-sheets"
 ROWS = 6
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -159,41 +159,21 @@ def site(host: Site) -> Iterator[Site]:
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[str]:
-    """moto's S3 server on a free loopback port; yields its endpoint URL."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with s3_server() as endpoint:
+        yield endpoint
 
 
 def _bucket(endpoint: str) -> Any:
-    import botocore.session
-
-    session = botocore.session.Session()
-    client = session.create_client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                                   aws_access_key_id="testing", aws_secret_access_key=AWS_SECRET)
-    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
-        client.create_bucket(Bucket=BUCKET)
-    return client
+    return s3_bucket(endpoint, BUCKET)
 
 
 @pytest.fixture(autouse=True)
 def environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Every test: the sheet's token in the env, AWS pointed at nothing but the emulator (no
     config files, no instance metadata), small download limits, no proxy for loopback."""
-    for name, value in {**ENV, "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": AWS_SECRET, "AWS_REGION": "us-east-1",
-                        "AWS_ALLOW_HTTP": "true", "AWS_EC2_METADATA_DISABLED": "true",
-                        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-                        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+    for name, value in {**ENV, **aws_env(None, tmp_path), "COLUMNS": "200",
                         "BATCH_PROVISIONER_FETCH_TIMEOUT": "1",
-                        "BATCH_PROVISIONER_FETCH_MAX_MB": "1",
-                        "NO_PROXY": "127.0.0.1,localhost", "COLUMNS": "200"}.items():
+                        "BATCH_PROVISIONER_FETCH_MAX_MB": "1"}.items():
         monkeypatch.setenv(name, value)
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
                  "http_proxy", "https_proxy", "all_proxy"):
@@ -362,6 +342,8 @@ def test_a_link_that_serves_no_sheet_is_exit_2_naming_it_without_its_secrets(
 
 @pytest.mark.parametrize(("url", "problem"), [
     ("http://127.0.0.1:9/clients.csv", "unreachable: cannot connect (connection refused)"),
+    ("az://sheets/clients.csv", "cannot be fetched (Generic MicrosoftAzure error: Account must "
+                                "be specified)"),
     ("http://files.example/clients.csv", "plain http:// is read only from this machine"),
     ("ftp://127.0.0.1/clients.csv", "ftp:// URLs are not read"),
     ("s3://agency-sheets/", "names no file"),

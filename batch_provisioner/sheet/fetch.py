@@ -1,4 +1,4 @@
-"""Downloading an input given as a URL into a local file: bounded, time-limited and hashed.
+"""Downloading an input given as a URL into a local file, bounded and time-limited.
 
 ``https://`` (and ``http://`` to this machine) goes through httpx: redirects followed (at most
 ``MAX_REDIRECTS``), proxies taken from the environment as httpx takes them (``HTTPS_PROXY``,
@@ -11,17 +11,18 @@ region first, exactly as the AWS CLI does (the ``AWS_*`` variables, ``AWS_PROFIL
 ``~/.aws/credentials`` and ``~/.aws/config`` with SSO and roles, the ECS and EC2 roles); with
 none at all the request goes unsigned, as a public bucket needs.
 
-The bytes are written as they arrive (``_Sink``): hashed, counted against
+The bytes are written as they arrive (``_Sink``): counted against
 ``FetchLimits.max_bytes`` (a size announced past it is refused before the first byte, and a
 download stops the moment it passes it), held to the deadline, and their beginning looked
 at: an HTML page (a sign-in page answered with 200) or JSON is refused rather than read as
 CSV. Every failure is an ``InputError`` (exit 2) naming the URL as shown (``redacted_url``):
-not found, forbidden, timed out, too big, not a spreadsheet, unreachable.
+not found, forbidden, timed out, too big, not a spreadsheet, unreachable. The local file is
+what a run fingerprints (``run/journal.fingerprint``): the content's hash, wherever it came
+from.
 """
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import os
 import re
@@ -68,11 +69,9 @@ _NO_AWS_CREDENTIALS = ("no AWS credentials were found (AWS_ACCESS_KEY_ID and "
 
 @dataclass(frozen=True)
 class Fetched:
-    """What a download brought: its size and SHA-256, its first bytes, and what the server
-    said the file is (``Content-Type``, a ``Content-Disposition`` file name)."""
+    """What a download brought besides its bytes: the first of them, and what the server said
+    the file is (``Content-Type``, a ``Content-Disposition`` file name)."""
 
-    size: int
-    sha256: str
     head: bytes
     content_type: str | None = None
     filename: str | None = None
@@ -88,7 +87,7 @@ def fetch(url: str, handle: BinaryIO, limits: FetchLimits) -> Fetched:
     else:
         content_type, filename = _store_get(url, scheme, sink), None
     sink.finish()
-    return Fetched(sink.size, sink.digest.hexdigest(), sink.head, content_type, filename)
+    return Fetched(sink.head, content_type, filename)
 
 
 def is_loopback(host: str | None) -> bool:
@@ -104,12 +103,11 @@ def is_loopback(host: str | None) -> bool:
 
 
 class _Sink:
-    """Where the downloaded bytes go: the file, their hash and count, the cap, the deadline."""
+    """Where the downloaded bytes go: the file, their count against the cap, the deadline."""
 
     def __init__(self, handle: BinaryIO, shown: str, limits: FetchLimits) -> None:
         self.handle, self.shown, self.limits = handle, shown, limits
         self.deadline = time.monotonic() + limits.timeout
-        self.digest = hashlib.sha256()
         self.size = 0
         self.head = b""
 
@@ -130,7 +128,6 @@ class _Sink:
             self.head += bytes(chunk[: _HEAD - len(self.head)])
             if len(self.head) == _HEAD:
                 self.check_head()
-        self.digest.update(chunk)
         self.handle.write(chunk)
         if time.monotonic() > self.deadline:
             raise self.timed_out()
@@ -261,8 +258,8 @@ def _store_get(url: str, scheme: str, sink: _Sink) -> str | None:
     client: dict[str, Any] = {
         "timeout": left, "user_agent": f"batch-provisioner/{VERSION}",
         "connect_timeout": timedelta(seconds=min(sink.limits.connect_timeout, sink.left()))}
-    if os.environ.get(f"{_ENV_PREFIX.get(scheme, '')}ALLOW_HTTP", "").lower() in ("1", "true"):
-        client["allow_http"] = True  # an emulator or gateway on plain http (object_store's key)
+    if scheme == "s3" and os.environ.get("AWS_ALLOW_HTTP", "").lower() in ("1", "true"):
+        client["allow_http"] = True  # an S3-compatible store on plain http (object_store's key)
     retry = {"max_retries": _STORE_RETRIES, "retry_timeout": left,
                   "backoff": {"init_backoff": timedelta(milliseconds=200),
                               "max_backoff": timedelta(seconds=2), "base": 2}}
@@ -287,9 +284,6 @@ def _store_get(url: str, scheme: str, sink: _Sink) -> str | None:
     return str(content_type).split(";")[0].strip().lower() if content_type else None
 
 
-_ENV_PREFIX = {"s3": "AWS_", "gs": "GOOGLE_", "az": "AZURE_"}
-
-
 def _store_problem(exc: BaseException, sink: _Sink) -> str:
     """An object store's error in words: its first line says what happened."""
     text = _short(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
@@ -298,8 +292,6 @@ def _store_problem(exc: BaseException, sink: _Sink) -> str:
         return sink.timed_out().message
     if "error sending request" in lowered or "connect" in lowered or "dns" in lowered:
         return f"unreachable: cannot connect ({text})"
-    if " 403 " in f" {lowered} " or "forbidden" in lowered:
-        return "forbidden (HTTP 403)"
     return f"cannot be fetched ({text})"
 
 

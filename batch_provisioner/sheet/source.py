@@ -56,7 +56,6 @@ class Source:
     local: Path
     name: str
     remote: bool = False
-    sha256: str | None = None  # a download's: the bytes as they arrived
 
     @property
     def recorded(self) -> str:
@@ -168,7 +167,7 @@ def _download(url: str, name: str, kind: str, limits: FetchLimits) -> Source:
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    source = Source(local, name, remote=True, sha256=fetched.sha256)
+    source = Source(local, name, remote=True)
     weakref.finalize(source, _remove, local)
     return source
 
