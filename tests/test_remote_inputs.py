@@ -29,6 +29,7 @@ import structlog
 from batch_provisioner import cli, logs
 from batch_provisioner.errors import InputError
 from batch_provisioner.safety import REDACTOR, redacted_url
+from batch_provisioner.sheet.fetch import _s3_options
 from batch_provisioner.sheet.source import open_source
 from tests.apply_helpers import ENV, TOKEN, serving, write_sheet
 from tests.remote_helpers import AWS_SECRET, aws_env, s3_bucket, s3_server
@@ -72,6 +73,10 @@ class _Site(BaseHTTPRequestHandler):
                            f"&X-Amz-Signature={REDIRECT_SIG}")
         elif path == "/loop":
             self._redirect("/loop")
+        elif path == "/to-plain-http":  # a downgrade: refused before anything is sent there
+            self._redirect("http://files.example/clients.csv")
+        elif path == "/api.csv":  # an API's error answered with 200
+            self._send(200, "application/json", b'{"error": "sign in first"}')
         elif path == "/slow.csv":
             self.release.wait(10)  # the client gives up first (its timeout is 1 s here)
             with contextlib.suppress(OSError):  # it has gone
@@ -329,6 +334,9 @@ def test_defaults_custom_reports_and_sandbox_groups_are_read_from_urls_too(
     ("/declared-huge.csv", "too big: a downloaded input may be at most 1 MB "
                            "(BATCH_PROVISIONER_FETCH_MAX_MB), and this one is 953,674.3 MB"),
     ("/loop", "more than 5 redirects"),
+    ("/to-plain-http", "refused: it leads to plain http:// at files.example; only https:// is "
+                       "fetched"),
+    ("/api.csv", "not a spreadsheet: the server answered with JSON"),
 ])
 def test_a_link_that_serves_no_sheet_is_exit_2_naming_it_without_its_secrets(
         path: str, problem: str, site: Site, capsys: pytest.CaptureFixture[str]) -> None:
@@ -440,6 +448,26 @@ def test_an_aws_profile_in_the_shared_credentials_file_is_used(
     monkeypatch.setenv("AWS_PROFILE", "nobody")
     with pytest.raises(InputError, match=r"the AWS profile 'nobody' \(AWS_PROFILE\) is in neither"):
         open_source(f"s3://{BUCKET}/p/clients.csv")
+
+
+def test_without_any_aws_credentials_objects_are_read_unsigned(
+        s3: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No keys, no profile, no role (instance metadata is off here): a public object is read,
+    a private one is forbidden, and the error says no credentials were found."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3)
+    bucket = _bucket(s3)
+    bucket.put_object(Bucket=BUCKET, Key="public/clients.csv", Body=b"group_id,schema\n",
+                      ACL="public-read")
+    bucket.put_object(Bucket=BUCKET, Key="private/clients.csv", Body=b"group_id,schema\n")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    assert _s3_options(f"s3://{BUCKET}/public/clients.csv") == (
+        {"region": "us-east-1", "skip_signature": True}, True)
+    source = open_source(f"s3://{BUCKET}/public/clients.csv")
+    assert source.local.read_bytes() == b"group_id,schema\n"
+    with pytest.raises(InputError, match=r"forbidden \(HTTP 403\): no AWS credentials were "
+                                         "found"):
+        open_source(f"s3://{BUCKET}/private/clients.csv")
 
 
 def test_a_signed_urls_query_is_masked_and_its_secrets_registered() -> None:
