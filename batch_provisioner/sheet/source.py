@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from batch_provisioner.errors import InputError
@@ -36,6 +37,8 @@ from batch_provisioner.settings import FetchLimits
 from batch_provisioner.sheet.fetch import Fetched, fetch, is_loopback
 
 REMOTE_SCHEMES = ("https", "http", "s3", "gs", "az")
+#: What an input is read as: a table (sheet, custom reports, groups) or defaults.toml.
+Kind = Literal["sheet", "defaults"]
 _URL = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.-]*://")
 _SUFFIXES = frozenset({".csv", ".tsv", ".txt", ".xlsx", ".xlsm", ".parquet"})
 _QUERY_FORMATS = {"csv": ".csv", "tsv": ".tsv", "xlsx": ".xlsx", "parquet": ".parquet"}
@@ -98,10 +101,11 @@ def is_fetchable(recorded: str) -> bool:
 
 
 def as_source(value: Path | Source) -> Source:
+    """A local path as a ``Source`` (named by itself); a ``Source`` as it is."""
     return value if isinstance(value, Source) else Source(value, str(value))
 
 
-def open_source(given: str | os.PathLike[str] | Source, *, kind: str = "sheet",
+def open_source(given: str | os.PathLike[str] | Source, *, kind: Kind = "sheet",
                 limits: FetchLimits | None = None) -> Source:
     """The input ``given``: a path as it is, a URL downloaded (``kind`` ``defaults`` is read
     as TOML whatever its name). ``InputError`` (exit 2) naming the URL when it cannot be."""
@@ -156,7 +160,7 @@ def named(*sources: Source | None) -> Iterator[None]:
         raise
 
 
-def _download(url: str, name: str, kind: str, limits: FetchLimits) -> Source:
+def _download(url: str, name: str, kind: Kind, limits: FetchLimits) -> Source:
     handle, temporary = tempfile.mkstemp(dir=_download_folder(), prefix=f"{kind}-")
     path = Path(temporary)
     try:
@@ -172,7 +176,7 @@ def _download(url: str, name: str, kind: str, limits: FetchLimits) -> Source:
     return source
 
 
-def _suffix(url: str, kind: str, fetched: Fetched) -> str:
+def _suffix(url: str, kind: Kind, fetched: Fetched) -> str:
     """The file name ending that tells the local readers how to read a download."""
     if kind == "defaults":
         return ".toml"
