@@ -62,6 +62,7 @@ _STATUS = {
     429: "the server is rate limiting (HTTP 429): try again later",
 }
 _STORE_RETRIES = 2
+_SILENCE = 30.0  # seconds an https answer may send nothing before it is given up
 _NO_AWS_CREDENTIALS = ("no AWS credentials were found (AWS_ACCESS_KEY_ID and "
                        "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws/credentials), so the request "
                        "went unsigned")
@@ -168,8 +169,11 @@ def _http_get(url: str, sink: _Sink) -> tuple[str | None, str | None]:
                              "https:// is fetched (http:// only from this machine)",
                              path=shown)
 
+    # the sink holds the whole download to its budget as bytes arrive; a read that waits
+    # longer than _SILENCE (or the budget) for any byte is given up
     budget = sink.limits.timeout
-    timeout = httpx.Timeout(budget, connect=min(sink.limits.connect_timeout, budget))
+    timeout = httpx.Timeout(min(_SILENCE, budget),
+                            connect=min(sink.limits.connect_timeout, budget))
     try:
         with httpx.Client(follow_redirects=True, max_redirects=MAX_REDIRECTS, timeout=timeout,
                           event_hooks={"request": [checked]},
