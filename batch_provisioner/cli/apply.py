@@ -97,9 +97,9 @@ def plan(
     """
     hush(quiet)
     profile = str(sandbox_profile) if sandbox_profile else None
-    check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
-                         sandbox_groups=sandbox_groups, sandbox_profile=profile,
-                         reports_dir=reports_dir)
+    groups = check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
+                                  sandbox_groups=sandbox_groups, sandbox_profile=profile,
+                                  reports_dir=reports_dir)  # read (or downloaded) once, here
     prepared = bp.load(sheet, defaults=defaults, custom_reports=custom_reports,
                        sheet_name=sheet_name, secrets_dir=secrets_dir)
     print_carry_notice(prepared, err)
@@ -109,7 +109,7 @@ def plan(
     _configure_logging(log_format, quiet, reports_dir / run_id / "run.log.jsonl")
     try:
         result = bp.plan(prepared, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
-                         reports_dir=reports_dir, run_id=run_id, sandbox_groups=sandbox_groups,
+                         reports_dir=reports_dir, run_id=run_id, sandbox_groups=groups,
                          sandbox_profile=profile, on_target=show_target)
     finally:
         logs.close_run_log()
@@ -249,9 +249,9 @@ def apply(
         raise InputError("--resume and --run-id name different runs; give one of them")
     hush(quiet)
     profile = str(sandbox_profile) if sandbox_profile else None
-    check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
-                         sandbox_groups=sandbox_groups, sandbox_profile=profile,
-                         reports_dir=reports_dir)
+    groups = check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
+                                  sandbox_groups=sandbox_groups, sandbox_profile=profile,
+                                  reports_dir=reports_dir)  # read (or downloaded) once, here
     prepared = bp.load(sheet, defaults=defaults, custom_reports=custom_reports,
                        sheet_name=sheet_name, secrets_dir=secrets_dir)
     print_carry_notice(prepared, err)
@@ -283,8 +283,10 @@ def apply(
     start = functools.partial(
         bp.apply_async, prepared, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
         reports_dir=reports_dir, run_id=run_id, limits=limits, deadline=seconds, update=update,
-        force=force, resume=resume is not None, input_paths=(sheet, defaults, custom_reports),
-        sandbox_groups=sandbox_groups, sandbox_profile=profile, rows=rows, limit=limit,
+        force=force, resume=resume is not None,
+        input_paths=prepared.inputs.all() if prepared.inputs else (sheet, defaults,
+                                                                   custom_reports),
+        sandbox_groups=groups, sandbox_profile=profile, rows=rows, limit=limit,
         invocation=how)
     asking = yes is False and sys.stdin.isatty()  # a person can answer (stderr may be piped)
     try:

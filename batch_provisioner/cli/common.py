@@ -32,16 +32,19 @@ _SHOWN_CHARS = 300  # a cell of the problem table; the whole text is in validati
 # carriage returns) and the bidirectional overrides that reorder what a reader sees.
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
-SheetArg = Annotated[Path, typer.Argument(help="Input sheet: .csv, .xlsx or .parquet.",
-                                          show_default=False)]
-DefaultsOpt = Annotated[Path | None, typer.Option("--defaults",
-                                                  help="defaults.toml with job-wide values.")]
-ReportsOpt = Annotated[Path | None, typer.Option(
-    "--custom-reports", help="Custom reports file (else the workbook's custom_reports sheet).")]
+SheetArg = Annotated[str, typer.Argument(
+    help="Input sheet: .csv, .tsv, .xlsx or .parquet, a path or an https://, s3://, gs:// or "
+         "az:// URL.", show_default=False)]
+DefaultsOpt = Annotated[str | None, typer.Option(
+    "--defaults", help="defaults.toml with job-wide values (a path or a URL).")]
+ReportsOpt = Annotated[str | None, typer.Option(
+    "--custom-reports", help="Custom reports file, a path or a URL (else the workbook's "
+                             "custom_reports sheet).")]
 SheetNameOpt = Annotated[str | None, typer.Option("--sheet", help="XLSX sheet to read.")]
 SecretsDirOpt = Annotated[Path | None, typer.Option(
     "--secrets-dir", help="Folder that file: secret references must stay inside "
-                          "(default: the sheet's folder).")]
+                          "(default: the sheet's folder; a sheet read from a URL needs it for "
+                          "file: references).")]
 ReportsDirOpt = Annotated[Path, typer.Option("--reports-dir", help="Where run folders go.")]
 RunIdOpt = Annotated[str | None, typer.Option("--run-id", help="Name of this run's folder.")]
 ApiUrlOpt = Annotated[str | None, typer.Option(
@@ -49,10 +52,10 @@ ApiUrlOpt = Annotated[str | None, typer.Option(
 SandboxOpt = Annotated[bool, typer.Option(
     "--sandbox", help="Start the embedded Fivetran sandbox (profile fast unless "
                       "--sandbox-profile) and run against it.")]
-SandboxGroupsOpt = Annotated[Path | None, typer.Option(
+SandboxGroupsOpt = Annotated[str | None, typer.Option(
     "--sandbox-groups", help="With --sandbox: seed the sandbox with exactly these groups (a CSV "
-                             "id,name, e.g. from `groups --out`), so a group mistake shows as "
-                             "invalid.")]
+                             "id,name, e.g. from `groups --out`; a path or a URL), so a group "
+                             "mistake shows as invalid.")]
 SandboxUrlOpt = Annotated[str | None, typer.Option(
     "--sandbox-url", help="Run against a sandbox already serving at URL; adopt its limits.")]
 ConcurrencyOpt = Annotated[int | None, typer.Option(

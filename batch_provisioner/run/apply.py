@@ -49,6 +49,7 @@ from batch_provisioner.run.target import Target, client_settings_for
 from batch_provisioner.settings import ApiCredentials, ClientSettings
 from batch_provisioner.sheet.load import Prepared
 from batch_provisioner.sheet.secrets import SecretContext
+from batch_provisioner.sheet.source import Source, as_source
 
 _log = structlog.get_logger("batch_provisioner.run.apply")
 #: Stops that leave rows for a resume (exit 4).
@@ -66,7 +67,9 @@ class ApplyOptions:
     update: bool = False
     force: bool = False
     adopt_sandbox_limits: bool = False
-    input_paths: tuple[Path | None, ...] = ()
+    #: The sheet, defaults and custom reports (paths, or sources downloaded from URLs): what
+    #: the run fingerprints (``check_resumable``) and records for later commands.
+    input_paths: tuple[Path | Source | None, ...] = ()
     #: A canary: only these sheet rows (``--rows``), and at most ``limit`` sends (``--limit``);
     #: the rest are ``not_attempted`` (``not_selected``) and a resume carries on.
     rows: frozenset[int] | None = None
@@ -134,14 +137,18 @@ async def run_apply(
     if options.deadline_seconds is not None:
         control.deadline = anyio.current_time() + options.deadline_seconds
     # file reads, writes and fsyncs run in worker threads: the event loop only waits for them
-    sha = await anyio.to_thread.run_sync(fingerprint, *options.input_paths)
+    inputs = [as_source(p) if p is not None else None for p in options.input_paths]
+    sha = await anyio.to_thread.run_sync(
+        fingerprint, *(source.local if source is not None else None for source in inputs))
     previous = await anyio.to_thread.run_sync(load, options.run_dir)
     check_resumable(previous, sha, force=options.force, run_dir=options.run_dir)
     if previous.torn_lines:
         _log.warning("journal.torn_line_skipped", lines=previous.torn_lines)
     journal = await anyio.to_thread.run_sync(Journal, options.run_dir)
-    await journal.aheader(options.run_id, prepared.table.path, sha, "apply", t=started)
-    await journal.awrite(_inputs_record(prepared, options))
+    shown = inputs[0].name if inputs and inputs[0] else (prepared.table.name
+                                                         or str(prepared.table.path))
+    await journal.aheader(options.run_id, shown, sha, "apply", t=started)
+    await journal.awrite(_inputs_record(prepared, inputs))
     _log.info("input.carry_columns", columns=prepared.carry_columns)
     settings = options.client
     gate: BudgetGate | None = None
@@ -333,9 +340,10 @@ def _figures(prepared: Prepared, runner: Runner | None, stats: ClientStats, star
         setup_tests=setup_tests, exit_code=code, stop_reason=control.stop_reason())
 
 
-def _inputs_record(prepared: Prepared, options: ApplyOptions) -> dict[str, Any]:
-    """Where this run's input came from, so that later commands (connect-cards) can re-read it."""
-    paths = [str(p.resolve()) if p is not None else None for p in options.input_paths]
+def _inputs_record(prepared: Prepared, inputs: list[Source | None]) -> dict[str, Any]:
+    """Where this run's input came from, so that later commands (connect-cards) can re-read
+    it: absolute paths, or URLs as shown (query secrets masked)."""
+    paths = [source.recorded if source is not None else None for source in inputs]
     paths += [None] * (3 - len(paths))
     return {"type": "inputs", "sheet": paths[0] or str(prepared.table.path.resolve()),
             "sheet_name": prepared.table.sheet, "defaults": paths[1],
