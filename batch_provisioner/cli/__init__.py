@@ -24,7 +24,7 @@ from batch_provisioner.cli import (
     runs as run_commands,
     sheet as sheet_commands,
 )
-from batch_provisioner.cli.common import HelpCommand, HelpGroup, err, first_error, out, shown
+from batch_provisioner.cli.common import HelpCommand, HelpGroup, err, first_error, out, shown, speak
 from batch_provisioner.cli.sandbox import sandbox_app
 from batch_provisioner.errors import ExitCode, ProvisionerError
 from batch_provisioner.safety import REDACTOR
@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> None:
             code = app(args=argv, standalone_mode=False, prog_name="batch-provisioner")
         except BaseExceptionGroup as group:  # a task group's error: report its first cause
             raise first_error(group) from None
+        finally:
+            speak()  # after --quiet: an error is always printed
     except typer.Abort:
         err.print("interrupted")
         code = ExitCode.INTERRUPTED

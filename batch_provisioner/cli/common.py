@@ -75,20 +75,23 @@ class HelpGroup(typer.core.TyperGroup):
         return _plain_help(list(super().get_params(ctx)))
 
 
-SheetArg = Annotated[Path, typer.Argument(help="Input sheet: .csv, .xlsx or .parquet.",
-                                          show_default=False)]
-DefaultsOpt = Annotated[Path | None, typer.Option(
-    "--defaults", metavar="FILE", help="defaults.toml with job-wide values for any column "
-                                       "(a non-blank cell wins), and its limits table.")]
-ReportsOpt = Annotated[Path | None, typer.Option(
+SheetArg = Annotated[str, typer.Argument(
+    help="Input sheet: .csv, .tsv, .xlsx or .parquet, a path or an https://, s3://, gs:// or "
+         "az:// URL.", show_default=False)]
+DefaultsOpt = Annotated[str | None, typer.Option(
+    "--defaults", metavar="FILE",
+    help="defaults.toml with job-wide values for any column (a non-blank cell wins), and its "
+         "limits table (a path or a URL).")]
+ReportsOpt = Annotated[str | None, typer.Option(
     "--custom-reports", metavar="FILE",
-    help="Custom reports file (else the workbook's custom_reports sheet).")]
+    help="Custom reports file, a path or a URL (else the workbook's custom_reports sheet).")]
 SheetNameOpt = Annotated[str | None, typer.Option(
     "--sheet", metavar="NAME",
     help="XLSX sheet to read (default: the first visible one that is not custom_reports).")]
 SecretsDirOpt = Annotated[Path | None, typer.Option(
     "--secrets-dir", metavar="DIR",
-    help="Folder that file: secret references must stay inside (default: the sheet's folder).")]
+    help="Folder that file: secret references must stay inside (default: the sheet's folder; "
+         "a sheet read from a URL needs it for file: references).")]
 ReportsDirOpt = Annotated[Path, typer.Option("--reports-dir", metavar="DIR",
                                              help="Where run folders go.")]
 RunIdOpt = Annotated[str | None, typer.Option(
@@ -100,10 +103,10 @@ ApiUrlOpt = Annotated[str | None, typer.Option(
 SandboxOpt = Annotated[bool, typer.Option(
     "--sandbox", help="Start the embedded Fivetran sandbox (profile fast unless "
                       "--sandbox-profile) and run against it.")]
-SandboxGroupsOpt = Annotated[Path | None, typer.Option(
+SandboxGroupsOpt = Annotated[str | None, typer.Option(
     "--sandbox-groups", metavar="FILE",
     help="With --sandbox: seed the sandbox with exactly these groups (a CSV id,name, e.g. from "
-         "`groups --out`), so a group mistake shows as invalid.")]
+         "`groups --out`; a path or a URL), so a group mistake shows as invalid.")]
 SandboxUrlOpt = Annotated[str | None, typer.Option(
     "--sandbox-url", metavar="URL",
     help="Run against a sandbox already serving at URL; adopt its limits.")]
@@ -134,7 +137,29 @@ class LogFormat(enum.StrEnum):
 
 
 LogFormatOpt = Annotated[LogFormat, typer.Option(
-    "--log-format", help="auto (console on a TTY, JSON otherwise), json or console.")]
+    "--log-format", help="What the log shows on stderr: auto (only warnings and errors; a "
+                         "progress display on a terminal, a progress line every 10 s "
+                         "otherwise), json (every event as JSON) or console (every event, "
+                         "readable). The whole log is in the run's run.log.jsonl.")]
+QuietOpt = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="For cron: no progress, tables or notes; errors always; the closing "
+                          "lines only when the exit code is not 0.")]
+
+
+def hush(quiet: bool) -> None:
+    """``--quiet``: the consoles print nothing from here on, until ``speak``."""
+    if quiet:
+        for console in (out, err, plain_out, plain_err):
+            console.quiet = True
+
+
+def speak() -> None:
+    """The consoles print again: the closing lines of a ``--quiet`` run that did not exit 0,
+    and the error that ends a command (``main`` calls it before printing one)."""
+    for console in (out, err, plain_out, plain_err):
+        console.quiet = False
+
+
 JsonOpt = Annotated[bool, typer.Option(
     "--json", help="Print one JSON document on stdout for scripts (see the README's \"JSON "
                    "output for scripts\"); every line for a person goes to stderr instead.")]

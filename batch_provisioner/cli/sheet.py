@@ -14,6 +14,7 @@ from batch_provisioner.cli.closing import Invocation, say, say_next
 from batch_provisioner.cli.common import (
     DefaultsOpt,
     JsonOpt,
+    QuietOpt,
     ReportsDirOpt,
     ReportsOpt,
     RunIdOpt,
@@ -21,10 +22,12 @@ from batch_provisioner.cli.common import (
     SheetArg,
     SheetNameOpt,
     err,
+    hush,
     out,
     print_carry_notice,
     print_problems,
     shown,
+    speak,
 )
 from batch_provisioner.cli.json_out import emit, json_command, validation_document
 from batch_provisioner.errors import ExitCode
@@ -37,7 +40,7 @@ def validate(
     sheet: SheetArg, defaults: DefaultsOpt = None, custom_reports: ReportsOpt = None,
     sheet_name: SheetNameOpt = None, secrets_dir: SecretsDirOpt = None,
     reports_dir: ReportsDirOpt = Path("reports"), run_id: RunIdOpt = None,
-    json_output: JsonOpt = False,
+    json_output: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Check every row and list every problem at once.
 
@@ -46,11 +49,14 @@ def validate(
     warnings allowed; 1 (rows_failed) some rows invalid; 2 (input_error) file unreadable or
     required columns missing.
     """
+    hush(quiet)
     result = bp.validate(sheet, defaults=defaults, custom_reports=custom_reports,
                          sheet_name=sheet_name, secrets_dir=secrets_dir,
                          reports_dir=reports_dir, run_id=run_id)
     print_carry_notice(result.sheet, out)
     print_problems(result.sheet, out)
+    if quiet and result.exit_code:
+        speak()
     written = result.paths.get("validation.csv")
     if written is not None:
         found = result.problems.height

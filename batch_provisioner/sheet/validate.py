@@ -237,6 +237,8 @@ def _row_rules() -> list[Rule]:
 
 _REFERENCE_HINT = ("use env:NAME for an environment variable or file:PATH for a file (a path "
                    "relative to the sheet's folder)")
+#: The hint of a ``file:`` reference in a sheet read from a URL, which has no folder.
+_NO_FOLDER_HINT = "give --secrets-dir DIR (file: paths are read inside it), or use env:NAME"
 
 
 def _secret_rules(frame: pl.DataFrame, ctx: SecretContext) -> list[Rule]:
@@ -250,7 +252,7 @@ def _secret_rules(frame: pl.DataFrame, ctx: SecretContext) -> list[Rule]:
         if found.problems:
             rules.append(Rule(name, pl.col(name).is_in(list(found.problems)),
                               pl.col(name).replace_strict(found.problems, default=""),
-                              _REFERENCE_HINT))
+                              _NO_FOLDER_HINT if ctx.files_refused else _REFERENCE_HINT))
         if found.literals:
             rules.append(Rule(name, pl.col(name).is_in(found.literals),
                               "holds a literal secret value in the sheet",
