@@ -3,8 +3,9 @@
 Exit codes (see ``ExitCode``): 0 all rows ok, 1 some rows invalid or failed, 2 usage or input
 error, or an output that cannot be written (nothing sent), 3 fatal API error (run stopped),
 4 interrupted (resumable; also an output that cannot be written once something was sent),
-70 internal error: a bug, never an input or the environment (please report it, with
-run.log.jsonl).
+5 (``plan`` only) changes pending, 70 internal error: a bug, never an input or the environment
+(please report it, with run.log.jsonl). ``--help``, the closing lines and the README name each
+code by its member here, lower-cased (``rows_failed``, ``fatal_api``, ...).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class ExitCode(enum.IntEnum):
     INPUT_ERROR = 2
     FATAL_API = 3
     INTERRUPTED = 4
+    CHANGES_PENDING = 5  # plan only: creates or drift pending (terraform -detailed-exitcode)
     INTERNAL = 70  # a bug: please report it, with run.log.jsonl (BSD's EX_SOFTWARE)
 
 

@@ -102,3 +102,10 @@ class Outcome:
             "finished_at": self.finished_at, "created_at": self.created_at,
             "in_doubt": self.in_doubt, "sent_at": self.sent_at,
         }
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``1 row``, ``0 rows``, ``2,500 rows``: a count with its noun in the right number
+    (``plural`` for a noun that does not simply take an ``s``: ``counted(2, "entry",
+    "entries")``)."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"

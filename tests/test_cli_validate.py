@@ -93,21 +93,33 @@ def test_render_the_templates_gives_seed_shaped_payloads(templates: Path) -> Non
 
 
 def test_render_with_defaults_and_out_file(templates: Path, tmp_path: Path) -> None:
+    """The template defaults.toml sets nothing (Fivetran's defaults are comments in it), so
+    the payloads are the sheet's alone; a value uncommented there reaches every row."""
     out = tmp_path / "out" / "payloads.jsonl"
     result = run_cli(["render", templates / "advertiser_groups.xlsx", "--defaults",
                       templates / "defaults.toml", "--out", out], cwd=templates.parent)
     assert result.returncode == 0, result.stdout + result.stderr
     payloads = [json.loads(line)["payload"] for line in out.read_text("utf-8").splitlines()]
+    assert payloads == [line["payload"] for line in _render(
+        templates, templates / "advertiser_groups.xlsx")]
     seed = seed_payload()
     for payload in payloads:
         assert_seed_shape(payload, seed)
-        assert payload["paused"] is False and payload["networking_method"] == "Directly"
+        assert "paused" not in payload and "networking_method" not in payload
     token_row, client_row, card_row = payloads
-    assert token_row["daily_sync_time"] == card_row["daily_sync_time"] == "14:00"
+    assert token_row["daily_sync_time"] == "14:00" and "daily_sync_time" not in card_row
     assert client_row["sync_frequency"] == 360 and "daily_sync_time" not in client_row
-    assert card_row["connect_card_config"]["hide_setup_guide"] is True
+    assert card_row["connect_card_config"]["hide_setup_guide"] is True  # the row's own cell
     assert "connect_card_config" not in token_row
     assert "demo-access-token" not in out.read_text("utf-8")
+    defaults = templates / "defaults.toml"
+    defaults.write_text(defaults.read_text("utf-8").replace(
+        '# data_delay_sensitivity = "NORMAL"', 'data_delay_sensitivity = "HIGH"'), "utf-8")
+    result = run_cli(["render", templates / "advertiser_groups.xlsx", "--defaults", defaults],
+                     cwd=templates.parent)
+    sensitivity = [json.loads(line)["payload"]["data_delay_sensitivity"]
+                   for line in result.stdout.splitlines()]
+    assert sensitivity == ["HIGH", "NORMAL", "HIGH"]  # row 3 sets NORMAL itself
 
 
 def test_one_broken_row_among_good_ones_lists_every_problem_and_exits_1(tmp_path: Path) -> None:

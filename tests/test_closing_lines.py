@@ -129,7 +129,7 @@ def test_validate_and_plan_end_with_the_next_step(tmp_path: Path, box: SandboxHa
     assert "apply would send 8 creates" in planned.stdout
     [apply] = next_commands(planned.stdout)
     assert apply.startswith(f"batch-provisioner apply {sheet} --limit 5 --sandbox-url")
-    assert planned.stdout.rstrip().endswith("exit code 5 (changes pending)")
+    assert planned.stdout.rstrip().endswith("exit code 5 (changes_pending)")  # ExitCode's name
 
 
 def test_the_resume_command_repeats_the_flags_that_change_what_apply_does(

@@ -88,7 +88,7 @@ def test_without_sandbox_groups_the_sandbox_says_in_one_line_it_seeded_the_sheet
     planned = cli("plan", _typo_sheet(tmp_path / "in.csv"), "--sandbox",
                   "--reports-dir", reports, "--run-id", "p")
     assert planned.returncode == 5, planned.stdout + planned.stderr  # the typo is planned
-    notice = SHEET_GROUPS_NOTICE.format(n=2)
+    notice = SHEET_GROUPS_NOTICE.format(groups="2 groups")
     lines = [line for line in planned.stderr.splitlines() if "seeded the sheet's" in line]
     assert lines == [f"warning: {notice}"]
     assert "--sandbox-groups FILE (batch-provisioner groups --out FILE)" in notice

@@ -409,7 +409,8 @@ def test_regression_a_journal_write_failure_mid_run_stops_sending_and_every_send
 @pytest.mark.parametrize("args", [
     ("apply", "{sheet}", "--sandbox", "--reports-dir", "{file}", "--yes"),
     ("plan", "{sheet}", "--sandbox", "--reports-dir", "{file}"),
-    ("validate", "{sheet}", "--reports-dir", "{file}"),
+    ("validate", "{sheet}", "--reports-dir", "{file}", "--run-id", "check"),  # clean: a file
+    # only where a --run-id asks for it
     ("template", "--out", "{file}"),
     ("render", "{sheet}", "--out", "{file}/payloads.jsonl"),
     ("groups", "--sandbox", "--reports-dir", "{file}"),
@@ -503,7 +504,7 @@ def test_regression_a_bug_in_a_row_stops_new_work_keeps_its_message_and_exits_70
 def test_regression_exit_70_is_documented_as_a_bug_to_report() -> None:
     text = README.read_text("utf-8")
     table = text[text.index("### Exit codes"):text.index("## Using it from Python")]
-    assert "| 70 | internal error: please report, with run.log.jsonl" in table
+    assert "| 70 | `internal` | internal error: please report, with run.log.jsonl" in table
     assert "70 internal error" in (errors_module.__doc__ or "")
     assert ExitCode.INTERNAL == 70
 

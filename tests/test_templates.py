@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import fastexcel
@@ -9,8 +10,8 @@ import pytest
 from helpers_input import TEMPLATES, run_cli
 
 from batch_provisioner.report.template_files import write_templates
-from batch_provisioner.sheet.columns import COLUMNS, REPORT_COLUMNS
-from batch_provisioner.sheet.templates import CARRY_COLUMNS
+from batch_provisioner.sheet.columns import BY_NAME, COLUMNS, REPORT_COLUMNS, Kind
+from batch_provisioner.sheet.templates import CARRY_COLUMNS, TEMPLATE_COLUMNS
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -45,7 +46,8 @@ def test_the_workbook_has_every_column_and_the_reports_sheet() -> None:
     reader = fastexcel.read_excel(str(TEMPLATES / "advertiser_groups.xlsx"))
     assert reader.sheet_names == ["connections", "custom_reports", "instructions"]
     connections = reader.load_sheet("connections", dtypes="string").to_polars()
-    assert connections.columns == [c.name for c in COLUMNS] + list(CARRY_COLUMNS)
+    assert connections.columns == [c.name for c in TEMPLATE_COLUMNS] + list(CARRY_COLUMNS)
+    assert sorted(c.name for c in TEMPLATE_COLUMNS) == sorted(c.name for c in COLUMNS)
     reports = reader.load_sheet("custom_reports", dtypes="string").to_polars()
     assert reports.columns == [c.name for c in REPORT_COLUMNS]
 
@@ -55,3 +57,51 @@ def test_csv_templates_are_plain_utf8_with_unix_newlines(name: str) -> None:
     data = (TEMPLATES / name).read_bytes()
     data.decode("utf-8")
     assert b"\r\n" not in data and not data.startswith(b"\xef\xbb\xbf")
+
+
+def test_the_columns_come_in_the_order_a_person_fills_them() -> None:
+    """The key, what to sync and the auth first; the advanced settings last (the payload's
+    own order put schema at column 25 and the auth last)."""
+    header = (TEMPLATES / "advertiser_groups.csv").read_text("utf-8").splitlines()[0]
+    names = header.split(",")
+    assert names[:8] == ["group_id", "group_name", "schema", "sync_mode", "accounts",
+                         "access_token", "client_id", "client_secret"]
+    assert names.index("redirect_uri") < names.index("sync_frequency")
+    advanced = ["networking_method", "proxy_agent_id", "private_link_id",
+                "hybrid_deployment_agent_id", "external_secrets_manager_id",
+                "trust_certificates", "trust_fingerprints"]
+    assert min(names.index(a) for a in advanced) > names.index("run_setup_tests")
+    assert names[-2:] == list(CARRY_COLUMNS)
+
+
+def test_the_workbook_keeps_its_dropdowns_notes_and_instructions() -> None:
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.load_workbook(TEMPLATES / "advertiser_groups.xlsx")
+    sheet = book["connections"]
+    headers = {cell.value: cell for cell in sheet[1]}
+    lists = {sheet.cell(1, min(r.min_col for r in v.sqref.ranges)).value: v.formula1
+             for v in sheet.data_validations.dataValidation}
+    enums = {c.name for c in COLUMNS if c.kind in (Kind.ENUM, Kind.BOOL)} | {"sync_frequency"}
+    assert set(lists) == enums
+    assert "AllAccounts" in lists["sync_mode"]
+    assert all(headers[c.name].comment is not None for c in COLUMNS)
+    assert headers["schema"].comment.text.startswith(BY_NAME["schema"].note)
+    assert "Advanced" in headers["networking_method"].comment.text
+    assert book["instructions"]["A1"].value.startswith("batch-provisioner input template")
+
+
+def test_the_template_defaults_set_nothing_and_show_only_fivetrans_defaults() -> None:
+    """No opinionated values (a 14:00 daily sync, a hidden setup guide): every line is a
+    comment, and the values shown are Fivetran's documented defaults, valid as they stand."""
+    text = (TEMPLATES / "defaults.toml").read_text("utf-8")
+    assert tomllib.loads(text) == {"limits": {}}
+    shown = dict(line.removeprefix("# ").split("   #")[0].split(" = ", 1)
+                 for line in text.split("[limits]")[0].splitlines()
+                 if " = " in line and line.startswith("# "))
+    assert shown == {"timeframe_months": '"THREE"', "attribution_window_size": '"SEVEN"',
+                     "run_setup_tests": "true", "data_delay_sensitivity": '"NORMAL"',
+                     "data_delay_threshold": "0", "trust_certificates": "false",
+                     "trust_fingerprints": "false"}
+    assert "daily_sync_time =" not in text and "hide_setup_guide =" not in text
+    uncommented = tomllib.loads("\n".join(f"{k} = {v}" for k, v in shown.items()))
+    assert set(uncommented) <= set(BY_NAME)

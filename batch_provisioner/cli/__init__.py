@@ -15,6 +15,7 @@ import traceback
 from typing import Annotated
 
 import typer
+import typer.core
 from typer._click import exceptions as typer_errors  # typer vendors click: its own errors
 
 from batch_provisioner.cli import (
@@ -23,7 +24,7 @@ from batch_provisioner.cli import (
     runs as run_commands,
     sheet as sheet_commands,
 )
-from batch_provisioner.cli.common import err, first_error, out, shown, speak
+from batch_provisioner.cli.common import HelpCommand, HelpGroup, err, first_error, out, shown, speak
 from batch_provisioner.cli.sandbox import sandbox_app
 from batch_provisioner.errors import ExitCode, ProvisionerError
 from batch_provisioner.safety import REDACTOR
@@ -31,7 +32,7 @@ from batch_provisioner.settings import VERSION
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
+app = typer.Typer(cls=HelpGroup, add_completion=False, pretty_exceptions_enable=False,
                   help="Onboard many TikTok Ads advertiser groups into Fivetran from a sheet.",
                   no_args_is_help=True)
 
@@ -43,8 +44,9 @@ def _version_callback(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", callback=_version_callback,
-                                                 is_eager=True)] = False) -> None:
+def _root(version: Annotated[bool, typer.Option(
+        "--version", callback=_version_callback, is_eager=True,
+        help="Print the version (batch-provisioner X.Y.Z) and exit.")] = False) -> None:
     """Onboard many TikTok Ads advertiser groups into Fivetran from one spreadsheet."""
 
 
@@ -57,6 +59,9 @@ def _register_subcommands() -> None:
     app.add_typer(sandbox_app, name="sandbox", help="Run the embedded Fivetran API sandbox.")
     run_commands.register(app)
     group_commands.register(app)
+    for command in (*app.registered_commands, *sandbox_app.registered_commands):
+        if command.cls in (None, typer.core.TyperCommand):  # typer's default
+            command.cls = HelpCommand  # --help as the README shows it
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,7 +19,7 @@ from rich.text import Text
 
 import batch_provisioner as bp
 from batch_provisioner import logs
-from batch_provisioner.cli.closing import Invocation, apply_closing, say, say_next
+from batch_provisioner.cli.closing import Invocation, apply_closing, say, say_exit, say_next
 from batch_provisioner.cli.common import (
     ApiUrlOpt,
     ConcurrencyOpt,
@@ -54,7 +54,7 @@ from batch_provisioner.cli.common import (
 from batch_provisioner.cli.json_out import apply_document, emit, json_command, plan_document
 from batch_provisioner.cli.progress import Display, ProgressReporter, echo_above
 from batch_provisioner.errors import ExitCode, InputError
-from batch_provisioner.models import ActionKind
+from batch_provisioner.models import ActionKind, counted
 from batch_provisioner.report.files import ensure_dir
 from batch_provisioner.run.target import check_target_options
 from batch_provisioner.settings import Limits
@@ -67,7 +67,8 @@ PlanSandboxOpt = Annotated[bool, typer.Option(
                       "--sandbox-profile, state kept in <reports-dir>/sandbox/state.sqlite) "
                       "and plan against it.")]
 PlanSandboxUrlOpt = Annotated[str | None, typer.Option(
-    "--sandbox-url", help="Use a sandbox already serving at URL; adopt its limits.")]
+    "--sandbox-url", metavar="URL",
+    help="Use a sandbox already serving at URL; adopt its limits.")]
 PlanLogFormatOpt = Annotated[LogFormat, typer.Option(
     "--log-format", help="What the log shows on stderr: auto (only warnings and errors), json "
                          "(every event as JSON) or console (every event, readable). The whole "
@@ -91,9 +92,9 @@ def plan(
     timeframe_months differs) or invalid (validation error, unknown or ambiguous group_name).
     Only the fields a row sets are compared; auth is never compared (Fivetran masks it).
 
-    Exit codes: 0 nothing to change; 5 creates or drifts pending (apply would change
-    something); 1 some rows are invalid or conflict (wins over 5, as an error wins in
-    terraform plan -detailed-exitcode); 2 input error; 3 fatal API error.
+    Exit 0 (ok) nothing to change; 5 (changes_pending) creates or drifts pending: apply
+    would change something; 1 (rows_failed) some rows are invalid or conflict (wins over 5,
+    as an error wins in terraform plan -detailed-exitcode); 2 (input_error); 3 (fatal_api).
     """
     hush(quiet)
     profile = str(sandbox_profile) if sandbox_profile else None
@@ -130,11 +131,15 @@ def _plan_closing(result: bp.PlanResult, how: Invocation) -> None:
     counts, code = result.counts, result.exit_code
     if result.estimate is not None and result.estimate.calls:
         say(f"apply would send {result.estimate.describe()}")
-    if counts.get("invalid") or counts.get("conflict"):
-        say(f"{counts.get('invalid', 0)} invalid and {counts.get('conflict', 0)} conflicting rows "
-            "are listed with their reason in plan.csv (detail); apply leaves them out")
+    left_out = counts.get("invalid", 0) + counts.get("conflict", 0)
+    if left_out:
+        one = left_out == 1
+        say(f"{counts.get('invalid', 0)} invalid and {counts.get('conflict', 0)} conflicting "
+            f"{'row is' if one else 'rows are'} listed with the reason and what to do in "
+            f"plan.csv (detail); apply leaves {'it' if one else 'them'} out")
     if counts.get("drift"):
-        say(f"{counts['drift']} rows drifted: apply --update PATCHes the mutable fields")
+        say(f"{counted(counts['drift'], 'row')} drifted: apply --update PATCHes the mutable "
+            "fields")
     if counts.get("create", 0) > _CANARY:
         say_next(how.command("apply", "--limit", str(_CANARY)),
                  f"a canary of {_CANARY} creates first; apply --resume RUN_ID carries on")
@@ -142,9 +147,7 @@ def _plan_closing(result: bp.PlanResult, how: Invocation) -> None:
         say_next(how.command("apply"))
     elif code == int(ExitCode.OK):
         say("nothing to change")
-    why = {int(ExitCode.ROWS_FAILED): "rows to fix", int(ExitCode.OK): "no changes"}.get(
-        code, "changes pending")
-    say(f"exit code {code} ({why})")
+    say_exit(code)
 
 
 def _print_plan(frame: pl.DataFrame, counts: Mapping[str, int]) -> None:
@@ -203,48 +206,74 @@ def apply(
     api_url: ApiUrlOpt = None, sandbox: SandboxOpt = False, sandbox_url: SandboxUrlOpt = None,
     concurrency: ConcurrencyOpt = None, run_id: RunIdOpt = None,
     resume: Annotated[str | None, typer.Option(
-        "--resume", help="Carry on an earlier run: skip its finished rows.")] = None,
+        "--resume", metavar="ID",
+        help="Carry on an earlier run: skip its finished rows, look up the ones left in "
+             "doubt before resending.")] = None,
     max_concurrency: MaxConcurrencyOpt = None,
     deadline: Annotated[str | None, typer.Option(
-        "--deadline", help="Start no new row after this long (e.g. 45m); exit 4.")] = None,
+        "--deadline", metavar="DURATION",
+        help="Start no new row after this long (e.g. 45m, 1h30m); in-flight rows finish, "
+             "exit 4, resumable.")] = None,
     update: Annotated[bool, typer.Option(
         "--update", help="PATCH drifted connections (mutable fields only).")] = False,
     force: Annotated[bool, typer.Option(
         "--force", help="Resume even though the input file changed.")] = False,
     reports_dir: ReportsDirOpt = Path("reports"),
-    max_attempts: Annotated[int | None, typer.Option("--max-attempts", min=1,
-                                                      help="Tries per row (default 5).")] = None,
+    max_attempts: Annotated[int | None, typer.Option(
+        "--max-attempts", min=1, metavar="N", help="Tries per row (default 5).")] = None,
     max_wait: Annotated[str | None, typer.Option(
-        "--max-wait", help="Longest single wait (a budget, a Retry-After, a backoff; default "
-                           "1h): a longer one stops the run, exit 4, resumable.")]
+        "--max-wait", metavar="DURATION",
+        help="Longest single wait (a budget, a Retry-After, a backoff; default 1h): a longer "
+             "one stops the run, exit 4, resumable.")]
     = None,
-    calls_per_hour: Annotated[int | None, typer.Option("--calls-per-hour", min=0)] = None,
+    calls_per_hour: Annotated[int | None, typer.Option(
+        "--calls-per-hour", min=0, metavar="N",
+        help="Budget of all API calls per rolling hour (default 20000, Fivetran's; 0 = off).")]
+    = None,
     creates_per_minute: Annotated[int | None, typer.Option(
-        "--creates-per-minute", min=0, help="Create budget (off unless set; 0 = off).")] = None,
-    setup_tests_per_minute: Annotated[int | None, typer.Option("--setup-tests-per-minute",
-                                                                min=0)] = None,
-    setup_tests_per_hour: Annotated[int | None, typer.Option("--setup-tests-per-hour",
-                                                              min=0)] = None,
-    connect_timeout: Annotated[float | None, typer.Option("--connect-timeout", min=0.1)] = None,
-    read_timeout: Annotated[float | None, typer.Option("--read-timeout", min=0.1)] = None,
+        "--creates-per-minute", min=0, metavar="N",
+        help="Budget of creates per rolling minute (off unless set, e.g. the historical 20; "
+             "0 = off).")] = None,
+    setup_tests_per_minute: Annotated[int | None, typer.Option(
+        "--setup-tests-per-minute", min=0, metavar="N",
+        help="Budget of setup tests per rolling minute (default 250, Fivetran's; 0 = off).")]
+    = None,
+    setup_tests_per_hour: Annotated[int | None, typer.Option(
+        "--setup-tests-per-hour", min=0, metavar="N",
+        help="Budget of setup tests per rolling hour (default 2500, Fivetran's; 0 = off).")]
+    = None,
+    connect_timeout: Annotated[float | None, typer.Option(
+        "--connect-timeout", min=0.1, metavar="SECONDS",
+        help="Seconds to wait for a connection to the API (default 10).")] = None,
+    read_timeout: Annotated[float | None, typer.Option(
+        "--read-timeout", min=0.1, metavar="SECONDS",
+        help="Seconds to wait for an answer once a request is sent (default 60); a create "
+             "with no answer is looked up before it is sent again.")] = None,
     log_format: LogFormatOpt = LogFormat.AUTO, quiet: QuietOpt = False,
     sandbox_groups: SandboxGroupsOpt = None, sandbox_profile: SandboxProfileOpt = None,
     yes: Annotated[bool, typer.Option(
         "--yes", "-y", help="Do not ask before sending to a real API (on a terminal, apply "
                             "shows the estimate and asks).")] = False,
     rows: Annotated[str | None, typer.Option(
-        "--rows", help="Only these sheet rows, as the file numbers them (e.g. 2-11,40); "
-                       "the rest are not attempted, and --resume carries on.")] = None,
+        "--rows", metavar="ROWS",
+        help="Only these sheet rows, as the file numbers them (e.g. 2-11,40); the rest are not "
+             "attempted, and --resume carries on.")] = None,
     limit: Annotated[int | None, typer.Option(
-        "--limit", min=1, help="Send at most N creates/updates (a canary); the rest are not "
-                               "attempted, and --resume carries on.")] = None,
+        "--limit", min=1, metavar="N",
+        help="Send at most N creates/updates (a canary); the rest are not attempted, and "
+             "--resume carries on.")] = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Create every valid row's connection, inside Fivetran's budgets; write the reports.
 
     Before sending it prints what it will send and the least time the budgets allow; on a
     terminal, against a real API, it asks first (--yes skips the question; without a
-    terminal it proceeds, as cron needs, and logs that it did)."""
+    terminal it proceeds, as cron needs, and logs that it did).
+
+    Exit 0 (ok) every row created, exists or updated; 1 (rows_failed) some rows invalid,
+    failed or in conflict (failed_rows.csv); 2 (input_error) nothing sent; 3 (fatal_api) the
+    run stopped; 4 (interrupted) rows left for --resume (deadline, --max-wait, Ctrl-C, a
+    canary); 70 (internal) a bug: please report it."""
     if resume and run_id and resume != run_id:
         raise InputError("--resume and --run-id name different runs; give one of them")
     hush(quiet)
@@ -404,9 +433,9 @@ def _print_summary(result: bp.ApplyResult) -> None:
             table.add_row(status, str(count))
     out.print(table)
     s = result.summary
-    out.print(f"wall {s['wall_seconds']} s (ideal {s['ideal_seconds']} s), {s['calls']} calls, "
-              f"{s['throttled_429']} throttled, {s['retries']} retries, "
-              f"{s['reconciliations']} reconciled")
+    out.print(f"wall {s['wall_seconds']} s (ideal {s['ideal_seconds']} s), "
+              f"{counted(s['calls'], 'call')}, {s['throttled_429']} throttled, "
+              f"{counted(s['retries'], 'retry', 'retries')}, {s['reconciliations']} reconciled")
     out.print(f"results: {result.paths['results.csv']}")
 
 

@@ -41,11 +41,19 @@ def apply_closing(actions: Sequence[NextAction], exit_code: int, run_id: str, *,
             say(action.message)
         if action.command:
             say_next(action.command, action.why)
-    say(f"exit code {code} ({_exit_name(code)})")
+    say_exit(code)
 
 
-def _exit_name(code: int) -> str:
+def exit_label(code: int) -> str:
+    """The name of an exit code, as ``--help`` and the README's table give it: ``ok``,
+    ``rows_failed``, ``input_error``, ``fatal_api``, ``interrupted``, ``changes_pending``,
+    ``internal`` (``errors.ExitCode``)."""
     try:
         return ExitCode(code).name.lower()
     except ValueError:
-        return "changes pending" if code == 5 else str(code)
+        return "unknown"
+
+
+def say_exit(code: int) -> None:
+    """A command's last line: ``exit code 1 (rows_failed)``."""
+    say(f"exit code {int(code)} ({exit_label(int(code))})")

@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.table import Table as RichTable
 from rich.text import Text
 
 from batch_provisioner.errors import ProvisionerError
+from batch_provisioner.models import counted
 from batch_provisioner.run.target import Target
 from batch_provisioner.sheet.load import Prepared
 from batch_provisioner.sheet.validate import ERROR
@@ -32,38 +34,88 @@ _SHOWN_CHARS = 300  # a cell of the problem table; the whole text is in validati
 # carriage returns) and the bidirectional overrides that reorder what a reader sees.
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
+
+def _plain_help(params: list[Any]) -> list[Any]:
+    """Arguments named as the README names them (``SHEET``, ``RUN_ID``), flags without a
+    type (typer shows ``<bool>`` for ``--yes``, ``--help`` and every other switch)."""
+    for param in params:
+        if isinstance(param, typer.core.TyperArgument) and param.metavar is None:
+            param.metavar = (param.name or "").upper()
+        elif getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""  # typer prints the metavar in place of the type
+    return params
+
+
+def _usage_pieces(command: Any, ctx: Any) -> list[str]:
+    """``[OPTIONS] SHEET`` rather than typer's ``[OPTIONS] {sheet}``."""
+    pieces = [command.options_metavar] if command.options_metavar else []
+    for param in command.get_params(ctx):
+        if isinstance(param, typer.core.TyperArgument):
+            name = param.metavar or (param.name or "").upper()
+            pieces.append(name if param.required else f"[{name}]")
+        else:
+            pieces.extend(param.get_usage_pieces(ctx))
+    return pieces
+
+
+class HelpCommand(typer.core.TyperCommand):
+    """A command whose ``--help`` reads as the README does (see ``_plain_help``)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_help(list(super().get_params(ctx)))
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return _usage_pieces(self, ctx)
+
+
+class HelpGroup(typer.core.TyperGroup):
+    """A command group whose ``--help`` shows its flags without ``<bool>``."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_help(list(super().get_params(ctx)))
+
+
 SheetArg = Annotated[str, typer.Argument(
     help="Input sheet: .csv, .tsv, .xlsx or .parquet, a path or an https://, s3://, gs:// or "
          "az:// URL.", show_default=False)]
 DefaultsOpt = Annotated[str | None, typer.Option(
-    "--defaults", help="defaults.toml with job-wide values (a path or a URL).")]
+    "--defaults", metavar="FILE",
+    help="defaults.toml with job-wide values for any column (a non-blank cell wins), and its "
+         "limits table (a path or a URL).")]
 ReportsOpt = Annotated[str | None, typer.Option(
-    "--custom-reports", help="Custom reports file, a path or a URL (else the workbook's "
-                             "custom_reports sheet).")]
-SheetNameOpt = Annotated[str | None, typer.Option("--sheet", help="XLSX sheet to read.")]
+    "--custom-reports", metavar="FILE",
+    help="Custom reports file, a path or a URL (else the workbook's custom_reports sheet).")]
+SheetNameOpt = Annotated[str | None, typer.Option(
+    "--sheet", metavar="NAME",
+    help="XLSX sheet to read (default: the first visible one that is not custom_reports).")]
 SecretsDirOpt = Annotated[Path | None, typer.Option(
-    "--secrets-dir", help="Folder that file: secret references must stay inside "
-                          "(default: the sheet's folder; a sheet read from a URL needs it for "
-                          "file: references).")]
-ReportsDirOpt = Annotated[Path, typer.Option("--reports-dir", help="Where run folders go.")]
-RunIdOpt = Annotated[str | None, typer.Option("--run-id", help="Name of this run's folder.")]
+    "--secrets-dir", metavar="DIR",
+    help="Folder that file: secret references must stay inside (default: the sheet's folder; "
+         "a sheet read from a URL needs it for file: references).")]
+ReportsDirOpt = Annotated[Path, typer.Option("--reports-dir", metavar="DIR",
+                                             help="Where run folders go.")]
+RunIdOpt = Annotated[str | None, typer.Option(
+    "--run-id", metavar="ID", help="Name of this run's folder (default: a new timestamped "
+                                   "one).")]
 ApiUrlOpt = Annotated[str | None, typer.Option(
-    "--api-url", help="Fivetran API base URL (default FIVETRAN_API_URL or api.fivetran.com).")]
+    "--api-url", metavar="URL",
+    help="Fivetran API base URL (default FIVETRAN_API_URL or api.fivetran.com).")]
 SandboxOpt = Annotated[bool, typer.Option(
     "--sandbox", help="Start the embedded Fivetran sandbox (profile fast unless "
                       "--sandbox-profile) and run against it.")]
 SandboxGroupsOpt = Annotated[str | None, typer.Option(
-    "--sandbox-groups", help="With --sandbox: seed the sandbox with exactly these groups (a CSV "
-                             "id,name, e.g. from `groups --out`; a path or a URL), so a group "
-                             "mistake shows as invalid.")]
+    "--sandbox-groups", metavar="FILE",
+    help="With --sandbox: seed the sandbox with exactly these groups (a CSV id,name, e.g. from "
+         "`groups --out`; a path or a URL), so a group mistake shows as invalid.")]
 SandboxUrlOpt = Annotated[str | None, typer.Option(
-    "--sandbox-url", help="Run against a sandbox already serving at URL; adopt its limits.")]
+    "--sandbox-url", metavar="URL",
+    help="Run against a sandbox already serving at URL; adopt its limits.")]
 ConcurrencyOpt = Annotated[int | None, typer.Option(
-    "--concurrency", min=1, max=256,
+    "--concurrency", min=1, max=256, metavar="N",
     help="Pin the requests in flight at N (default: they follow what the budgets need at the "
          "latency seen, up to --max-concurrency, and back off when the API strains).")]
 MaxConcurrencyOpt = Annotated[int | None, typer.Option(
-    "--max-concurrency", min=1, max=256,
+    "--max-concurrency", min=1, max=256, metavar="N",
     help="The most requests in flight when they adapt (default 64).")]
 
 
@@ -169,7 +221,8 @@ def _escape_control(match: re.Match[str]) -> str:
 def print_problems(prepared: Prepared, console: Console) -> None:
     problems = prepared.problems
     if problems.is_empty():
-        console.print(f"[green]{len(prepared.rows)} rows checked: no problems.[/green]")
+        console.print(f"[green]{counted(len(prepared.rows), 'row')} checked: no problems."
+                      "[/green]")
         return
     table = RichTable(title=shown(f"Problems in {prepared.table.label}"), show_lines=False)
     for name in ("row", "column", "value", "severity", "message", "hint"):
@@ -182,10 +235,10 @@ def print_problems(prepared: Prepared, console: Console) -> None:
                       shown(message), shown(hint))
     console.print(table)
     if problems.height > MAX_PRINTED_PROBLEMS:
-        console.print(f"... and {problems.height - MAX_PRINTED_PROBLEMS} more problems")
+        console.print(f"... and {counted(problems.height - MAX_PRINTED_PROBLEMS, 'more problem')}")
     n_err = prepared.error_count
-    console.print(f"{len(prepared.rows)} rows: {len(prepared.invalid)} invalid "
-                  f"({n_err} errors, {problems.height - n_err} warnings), "
+    console.print(f"{counted(len(prepared.rows), 'row')}: {len(prepared.invalid)} invalid "
+                  f"({counted(n_err, 'error')}, {counted(problems.height - n_err, 'warning')}), "
                   f"{len(prepared.requests)} ready to send.")
 
 
@@ -217,7 +270,7 @@ def print_rows(title: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[
         table.add_row(*(cell(rec.get(c)) for c in columns))
     plain_out.print(table)
     if len(rows) > MAX_PRINTED_ROWS:
-        plain_out.print(f"... and {len(rows) - MAX_PRINTED_ROWS} more rows")
+        plain_out.print(f"... and {counted(len(rows) - MAX_PRINTED_ROWS, 'more row')}")
 
 
 def show_target(target: Target) -> None:

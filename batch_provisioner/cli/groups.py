@@ -17,6 +17,7 @@ from batch_provisioner.cli.common import (
     print_rows,
     show_target,
 )
+from batch_provisioner.models import counted
 from batch_provisioner.run.target import check_target_options
 
 GroupsSandboxOpt = Annotated[bool, typer.Option(
@@ -28,15 +29,16 @@ def groups(
     api_url: ApiUrlOpt = None, sandbox: GroupsSandboxOpt = False,
     sandbox_url: SandboxUrlOpt = None,
     out_file: Annotated[Path | None, typer.Option(
-        "--out", help="Also write the groups to this CSV (id,name), which plan/apply "
-                      "--sandbox-groups reads back.")] = None,
+        "--out", metavar="FILE",
+        help="Also write the groups to this CSV (id,name), which plan/apply --sandbox-groups "
+             "reads back.")] = None,
     reports_dir: ReportsDirOpt = Path("reports"),
 ) -> None:
     """List the account's groups (GET /v1/groups, every page): id and name.
 
     With --out, also write them as a CSV id,name: feed it to plan/apply --sandbox --sandbox-groups
-    to rehearse against the real account's groups. Exit 0 listed; 2 usage error; 3 fatal API
-    error (credentials, base URL).
+    to rehearse against the real account's groups. Exit 0 (ok) listed; 2 (input_error) usage
+    error; 3 (fatal_api) credentials, base URL.
     """
     check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url)
     logs.configure(log_format="auto", level="warning")
@@ -44,7 +46,7 @@ def groups(
                        reports_dir=reports_dir, out=out_file, on_target=show_target)
     print_rows("groups", [{"id": g.id, "name": g.name} for g in result.groups], ("id", "name"))
     written = f"; written to {result.paths['groups.csv']}" if out_file is not None else ""
-    plain_out.print(f"{len(result.groups)} groups{written}")
+    plain_out.print(f"{counted(len(result.groups), 'group')}{written}")
     raise typer.Exit(result.exit_code)
 
 

@@ -10,7 +10,7 @@ import typer
 
 import batch_provisioner as bp
 from batch_provisioner import logs
-from batch_provisioner.cli.closing import Invocation, say, say_next
+from batch_provisioner.cli.closing import Invocation, say, say_exit, say_next
 from batch_provisioner.cli.common import (
     ApiUrlOpt,
     JsonOpt,
@@ -27,6 +27,7 @@ from batch_provisioner.cli.json_out import (
     status_document,
 )
 from batch_provisioner.errors import InputError
+from batch_provisioner.models import counted
 from batch_provisioner.run.target import check_target_options
 
 RunIdArg = Annotated[str, typer.Argument(help="The run id apply printed (its reports folder).",
@@ -35,8 +36,10 @@ RunSandboxOpt = Annotated[bool, typer.Option(
     "--sandbox", help="Use the embedded sandbox, with the state apply --sandbox left in "
                       "<reports-dir>/sandbox/state.sqlite.")]
 SandboxUrlOpt = Annotated[str | None, typer.Option(
-    "--sandbox-url", help="Use a sandbox already serving at URL; adopt its limits.")]
-RunReportsOpt = Annotated[Path, typer.Option("--reports-dir", help="Where run folders are.")]
+    "--sandbox-url", metavar="URL",
+    help="Use a sandbox already serving at URL; adopt its limits.")]
+RunReportsOpt = Annotated[Path, typer.Option("--reports-dir", metavar="DIR",
+                                             help="Where run folders are.")]
 AllRowsOpt = Annotated[bool, typer.Option(
     "--all", help="List every connection (by default only those someone must still act on; "
                   "the CSV file holds every row either way).")]
@@ -62,9 +65,9 @@ def status(
 
     Lists the connections not connected yet (--all: every one), with your own columns.
     Updates the run's results.csv/.parquet/.xlsx and report.html (setup_state, and a
-    setup_tests column when tests ran) and writes status.csv (every connection). Exit 0 every
-    connection read; 1 some could not be read (e.g. deleted since); 2 unknown run; 3 fatal
-    API error.
+    setup_tests column when tests ran) and writes status.csv (every connection). Exit 0 (ok)
+    every connection read; 1 (rows_failed) some could not be read (e.g. deleted since);
+    2 (input_error) unknown run; 3 (fatal_api).
     """
     _logging_for(run_id, reports_dir, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url)
     try:
@@ -87,13 +90,14 @@ def status(
     waiting = sum(n for state, n in tally.items() if state != "connected")
     unread = sum(1 for line in result.lines if line.get("error"))
     if unread:
-        say(f"{unread} connections could not be read: see the error column of status.csv")
+        say(f"{counted(unread, 'connection')} could not be read: see the error column of "
+            "status.csv")
     if waiting:
         say_next(how.command("connect-cards", run_id, inputs=False),
-                 f"fresh links for the {waiting} connections not connected yet")
+                 f"fresh links for the {counted(waiting, 'connection')} not connected yet")
     elif tally:
         say("every connection of the run is connected")
-    say(f"exit code {int(result.exit_code)}")
+    say_exit(result.exit_code)
     emit(status_document, result)
     raise typer.Exit(result.exit_code)
 
@@ -111,7 +115,8 @@ def connect_cards(
     connection_id, your carry-through columns, uri, expires_at) for a mail merge, and puts
     the new URIs in the run's report.
     redirect_uri and hide_setup_guide come from the connection's connect_card_config, else
-    from the run's input files. Exit 0 all done; 1 some rows failed; 2 unknown run; 3 fatal.
+    from the run's input files. Exit 0 (ok) all done; 1 (rows_failed) some rows failed;
+    2 (input_error) unknown run; 3 (fatal_api).
     """
     _logging_for(run_id, reports_dir, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url)
     try:
@@ -128,8 +133,8 @@ def connect_cards(
     print_rows(f"connect cards of run {run_id}", report,
                ("row", "schema", *carry, "connection_id", "setup_state", "expires_at", "error"))
     _say_left_out(len(result.results) - len(shown_cards), "already connected")
-    plain_out.print(f"{len(result.cards)} fresh connect cards, {result.connected} already "
-                    f"authorised, {len(result.failed)} failed; written to "
+    plain_out.print(f"{counted(len(result.cards), 'fresh connect card')}, {result.connected} "
+                    f"already authorised, {len(result.failed)} failed; written to "
                     f"{result.paths['connect_cards.csv']}")
     how = Invocation(reports_dir=reports_dir, api_url=api_url, sandbox=sandbox,
                      sandbox_url=sandbox_url)
@@ -137,7 +142,7 @@ def connect_cards(
         say(f"send each client its link (uri in {result.paths['connect_cards.csv']}; valid "
             "about a day, see expires_at)")
         say_next(how.command("status", run_id, inputs=False), "who has authorised since")
-    say(f"exit code {int(result.exit_code)}")
+    say_exit(result.exit_code)
     emit(connect_cards_document, result)
     raise typer.Exit(result.exit_code)
 
@@ -153,7 +158,7 @@ def rollback(
     yes: Annotated[bool, typer.Option("--yes", help="Delete without asking.")] = False,
     reports_dir: RunReportsOpt = Path("reports"), api_url: ApiUrlOpt = None,
     sandbox: RunSandboxOpt = False, sandbox_url: SandboxUrlOpt = None,
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=64,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=64, metavar="N",
                                              help="Deletes in flight at once.")] = 8,
 ) -> None:
     """Delete exactly the connections this run created (never those that already existed).
@@ -162,8 +167,9 @@ def rollback(
     deletion is journaled at once as rolled_back, so an interrupted rollback is finished by
     running it again; a connection already gone (404) counts as rolled back. Writes
     rollback/results.csv and rollback/summary.json and marks the rows in the run's report.
-    Exit 0 all rolled back (or nothing to do); 1 some rows failed or were left, or you
-    declined; 2 unknown run or no confirmation; 3 fatal API error.
+    Exit 0 (ok) all rolled back (or nothing to do); 1 (rows_failed) some rows failed or
+    were left, or you declined; 2 (input_error) unknown run or no confirmation;
+    3 (fatal_api).
     """
     _logging_for(run_id, reports_dir, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url)
     try:
@@ -196,7 +202,7 @@ def rollback(
     if result.failed or result.not_attempted or result.fatal_message:
         say_next(how.command("rollback", run_id, "--yes", inputs=False),
                  "again: it carries on where this one stopped")
-    say(f"exit code {int(result.exit_code)}")
+    say_exit(result.exit_code)
     raise typer.Exit(result.exit_code)
 
 
@@ -209,13 +215,15 @@ def _confirmed(plan: bp.RollbackPlan, yes: bool) -> bool:
     if yes or not rows:
         return True
     if not sys.stdin.isatty():
-        raise InputError(f"refusing to delete {len(rows)} connections without confirmation: "
-                         "stdin is not a terminal; pass --yes to delete without asking")
+        raise InputError(f"refusing to delete {counted(len(rows), 'connection')} without "
+                         "confirmation: stdin is not a terminal; pass --yes to delete without "
+                         "asking")
     print_rows(f"connections run {plan.run_id} created", [
         {"row": r.row, "group_id": r.group_id, "schema": r.schema,
          "connection_id": r.connection_id} for r in rows],
         ("row", "group_id", "schema", "connection_id"))
-    return bool(typer.confirm(f"Delete these {len(rows)} connections?", default=False))
+    these = "this connection" if len(rows) == 1 else f"these {len(rows)} connections"
+    return bool(typer.confirm(f"Delete {these}?", default=False))
 
 
 def register(app: typer.Typer) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import typer
 
+from batch_provisioner.cli.common import HelpGroup
+
 PROG = "batch-provisioner sandbox"
 # The short line shown by ``batch-provisioner sandbox --help``; ``serve --help`` prints the
 # parser's own text. Kept here so that listing commands does not import the server.
@@ -20,6 +22,7 @@ SERVE_SUMMARY = (
 
 sandbox_app = typer.Typer(
     name="sandbox",
+    cls=HelpGroup,
     help="The Fivetran API sandbox: an emulator of Fivetran's REST API for demos and tests.",
     no_args_is_help=True,
     add_completion=False,

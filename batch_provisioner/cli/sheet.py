@@ -31,6 +31,7 @@ from batch_provisioner.cli.common import (
 )
 from batch_provisioner.cli.json_out import emit, json_command, validation_document
 from batch_provisioner.errors import ExitCode
+from batch_provisioner.models import counted
 from batch_provisioner.report.files import replacing
 
 
@@ -41,7 +42,13 @@ def validate(
     reports_dir: ReportsDirOpt = Path("reports"), run_id: RunIdOpt = None,
     json_output: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
-    """Check every row and list every problem at once. Exit 0 clean, 1 invalid rows, 2 bad file."""
+    """Check every row and list every problem at once.
+
+    Writes <reports-dir>/<run-id>/validation.csv when there are problems (or when --run-id
+    names the folder); a clean sheet without --run-id writes nothing. Exit 0 (ok) clean,
+    warnings allowed; 1 (rows_failed) some rows invalid; 2 (input_error) file unreadable or
+    required columns missing.
+    """
     hush(quiet)
     result = bp.validate(sheet, defaults=defaults, custom_reports=custom_reports,
                          sheet_name=sheet_name, secrets_dir=secrets_dir,
@@ -50,12 +57,17 @@ def validate(
     print_problems(result.sheet, out)
     if quiet and result.exit_code:
         speak()
-    out.print(shown(f"Problems written to {result.paths['validation.csv']}", 10_000))
+    written = result.paths.get("validation.csv")
+    if written is not None:
+        found = result.problems.height
+        out.print(shown(f"{counted(found, 'problem')} written to {written}" if found
+                        else f"no problems: {written} holds only the header", 10_000))
     how = Invocation(sheet=sheet, defaults=defaults, custom_reports=custom_reports,
                      sheet_name=sheet_name, secrets_dir=secrets_dir, reports_dir=reports_dir)
     if result.errors:
-        say(f"fix the {len(result.invalid_rows)} invalid rows in the sheet (every problem is "
-            "listed above and in validation.csv), then validate again")
+        invalid = len(result.invalid_rows)
+        say(f"fix the {counted(invalid, 'invalid row')} in the sheet (every problem is listed "
+            "above and in validation.csv), then validate again")
     else:
         say_next(how.command("plan", "--sandbox"), "rehearse: what apply would do")
     emit(validation_document, result)
@@ -65,10 +77,14 @@ def validate(
 def render(
     sheet: SheetArg, defaults: DefaultsOpt = None, custom_reports: ReportsOpt = None,
     sheet_name: SheetNameOpt = None, secrets_dir: SecretsDirOpt = None,
-    out_file: Annotated[Path | None, typer.Option("--out", help="JSONL file (default stdout).")]
-    = None,
+    out_file: Annotated[Path | None, typer.Option(
+        "--out", metavar="FILE", help="JSONL file to write (default stdout).")] = None,
 ) -> None:
-    """Write the payloads as JSON lines, secrets shown as ******. Invalid rows are left out."""
+    """Write the payloads as JSON lines, secrets shown as ******. Invalid rows are left out.
+
+    Exit 0 (ok) every row rendered; 1 (rows_failed) some rows invalid (listed on stderr);
+    2 (input_error) file unreadable or required columns missing.
+    """
     prepared = bp.load(sheet, defaults=defaults, custom_reports=custom_reports,
                        sheet_name=sheet_name, secrets_dir=secrets_dir)
     lines = (json.dumps(line, ensure_ascii=False) for line in bp.render(prepared))
@@ -84,8 +100,9 @@ def render(
     raise typer.Exit(ExitCode.ROWS_FAILED if prepared.error_count else ExitCode.OK)
 
 
-def template(out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into.")]
-             = Path("input_templates")) -> None:
+def template(out_dir: Annotated[Path, typer.Option(
+        "--out", metavar="DIR", help="Folder to write the templates into.")]
+        = Path("input_templates")) -> None:
     """Write the input templates (XLSX, CSV, defaults.toml) generated from the code."""
     for path in bp.write_templates(out_dir):
         out.print(f"wrote {path}")

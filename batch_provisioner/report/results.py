@@ -78,11 +78,15 @@ def write_results(run_dir: Path, prepared: Prepared, outcomes: Sequence[Outcome]
     return paths
 
 
-FAILED_STATUSES = frozenset({Status.INVALID, Status.FAILED, Status.NOT_ATTEMPTED})
+#: The rows failed_rows.csv holds: those a person must act on (fix, or decide about a
+#: conflict) or a later run must still send.
+FAILED_STATUSES = frozenset({Status.INVALID, Status.FAILED, Status.CONFLICT,
+                             Status.NOT_ATTEMPTED})
 
 
 def write_failed_rows(prepared: Prepared, outcomes: Sequence[Outcome], path: Path) -> int:
-    """The rows to fix and feed back, in the input's own columns (+ ``error``, ``source_row``).
+    """The rows to fix and feed back, in the input's own columns (+ ``error``, ``source_row``):
+    invalid, failed, conflicting (with what to do) and not attempted.
 
     Cells are the user's original text (not the defaults-filled values), so feeding the file
     back with the same defaults behaves as the first run did.

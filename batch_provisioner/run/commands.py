@@ -90,11 +90,14 @@ def validate(sheet: SheetLike, *, defaults: PathLike | None = None,
              custom_reports: PathLike | None = None, sheet_name: str | None = None,
              secrets_dir: PathLike | None = None, reports_dir: PathLike | None = None,
              run_id: str | None = None) -> Validation:
-    """Every problem of every row at once; with ``reports_dir``, also ``validation.csv``."""
+    """Every problem of every row at once; with ``reports_dir``, also ``validation.csv``
+    when there is a problem to list, or when ``run_id`` names the folder (a clean sheet's
+    file then holds only the header, where a script looks for it). A clean sheet without a
+    ``run_id`` writes nothing: no empty run folder per check."""
     prepared = _sheet(sheet, defaults=defaults, custom_reports=custom_reports,
                       sheet_name=sheet_name, secrets_dir=secrets_dir)
     paths = {}
-    if reports_dir is not None:
+    if reports_dir is not None and (run_id is not None or not prepared.problems.is_empty()):
         path = Path(reports_dir) / checked_run_id(run_id or new_run_id()) / "validation.csv"
         write_csv(prepared.problems, path)
         paths["validation.csv"] = path

@@ -15,7 +15,7 @@ from typing import Any
 
 from batch_provisioner.api.budgets import KIND_APPLIES_TO, budget_bound
 from batch_provisioner.api.retry import request_kind
-from batch_provisioner.models import Action, ActionKind
+from batch_provisioner.models import Action, ActionKind, counted
 from batch_provisioner.run.row_outcome import patch_body
 from batch_provisioner.settings import Budget
 
@@ -39,9 +39,10 @@ class Estimate:
     def describe(self) -> str:
         """``600 creates (600 run setup tests), 0 updates, 600 calls: ≥ 2 min at 250 setup
         tests/min``."""
-        tests = f" ({self.setup_tests:,} run setup tests)" if self.setup_tests else ""
-        head = (f"{self.creates:,} creates{tests}, {self.updates:,} updates, "
-                f"{self.calls:,} calls")
+        run = "runs" if self.setup_tests == 1 else "run"
+        tests = f" ({self.setup_tests:,} {run} setup tests)" if self.setup_tests else ""
+        head = (f"{counted(self.creates, 'create')}{tests}, {counted(self.updates, 'update')}, "
+                f"{counted(self.calls, 'call')}")
         if not self.calls:
             return head + ": nothing to send"
         if self.binding is None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from batch_provisioner.errors import ExitCode
-from batch_provisioner.models import Outcome, Status
+from batch_provisioner.models import Outcome, Status, counted
 from batch_provisioner.run.invocation import Invocation
 
 _CARDS_WAIT = "connect-card rows wait for their clients"
@@ -54,11 +54,6 @@ class RunEnd:
     stopped: str | None = None
 
 
-def plural(count: int, one: str, many: str | None = None) -> str:
-    """``1 row``, ``2 rows``: the count with the noun that agrees with it."""
-    return f"{count} {one if count == 1 else (many or one + 's')}"
-
-
 def apply_next_actions(outcomes: Sequence[Outcome], end: RunEnd, how: Invocation,
                        rerun: Invocation | None = None) -> list[NextAction]:
     """The run's next actions, most urgent first. ``rerun``: the invocation that feeds
@@ -79,38 +74,38 @@ def apply_next_actions(outcomes: Sequence[Outcome], end: RunEnd, how: Invocation
         actions.append(NextAction(
             "internal", len(waiting), f"internal error: {end.stopped or 'see run.log.jsonl'}; "
             f"please report it, with {log}", resume,
-            f"once a fixed version is installed; {plural(len(waiting), 'row was', 'rows were')}"
+            f"once a fixed version is installed; {counted(len(waiting), 'row was', 'rows were')}"
             " not attempted", tuple(waiting)))
     elif code == ExitCode.FATAL_API:
         actions.append(NextAction(
             "fatal", len(waiting), f"error: {end.fatal}" if end.fatal else None, resume,
-            f"after fixing the cause; {plural(len(waiting), 'row was', 'rows were')} "
+            f"after fixing the cause; {counted(len(waiting), 'row was', 'rows were')} "
             "not attempted", tuple(waiting)))
     if to_fix:
         actions.append(NextAction(
             "fix_rows", len(to_fix),
-            f"{plural(len(to_fix), 'row')} to fix, each with its error in {failed_rows}: fix "
-            f"them in the sheet, then apply --resume {run_id} --force (the sheet changed), "
-            "or fix that file and apply it as a new run",
+            f"{counted(len(to_fix), 'row')} to fix, each with its error in {failed_rows}: fix "
+            f"{_them(to_fix)} in the sheet, then apply --resume {run_id} --force (the sheet "
+            "changed), or fix that file and apply it as a new run",
             rerun.command("apply") if rerun is not None else None,
             "after fixing failed_rows.csv: its rows as a new run", tuple(to_fix)))
     if to_retry:
         actions.append(NextAction(
             "retry_rows", len(to_retry),
-            f"{plural(len(to_retry), 'row')} failed for a reason that may pass (the API, the "
-            "network): a resume tries them again", rows=tuple(to_retry)))
+            f"{counted(len(to_retry), 'row')} failed for a reason that may pass (the API, the "
+            f"network): a resume tries {_them(to_retry)} again", rows=tuple(to_retry)))
     if code not in (ExitCode.INTERNAL, ExitCode.FATAL_API) and (waiting or to_retry):
-        held = (f"{plural(len(waiting), 'row was', 'rows were')} held back (--rows / "
+        held = (f"{counted(len(waiting), 'row was', 'rows were')} held back (--rows / "
                 "--limit, or not confirmed)" if waiting and not end.stopped else None)
         actions.append(NextAction(
             "resume", len(waiting) + len(to_retry),
             f"stopped: {end.stopped}" if end.stopped else held, resume,
-            f"carries on with the {plural(len(waiting) + len(to_retry), 'row')} not done",
+            f"carries on with the {counted(len(waiting) + len(to_retry), 'row')} not done",
             tuple(sorted(waiting + to_retry))))
     if conflicts:
         actions.append(NextAction(
             "conflicts", len(conflicts),
-            f"{plural(len(conflicts), 'row conflicts', 'rows conflict')} with a connection "
+            f"{counted(len(conflicts), 'row conflicts', 'rows conflict')} with a connection "
             "that already exists under its group and schema (each row's error says what "
             "differs): this tool never changes or deletes it. Change the row to match it, "
             "or give the row a schema name of its own; then plan again",
@@ -129,8 +124,12 @@ def apply_next_actions(outcomes: Sequence[Outcome], end: RunEnd, how: Invocation
     return actions
 
 
+def _them(rows: Sequence[int]) -> str:
+    return "it" if len(rows) == 1 else "them"
+
+
 def _cards_message(count: int) -> str:
-    return (f"{plural(count, 'connect-card row waits for its client', _CARDS_WAIT)}: send "
+    return (f"{counted(count, 'connect-card row waits for its client', _CARDS_WAIT)}: send "
             "each client its link (connect_card_uri in results.csv)")
 
 

@@ -28,7 +28,7 @@ import polars as pl
 from batch_provisioner.errors import ApiError, FatalApiError, NotFoundApiError
 from batch_provisioner.models import SERVICE, Action, ActionKind, ConnectionRequest
 from batch_provisioner.run.concurrently import for_each
-from batch_provisioner.run.drift import diff, format_changes
+from batch_provisioner.run.drift import Changes, diff, format_changes
 from batch_provisioner.run.listing import (
     GroupProblem,
     Groups,
@@ -179,7 +179,8 @@ async def make_plan(client: PlanningClient, requests: Sequence[ConnectionRequest
             plan.existing[(request.group_id, request.schema)] = current
             plan.actions.append(Action(
                 ActionKind.CONFLICT, request, connection_id=str(current.get("id")),
-                detail=f"schema {request.schema!r} is already used by a {service} connection"))
+                detail=f"schema {request.schema!r} is already used by a {service} connection "
+                       f"in this group ({current.get('id')}) — {OTHER_SERVICE_ADVICE}"))
         else:
             found.append((request, current))
     if drift is DriftCheck.FULL:
@@ -193,6 +194,21 @@ async def make_plan(client: PlanningClient, requests: Sequence[ConnectionRequest
     return plan
 
 
+#: What to do about a conflict: a person must change the row (apply never sends it).
+OTHER_SERVICE_ADVICE = ("give this row another schema name (a schema is unique within a group "
+                        "and fixed at creation), or remove the row")
+
+
+def immutable_advice(immutable: Changes) -> str:
+    """What to do when a field fixed at creation differs: Fivetran cannot change it, so keep
+    the connection (the row takes the connection's value again) or make a new one."""
+    values = ", ".join(f"{path.removeprefix('config.')} {old!r}"
+                       for path, (old, _new) in immutable.items())
+    return (f"to keep the connection, set the row back to its {values}; for the new value, "
+            "give the row a new schema name (apply creates a second connection; delete the "
+            "old one in Fivetran if it is no longer wanted)")
+
+
 def _compare(request: ConnectionRequest, current: JSON, drift: DriftCheck,
              update: bool) -> Action:
     """exists, drift/update or (immutable difference) conflict for an existing connection."""
@@ -204,7 +220,8 @@ def _compare(request: ConnectionRequest, current: JSON, drift: DriftCheck,
     if immutable:
         return Action(ActionKind.CONFLICT, request, connection_id=connection_id,
                       changes=immutable,
-                      detail="fixed at creation, can't change: " + format_changes(immutable))
+                      detail="fixed at creation, can't change: " + format_changes(immutable)
+                      + " — " + immutable_advice(immutable))
     if mutable:
         kind = ActionKind.UPDATE if update else ActionKind.DRIFT
         return Action(kind, request, connection_id=connection_id, changes=mutable,

@@ -19,7 +19,7 @@ from batch_provisioner.run.rollback import ALREADY_GONE, NOT_PROVABLY_OURS
 from batch_provisioner.sheet.load import Prepared
 
 #: ``plan``'s exit code when creates or drifts are pending (terraform plan -detailed-exitcode).
-PLAN_CHANGES_PENDING = 5
+PLAN_CHANGES_PENDING = int(ExitCode.CHANGES_PENDING)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from batch_provisioner.run.concurrently import for_each
 from batch_provisioner.run.journal import Journal, now_iso
 from batch_provisioner.run.lifecycle import RunRow, RunState
 from batch_provisioner.run.ownership import Reservations
+from batch_provisioner.run.row_outcome import error_code_of
 
 
 def rollback_candidates(state: RunState) -> tuple[list[RunRow], list[RunRow], list[int]]:
@@ -119,7 +120,7 @@ async def _delete_one(client: FivetranClient, row: RunRow, base: Outcome) -> Out
                            error_message=f"already gone (404): nothing to delete ({exc.message})",
                            finished_at=now_iso())
         return replace(base, status=Status.FAILED, http_status=exc.http_status,
-                       error_code=exc.code or type(exc).__name__, error_message=exc.message,
+                       error_code=error_code_of(exc), error_message=exc.message,
                        finished_at=now_iso())
     return replace(base, finished_at=now_iso())
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
+from http import HTTPStatus
 from typing import Any
 
 from batch_provisioner.api.retry import resumable
@@ -87,18 +88,27 @@ def new_outcome(action: Action, status: Status, connection_id: str | None = None
 
 def failed(action: Action, exc: ApiError, attempts: int, started: str) -> Outcome:
     """A failed row; whether a resume may retry it is decided here, from the error's type."""
-    code = exc.code or _default_code(exc)
+    code = error_code_of(exc)
     return new_outcome(action, Status.FAILED, http_status=exc.http_status, error_code=code,
                     error_message=exc.message, attempts=attempts, started_at=started,
                     retriable=resumable(exc))
 
 
-def _default_code(exc: ApiError) -> str:
+def error_code_of(exc: ApiError) -> str:
+    """The API's own code (``NotFound_Group``), else one named after what happened
+    (``Ambiguous``, ``TooManyRequests``, the HTTP status as ``BadRequest`` or ``Forbidden``),
+    never a Python class name: the code is in results.csv and report.html."""
+    if exc.code:
+        return exc.code
     if isinstance(exc, AmbiguousApiError):
         return "Ambiguous"
     if isinstance(exc, RetriableApiError):
         return "TooManyRequests" if exc.http_status == 429 else "Retriable"
-    return type(exc).__name__
+    try:
+        phrase = HTTPStatus(exc.http_status or 0).phrase
+    except ValueError:
+        return "NoAnswer" if exc.http_status is None else f"Http{exc.http_status}"
+    return "".join(word.capitalize() for word in phrase.replace("-", " ").split())
 
 
 def from_connection(action: Action, data: JSON, status: Status, attempts: int, started: str,

@@ -22,6 +22,7 @@ import structlog
 from batch_provisioner.api.budgets import BudgetGate
 from batch_provisioner.api.client import FivetranClient
 from batch_provisioner.errors import InputError, OutputError
+from batch_provisioner.models import counted
 from batch_provisioner.report.files import ensure_dir
 from batch_provisioner.settings import ApiCredentials, ClientSettings
 from batch_provisioner.sheet.groups_file import read_groups_file
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 SANDBOX_STATE = Path("sandbox") / "state.sqlite"  # under the reports dir
 SHEET_GROUPS_NOTICE = (
-    "the sandbox seeded the sheet's {n} groups, so group mistakes cannot show; pass "
+    "the sandbox seeded the sheet's {groups}, so group mistakes cannot show; pass "
     "--sandbox-groups FILE (batch-provisioner groups --out FILE) to rehearse against the real "
     "account's groups")
 _log = structlog.get_logger("batch_provisioner.target")
@@ -91,7 +92,8 @@ class SheetGroups:
         return sandbox_groups(self.ids, self.names)
 
     def notice(self) -> str:
-        return SHEET_GROUPS_NOTICE.format(n=len(set(self.ids)) + len(set(self.names)))
+        return SHEET_GROUPS_NOTICE.format(
+            groups=counted(len(set(self.ids)) + len(set(self.names)), "group"))
 
 
 GroupsSource = str | os.PathLike[str] | Mapping[str, str]

@@ -210,8 +210,16 @@ def _owner_problems(report_problems: pl.DataFrame, report_frame: pl.DataFrame,
 
 
 def _invalid_rows(problems: pl.DataFrame, label: str) -> dict[int, str]:
+    """Each invalid row's errors as sentences a person reads, with what to do:
+    ``sync_mode 'AllAcounts' is not a valid value — did you mean AllAccounts? (...)``; a blank
+    cell is not quoted (``schema is required — fill a destination schema name``)."""
     errors = problems.filter((pl.col("severity") == ERROR) & (pl.col("source") == label))
+    value = pl.col("value")
+    said = (pl.when(value.is_null() | (value == ""))
+            .then(pl.format("{} {}", "column", "message"))
+            .otherwise(pl.format("{} '{}' {}", "column", value, "message")))
+    sentence = (pl.when(pl.col("hint").fill_null("") != "")
+                .then(pl.format("{} — {}", said, "hint")).otherwise(said))
     grouped = errors.group_by("row", maintain_order=True).agg(
-        pl.format("{} '{}' {}", "column", pl.col("value").fill_null(""), "message")
-        .str.join("; ").alias("error"))
+        sentence.str.join("; ").alias("error"))
     return dict(grouped.iter_rows())

@@ -49,10 +49,13 @@ def split_list(column: str) -> pl.Expr:
 
 
 def _render_value(column: str, available: list[str]) -> pl.Expr:
-    """The offending value as the user wrote it; secrets only as their reference."""
+    """The offending value as the user wrote it; secrets only as their reference (a literal
+    one as the mask; a blank one stays blank, so that the mask never hides an empty cell)."""
     if column in SECRET_COLUMNS:
-        return (pl.when(pl.col(column).str.contains(r"(?i)^(env|file):"))
-                .then(pl.col(column)).otherwise(pl.lit(MASK)))
+        cell = pl.col(column)
+        return (pl.when(cell.is_null()).then(pl.lit(None, dtype=pl.String))
+                .when(cell.str.contains(r"(?i)^(env|file):")).then(cell)
+                .otherwise(pl.lit(MASK)))
     return pl.col(f"raw_{column}") if f"raw_{column}" in available else pl.col(column)
 
 

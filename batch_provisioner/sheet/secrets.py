@@ -131,9 +131,10 @@ def _read_file(ref: SecretRef, ctx: SecretContext, where: _Pass) -> tuple[str | 
     if path is None:
         return f"'{ref.describe()}' points outside the allowed folder {where.root}", ""
     if not path.is_file():
-        return f"secret file {ref.target} does not exist", ""
+        what = "is not a file" if path.exists() else "does not exist"
+        return f"secret file {ref.target} {what} (looked for {path})", ""
     if not os.access(path, os.R_OK):
-        return f"secret file {ref.target} is not readable", ""
+        return f"secret file {ref.target} is not readable (at {path})", ""
     size = path.stat().st_size
     if size == 0:
         return f"secret file {ref.target} is empty", ""

@@ -10,9 +10,43 @@ from pathlib import Path
 
 import xlsxwriter
 
-from batch_provisioner.sheet.columns import COLUMNS, REPORT_COLUMNS, SYNC_FREQUENCIES, Kind
+from batch_provisioner.sheet.columns import (
+    BY_NAME,
+    REPORT_COLUMNS,
+    SYNC_FREQUENCIES,
+    Column,
+    Kind,
+)
 
 CARRY_COLUMNS = ("client_name", "account_manager")
+#: The template's columns in the order a person fills them: the key, what to sync and the
+#: auth first, then the connect card, the settings most rows touch, and the advanced ones last.
+#: (``COLUMNS`` keeps the payload's order, which ``expand`` follows; a test checks that this
+#: names each of them once.)
+SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("key", ("group_id", "group_name", "schema")),
+    ("what to sync", ("sync_mode", "accounts")),
+    ("auth", ("access_token", "client_id", "client_secret")),
+    ("connect card", ("redirect_uri", "hide_setup_guide")),
+    ("settings", ("timeframe_months", "attribution_window_size", "sync_frequency",
+                  "daily_sync_time", "schedule_type", "paused", "pause_after_trial",
+                  "run_setup_tests")),
+    ("advanced", ("data_delay_sensitivity", "data_delay_threshold", "destination_schema_names",
+                  "networking_method", "proxy_agent_id", "private_link_id",
+                  "hybrid_deployment_agent_id", "external_secrets_manager_id",
+                  "trust_certificates", "trust_fingerprints")),
+)
+TEMPLATE_COLUMNS: tuple[Column, ...] = tuple(BY_NAME[name] for _section, names in SECTIONS
+                                             for name in names)
+_SECTION_OF = {name: section for section, names in SECTIONS for name in names}
+#: Fivetran's own defaults, where its API reference states one (``trust_*`` and
+#: ``run_setup_tests`` in the create request, ``data_delay_*``, ``timeframe_months``,
+#: ``attribution_window_size``); defaults.toml shows them as comments, never as values.
+FIVETRAN_DEFAULTS: dict[str, str] = {
+    "timeframe_months": '"THREE"', "attribution_window_size": '"SEVEN"',
+    "run_setup_tests": "true", "data_delay_sensitivity": '"NORMAL"',
+    "data_delay_threshold": "0", "trust_certificates": "false", "trust_fingerprints": "false",
+}
 EXAMPLE_ROWS: tuple[dict[str, str], ...] = (
     {  # specific accounts with a long-lived token
         "group_id": "decent_dropsy", "sync_frequency": "1440", "daily_sync_time": "14:00",
@@ -53,8 +87,10 @@ INSTRUCTIONS = (
     "batch-provisioner input template: one row per TikTok Ads connection to create in Fivetran.",
     "",
     "1. Fill the 'connections' sheet: one row per advertiser group. Hover a header for its note.",
-    "2. Required: schema, and group_id (or group_name). Blank cells take the value from "
-    "--defaults defaults.toml, or Fivetran's default.",
+    "2. Required: schema, and group_id (or group_name). The columns run from what every row "
+    "needs (the group, the schema, what to sync, the auth) to advanced settings on the right "
+    "(grey headers). Blank cells take the value from --defaults defaults.toml, or Fivetran's "
+    "default.",
     "3. Auth: access_token, or client_id + client_secret, or neither. With neither, the row is "
     "a connect-card row: fill redirect_uri and send the link from the report to the client.",
     "4. Secrets: write env:NAME (an environment variable) or file:PATH (a file next to this "
@@ -87,19 +123,22 @@ def write_xlsx(path: Path) -> None:
     workbook.set_properties({"title": "batch-provisioner input", "created": _FIXED_DATE})
     text = workbook.add_format({"num_format": "@"})
     header = workbook.add_format({"bold": True, "bg_color": "#DDEBF7", "num_format": "@"})
+    advanced = workbook.add_format({"bold": True, "bg_color": "#EDEDED", "num_format": "@"})
     sheet = workbook.add_worksheet("connections")
-    names = [c.name for c in COLUMNS] + list(CARRY_COLUMNS)
-    for index, column in enumerate(COLUMNS):
+    names = [c.name for c in TEMPLATE_COLUMNS] + list(CARRY_COLUMNS)
+    for index, column in enumerate(TEMPLATE_COLUMNS):
+        rare = _SECTION_OF[column.name] == "advanced"
+        note = column.note + (" Advanced: leave blank for Fivetran's default." if rare else "")
         sheet.set_column(index, index, max(14, len(column.name) + 2), text)
-        sheet.write_string(0, index, column.name, header)
-        sheet.write_comment(0, index, column.note, {"x_scale": 2, "y_scale": 1.5})
+        sheet.write_string(0, index, column.name, advanced if rare else header)
+        sheet.write_comment(0, index, note, {"x_scale": 2, "y_scale": 1.5})
         options = _choices(column.kind, column.choices)
         if options:
             sheet.data_validation(1, index, 1000, index, {
                 "validate": "list", "source": options, "ignore_blank": True,
                 "error_title": column.name,
                 "error_message": f"Use one of: {', '.join(options)}"})
-    for offset, name in enumerate(CARRY_COLUMNS, start=len(COLUMNS)):
+    for offset, name in enumerate(CARRY_COLUMNS, start=len(TEMPLATE_COLUMNS)):
         sheet.set_column(offset, offset, 18, text)
         sheet.write_string(0, offset, name, header)
         sheet.write_comment(0, offset, "Your own column: carried through to the report.")
@@ -134,24 +173,22 @@ def _csv_text(names: list[str], rows: tuple[dict[str, str], ...]) -> str:
 
 
 def defaults_toml() -> str:
+    """defaults.toml: every column as a comment, in the template's order, with Fivetran's own
+    default (commented too) where Fivetran documents one. Nothing is set: a user uncomments
+    what the whole job should share."""
     lines = [
         "# Job-wide defaults for batch-provisioner: any column of the connections sheet.",
-        "# A non-blank cell always wins over the value here. Delete a line to use Fivetran's",
-        "# own default instead. Use it with: "
-        "batch-provisioner apply SHEET --defaults defaults.toml",
+        "# A non-blank cell always wins over the value here; a column set in neither is left",
+        "# to Fivetran. Nothing below is set: each line is a comment, showing Fivetran's own",
+        "# default where Fivetran documents one. Uncomment (and change) a line to set it for",
+        "# every row. Use it with: batch-provisioner apply SHEET --defaults defaults.toml",
         "",
     ]
-    values = {
-        "sync_frequency": "1440", "daily_sync_time": '"14:00"', "schedule_type": '"auto"',
-        "paused": "false", "pause_after_trial": "false", "data_delay_sensitivity": '"NORMAL"',
-        "data_delay_threshold": "0", "networking_method": '"Directly"',
-        "timeframe_months": '"THREE"', "attribution_window_size": '"SEVEN"',
-        "hide_setup_guide": "true",
-    }
-    for column in COLUMNS:
+    for column in TEMPLATE_COLUMNS:
         lines.append(f"# {column.name}: {column.note}")
-        if column.name in values:
-            lines.append(f"{column.name} = {values[column.name]}")
+        if column.name in FIVETRAN_DEFAULTS:
+            lines.append(f"# {column.name} = {FIVETRAN_DEFAULTS[column.name]}"
+                         "   # Fivetran's default")
         lines.append("")
     lines += [
         "# Rate budgets and client settings (Fivetran's documented paid-plan numbers by default).",
@@ -174,7 +211,7 @@ def defaults_toml() -> str:
 def template_texts() -> dict[str, str]:
     """The text templates by their path under the output folder (the XLSX is ``write_xlsx``);
     ``report.template_files.write_templates`` writes them all."""
-    names = [c.name for c in COLUMNS] + list(CARRY_COLUMNS)
+    names = [c.name for c in TEMPLATE_COLUMNS] + list(CARRY_COLUMNS)
     return {
         "advertiser_groups.csv": _csv_text(names, EXAMPLE_ROWS),
         "custom_reports.csv": _csv_text([c.name for c in REPORT_COLUMNS], EXAMPLE_REPORTS),

@@ -11,6 +11,8 @@ from here too.
 
 from __future__ import annotations
 
+import difflib
+
 import polars as pl
 
 from batch_provisioner.sheet.columns import (
@@ -47,6 +49,12 @@ _EXACT_DIGITS = 15
 _HOUR_RE = r"^(?:1899-12-3[01][ T])?([0-9]{1,2}):00(?::00)?$"
 GROUP_ID_RE = r"^[A-Za-z0-9_\-]+$"  # Fivetran's ids; never "." or ".." (a URL path segment)
 MAX_TEXT = 2048  # longest text cell a known column takes (a URL's usual limit)
+#: An id a spreadsheet turned into a number (``7.01234567890123E+18``): its digits are gone.
+_AS_NUMBER = r"^[0-9]+(?:[.,][0-9]+)?[eE][+]?[0-9]+$"
+STORED_AS_NUMBER = "is stored as a number, so Excel has already changed the id"
+AS_TEXT_HINT = "format the accounts column as Text and type the ids again"
+_SHOWN_ROWS = 5  # the other rows a duplicate names
+NOT_A_CHOICE = "is not a valid value"
 
 
 def _bool_map() -> dict[str, str]:
@@ -95,7 +103,7 @@ def _invalid_value_rules(raw: pl.DataFrame) -> list[Rule]:
             message, hint = "is not a boolean", "use true/false, yes/no or 1/0"
         elif column.kind is Kind.ENUM:
             aliases = f" (or {', '.join(column.aliases)})" if column.aliases else ""
-            message = "is not a valid value"
+            message = NOT_A_CHOICE
             hint = f"use one of {', '.join(column.choices)}{aliases}"
         elif column.kind is Kind.HOUR:
             message, hint = "is not a whole hour", "use a whole hour from 00:00 to 23:00"
@@ -118,6 +126,18 @@ def _larger_than(name: str, largest: int) -> pl.Expr:
     return (length > len(limit)) | ((length == len(limit)) & (text > limit))
 
 
+def _other_rows(group: list[str]) -> pl.Expr:
+    """``also row 4`` / ``also rows 4, 7``: the other rows of a row's group, for a message."""
+    others = (pl.col(ROW).implode().over(group)
+              .list.set_difference(pl.concat_list(pl.col(ROW))).list.sort())
+    count = others.list.len()
+    shown = others.list.head(_SHOWN_ROWS).cast(pl.List(pl.String)).list.join(", ")
+    more = pl.when(count > _SHOWN_ROWS).then(
+        pl.format(" and {} more", count - _SHOWN_ROWS)).otherwise(pl.lit(""))
+    return pl.format("also {} {}{}", pl.when(count == 1).then(pl.lit("row"))
+                     .otherwise(pl.lit("rows")), shown, more)
+
+
 def _row_rules() -> list[Rule]:
     c = pl.col
     specific = c("sync_mode") == "SpecificAccounts"
@@ -127,8 +147,11 @@ def _row_rules() -> list[Rule]:
     no_auth = ~has_token & ~has_id & ~has_secret
     freq_ok = c("sync_frequency").is_in([str(v) for v in SYNC_FREQUENCIES])
     accounts_joined = c("accounts").list.join(", ")
-    bad_accounts = c("accounts").list.eval(
-        pl.element().filter(~pl.element().str.contains(r"^[0-9]+$"))).list.join(", ")
+    bad_accounts = c("accounts").list.eval(pl.element().filter(
+        ~pl.element().str.contains(r"^[0-9]+$") & ~pl.element().str.contains(_AS_NUMBER)
+    )).list.join(", ")
+    as_numbers = c("accounts").list.eval(
+        pl.element().filter(pl.element().str.contains(_AS_NUMBER))).list.join(", ")
     return [
         Rule("sync_frequency", c("sync_frequency").is_not_null() & ~freq_ok,
              "is not an allowed sync frequency",
@@ -154,6 +177,10 @@ def _row_rules() -> list[Rule]:
         Rule("accounts", (c("sync_mode") != "SpecificAccounts").fill_null(True) & (n_accounts > 0),
              "is only allowed with sync_mode SpecificAccounts",
              "set sync_mode to SpecificAccounts, or clear accounts", value=accounts_joined),
+        Rule("accounts", as_numbers.fill_null("") != "",
+             pl.format(f"{STORED_AS_NUMBER}: {{}}", as_numbers),
+             f"{AS_TEXT_HINT} (a spreadsheet that opens a CSV turns long ids into numbers "
+             "such as 7.01234567890123E+18: import the column as Text)", value=accounts_joined),
         Rule("accounts", bad_accounts.fill_null("") != "",
              pl.format("has ids that are not all digits: {}", bad_accounts),
              "TikTok advertiser ids are the digits 0-9 only (not full-width or other scripts' "
@@ -169,8 +196,8 @@ def _row_rules() -> list[Rule]:
         Rule("schema",
              c("schema").is_not_null() & (pl.len().over([GROUP_KEY, "schema"]) > 1)
              & c(GROUP_KEY).is_not_null(),
-             pl.format("is used by {} rows in the same group",
-                       pl.len().over([GROUP_KEY, "schema"])),
+             pl.format("is used by {} rows in the same group ({})",
+                       pl.len().over([GROUP_KEY, "schema"]), _other_rows([GROUP_KEY, "schema"])),
              "a schema name is unique within a group: rename or remove the duplicates"),
         Rule("group_id", c("group_id").is_null() & c("group_name").is_null(),
              "is required (or fill group_name)", "fill the Fivetran group id"),
@@ -187,9 +214,9 @@ def _row_rules() -> list[Rule]:
                f"use a whole number from 0 to {column.largest}"
                + _WHY_LARGEST.get(column.largest, ""))
           for column in COLUMNS if column.kind is Kind.INT and not column.choices),
-        Rule("client_secret", has_id & ~has_secret, "is required with client_id",
+        Rule("client_secret", has_id & ~has_secret, "is blank, but it is required with client_id",
              "fill both client_id and client_secret, or neither"),
-        Rule("client_id", has_secret & ~has_id, "is required with client_secret",
+        Rule("client_id", has_secret & ~has_id, "is blank, but it is required with client_secret",
              "fill both client_id and client_secret, or neither"),
         Rule("redirect_uri", no_auth & c("redirect_uri").is_null(),
              "is required for a connect-card row (a row with no access_token or client keys)",
@@ -208,6 +235,8 @@ def _row_rules() -> list[Rule]:
     ]
 
 
+_REFERENCE_HINT = ("use env:NAME for an environment variable or file:PATH for a file (a path "
+                   "relative to the sheet's folder)")
 #: The hint of a ``file:`` reference in a sheet read from a URL, which has no folder.
 _NO_FOLDER_HINT = "give --secrets-dir DIR (file: paths are read inside it), or use env:NAME"
 
@@ -223,8 +252,7 @@ def _secret_rules(frame: pl.DataFrame, ctx: SecretContext) -> list[Rule]:
         if found.problems:
             rules.append(Rule(name, pl.col(name).is_in(list(found.problems)),
                               pl.col(name).replace_strict(found.problems, default=""),
-                              _NO_FOLDER_HINT if ctx.files_refused else
-                              "use env:NAME for an environment variable or file:PATH for a file"))
+                              _NO_FOLDER_HINT if ctx.files_refused else _REFERENCE_HINT))
         if found.literals:
             rules.append(Rule(name, pl.col(name).is_in(found.literals),
                               "holds a literal secret value in the sheet",
@@ -243,14 +271,39 @@ def _raw_cell_rules(table: Table) -> list[tuple[int, str, str, str, str]]:
             continue
         digits = len(str(int(number))) if number.is_integer() else 99
         if "e" in raw.lower() or digits > _EXACT_DIGITS or not number.is_integer():
-            out.append((row, "accounts", raw,
-                        "is stored as a number, so Excel has already changed the id",
-                        "format the accounts column as Text and type the ids again"))
+            out.append((row, "accounts", raw, STORED_AS_NUMBER, AS_TEXT_HINT))
     for column, cells in table.error_cells.items():
         if column in BY_NAME:
             out.extend((row, column, raw, f"shows the Excel error {raw}",
                         "fix the formula, or type the value") for row, raw in cells)
     return out
+
+
+def _enum_suggestions(problems: pl.DataFrame) -> pl.DataFrame:
+    """``did you mean AllAccounts?`` in the hint of an enum value a typo away from a choice
+    (``AllAcounts``), compared without case, as the values are read."""
+    hints: dict[tuple[str, str], str] = {}
+    bad = problems.filter(pl.col("message") == NOT_A_CHOICE).select("column", "value")
+    for column, value in bad.unique().iter_rows():
+        spec = BY_NAME.get(column)
+        if spec is None or spec.kind is not Kind.ENUM or not value:
+            continue
+        spellings = spec.canonical_map()
+        match = difflib.get_close_matches(value.lower(), list(spellings), n=1, cutoff=0.75)
+        if match:
+            hints[(column, value)] = f"did you mean {spellings[match[0]]}? ("
+    if not hints:
+        return problems
+    suggested = pl.DataFrame([(c, v, h) for (c, v), h in hints.items()],
+                             schema={"column": pl.String, "value": pl.String,
+                                     "suggestion": pl.String}, orient="row")
+    return (problems.join(suggested, on=["column", "value"], how="left", maintain_order="left",
+                          nulls_equal=False)
+            .with_columns(pl.when(pl.col("suggestion").is_not_null() & (
+                pl.col("message") == NOT_A_CHOICE))
+                .then(pl.col("suggestion") + pl.col("hint") + pl.lit(")"))
+                .otherwise(pl.col("hint")).alias("hint"))
+            .drop("suggestion"))
 
 
 _RAW_NAMES = frozenset(f"raw_{c.name}" for c in COLUMNS if c.kind is not Kind.SECRET)
@@ -267,7 +320,7 @@ def validate_connections(table: Table, ctx: SecretContext) -> tuple[pl.DataFrame
         if name not in joined.columns:
             joined = joined.with_columns(pl.lit(None, dtype=pl.String).alias(name))
     rules = _invalid_value_rules(joined) + _row_rules() + _secret_rules(frame, ctx)
-    problems = collect(joined, rules, table.label)
+    problems = _enum_suggestions(collect(joined, rules, table.label))
     untrusted = _raw_cell_rules(table)
     if untrusted:
         problems = pl.concat([problems, pl.DataFrame(
