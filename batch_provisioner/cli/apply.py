@@ -33,6 +33,7 @@ from batch_provisioner.cli.common import (
     ReportsDirOpt,
     ReportsOpt,
     RunIdOpt,
+    SandboxConnectionsOpt,
     SandboxGroupsOpt,
     SandboxOpt,
     SandboxProfileOpt,
@@ -78,6 +79,7 @@ def plan(
     sandbox_url: PlanSandboxUrlOpt = None, reports_dir: ReportsDirOpt = Path("reports"),
     run_id: RunIdOpt = None, sandbox_groups: SandboxGroupsOpt = None,
     sandbox_profile: SandboxProfileOpt = None,
+    sandbox_connections: SandboxConnectionsOpt = None,
 ) -> None:
     """Compare the sheet with the live connections; change nothing; write plan.csv.
 
@@ -93,7 +95,7 @@ def plan(
     profile = str(sandbox_profile) if sandbox_profile else None
     check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
                          sandbox_groups=sandbox_groups, sandbox_profile=profile,
-                         reports_dir=reports_dir)
+                         sandbox_connections=sandbox_connections, reports_dir=reports_dir)
     prepared = bp.load(sheet, defaults=defaults, custom_reports=custom_reports,
                        sheet_name=sheet_name, secrets_dir=secrets_dir)
     print_carry_notice(prepared, err)
@@ -105,7 +107,8 @@ def plan(
     try:
         result = bp.plan(prepared, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
                          reports_dir=reports_dir, run_id=run_id, sandbox_groups=sandbox_groups,
-                         sandbox_profile=profile, on_target=show_target)
+                         sandbox_profile=profile, sandbox_connections=sandbox_connections,
+                         on_target=show_target)
     finally:
         logs.close_run_log()
     _print_plan(result.frame, result.counts)
@@ -275,6 +278,7 @@ def apply(
     read_timeout: Annotated[float | None, typer.Option("--read-timeout", min=0.1)] = None,
     log_format: LogFormatOpt = LogFormat.AUTO,
     sandbox_groups: SandboxGroupsOpt = None, sandbox_profile: SandboxProfileOpt = None,
+    sandbox_connections: SandboxConnectionsOpt = None,
     yes: Annotated[bool, typer.Option(
         "--yes", "-y", help="Do not ask before sending to a real API (on a terminal, apply "
                             "shows the estimate and asks).")] = False,
@@ -295,7 +299,7 @@ def apply(
     profile = str(sandbox_profile) if sandbox_profile else None
     check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
                          sandbox_groups=sandbox_groups, sandbox_profile=profile,
-                         reports_dir=reports_dir)
+                         sandbox_connections=sandbox_connections, reports_dir=reports_dir)
     prepared = bp.load(sheet, defaults=defaults, custom_reports=custom_reports,
                        sheet_name=sheet_name, secrets_dir=secrets_dir)
     print_carry_notice(prepared, err)
@@ -329,8 +333,8 @@ def apply(
         bp.apply_async, prepared, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
         reports_dir=reports_dir, run_id=run_id, limits=limits, deadline=seconds, update=update,
         force=force, resume=resume is not None, input_paths=(sheet, defaults, custom_reports),
-        sandbox_groups=sandbox_groups, sandbox_profile=profile, rows=rows, limit=limit,
-        invocation=how)
+        sandbox_groups=sandbox_groups, sandbox_profile=profile,
+        sandbox_connections=sandbox_connections, rows=rows, limit=limit, invocation=how)
     asking = yes is False and sys.stdin.isatty()  # a person can answer (stderr may be piped)
     try:
         with ProgressReporter(len(prepared.rows), tty) as reporter:

@@ -51,6 +51,11 @@ SandboxGroupsOpt = Annotated[Path | None, typer.Option(
     "--sandbox-groups", help="With --sandbox: seed the sandbox with exactly these groups (a CSV "
                              "id,name, e.g. from `groups --out`), so a group mistake shows as "
                              "invalid.")]
+SandboxConnectionsOpt = Annotated[Path | None, typer.Option(
+    "--sandbox-connections", help="With --sandbox: add these connections to the sandbox as if "
+                                  "made earlier by hand (a JSON list of connection objects, or "
+                                  "a CSV in the sheet's columns, e.g. an export's), to rehearse "
+                                  "against what the account already holds.")]
 SandboxUrlOpt = Annotated[str | None, typer.Option(
     "--sandbox-url", help="Run against a sandbox already serving at URL; adopt its limits.")]
 ConcurrencyOpt = Annotated[int | None, typer.Option(
