@@ -33,6 +33,12 @@ ExportSandboxOpt = Annotated[bool, typer.Option(
     "--sandbox", help="Export from the embedded sandbox: the state earlier --sandbox runs left "
                       "in <reports-dir>/sandbox/state.sqlite, plus --sandbox-connections.")]
 _SHOWN_LEFT_OUT = 5
+#: (a move?, what a file holds) -> how the closing lines name it.
+_WRITTEN = {
+    (False, "connections"): "one row per connection, pinned by connection_id",
+    (True, "connections"): "the new group's connect-card rows",
+    (True, "retire"): "the old connections with paused = true",
+}
 
 
 def export(
@@ -132,8 +138,9 @@ def _closing(result: bp.ExportResult) -> None:
         say(f"{len(result.clashes)} of these schemas exist in {result.to_group.id} already "
             f"({', '.join(result.clashes[:5])}): apply reports them exists and creates the "
             "others")
+    moving = result.to_group is not None
     for name, path in result.paths.items():
-        say(f"written: {path} ({name.replace('_', ' ')})")
+        say(f"written: {path} ({_WRITTEN.get((moving, name), name.replace('_', ' '))})")
     first = True
     for action in result.next_actions:
         if action.command is None:
