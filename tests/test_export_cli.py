@@ -290,3 +290,39 @@ def test_pinned_rows_are_planned_against_their_connection_only(
     assert plan["tiktok_crimson_2"]["action"] == "invalid"  # pinned, so never a create
     assert plan["tiktok_crimson"]["action"] == "conflict"
     assert "is connection crimson_conn, not acme_conn" in plan["tiktok_crimson"]["detail"]
+
+
+def test_an_embedded_sandbox_seeded_from_a_csv_exports_and_plans_from_its_state(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    seeds = tmp_path / "existing.csv"
+    seeds.write_text("group_id,schema,connection_id,sync_mode,sync_frequency,paused\n"
+                     "decent_dropsy,tiktok_one,first_conn,AllAccounts,60,no\n"
+                     "decent_dropsy,tiktok_two,second_conn,AllAccounts,1440,yes\n",
+                     encoding="utf-8")
+    reports, sheet = tmp_path / "reports", tmp_path / "adopt.csv"
+    code, out, err = run("export", "--group", "decent_dropsy", "--out", sheet, "--sandbox",
+                         "--sandbox-connections", seeds, "--reports-dir", reports,
+                         capsys=capsys)
+    assert code == ExitCode.OK, out + err
+    assert [(r["connection_id"], r["paused"]) for r in csv_rows(sheet)] == [
+        ("first_conn", "false"), ("second_conn", "true")]
+    (plan,) = next_commands(out)
+    assert "--sandbox-connections" not in plan  # the state keeps them: no second seeding
+    code, out, err = run(*plan, capsys=capsys)
+    assert code == ExitCode.OK and "2 exists, 0 drift" in out, out + err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--sandbox-connections", "seeds.json"), "--sandbox-connections configures the embedded "
+                                              "sandbox: it needs --sandbox"),
+    (("--sandbox", "--sandbox-connections", "missing.json"), "cannot be read"),
+])
+def test_a_seed_file_without_sandbox_or_unreadable_exits_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...],
+        message: str) -> None:
+    (tmp_path / "seeds.json").write_text("[]", encoding="utf-8")
+    code, _, err = run("export", "--all-groups", "--out", tmp_path / "x.xlsx", "--reports-dir",
+                       tmp_path / "r", *(str(tmp_path / a) if a.endswith(".json") else a
+                                         for a in args), capsys=capsys)
+    assert code == ExitCode.INPUT_ERROR and message in err, err
+    assert not (tmp_path / "x.xlsx").exists()

@@ -16,7 +16,6 @@ from batch_provisioner import logs
 from batch_provisioner.cli.closing import Invocation, say, say_next
 from batch_provisioner.cli.common import (
     ApiUrlOpt,
-    ReportsDirOpt,
     SandboxConnectionsOpt,
     SandboxGroupsOpt,
     SandboxProfileOpt,
@@ -32,6 +31,9 @@ from batch_provisioner.run.target import check_target_options
 ExportSandboxOpt = Annotated[bool, typer.Option(
     "--sandbox", help="Export from the embedded sandbox: the state earlier --sandbox runs left "
                       "in <reports-dir>/sandbox/state.sqlite, plus --sandbox-connections.")]
+ExportReportsOpt = Annotated[Path, typer.Option(
+    "--reports-dir", help="Where the runs of the next commands go (and, with --sandbox, the "
+                          "embedded sandbox's state: <DIR>/sandbox/state.sqlite).")]
 _SHOWN_LEFT_OUT = 5
 #: (a move?, what a file holds) -> how the closing lines name it.
 _WRITTEN = {
@@ -62,7 +64,7 @@ def export(
                       "_custom_reports.csv and _not_exported.csv beside it).")]
     = Path("export.xlsx"),
     api_url: ApiUrlOpt = None, sandbox: ExportSandboxOpt = False,
-    sandbox_url: SandboxUrlOpt = None, reports_dir: ReportsDirOpt = Path("reports"),
+    sandbox_url: SandboxUrlOpt = None, reports_dir: ExportReportsOpt = Path("reports"),
     sandbox_groups: SandboxGroupsOpt = None, sandbox_profile: SandboxProfileOpt = None,
     sandbox_connections: SandboxConnectionsOpt = None,
 ) -> None:

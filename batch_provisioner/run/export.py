@@ -277,8 +277,10 @@ async def _read(client: FivetranClient, listed: Groups, sources: Sequence[Accoun
         taken = set(existing.found.get(new_group.id, {}))
         read.clashes = tuple(sorted(taken & {schema_of(item) for item in items}))
     answers: dict[str, JSON] = {}
+    done = 0
 
     async def read_one(item: JSON) -> None:
+        nonlocal done
         connection_id = str(item.get("id"))
         try:
             answers[connection_id] = await client.get_connection(connection_id)
@@ -293,7 +295,8 @@ async def _read(client: FivetranClient, listed: Groups, sources: Sequence[Accoun
             read.left_out.append(_left(str(item.get("group_id")), str(item.get("schema")),
                                        connection_id, "(the connection)", "",
                                        f"reading it failed: {exc.message}; export again"))
-        on_progress(len(answers), len(items))
+        done += 1
+        on_progress(done, len(items))
 
     await for_each(items, read_one, _READ_CONCURRENCY)
     read.answers = [answers[str(i.get("id"))] for i in items if str(i.get("id")) in answers]
