@@ -134,6 +134,9 @@ def _closing(result: bp.ExportResult) -> None:
             f"{' (sheet not_exported)' if where == result.sheet else ''}: {shown}{more}")
     else:
         say("not exported: nothing (every setting has a column)")
+    if result.failed:
+        say(f"{result.failed} reads failed (connections or group listings, listed with the "
+            "reason): what they hold is not in the sheet; export again to take it in")
     if count:
         say(SECRETS_NOTE)
     if result.to_group is not None and result.clashes:

@@ -155,13 +155,13 @@ async def export_async(
                                  reports_dir=Path(reports_dir))
     given = limits or Limits()
     settings = replace(given.client_settings(), explicit_budgets=given.budgets_set())
-    started = time.monotonic()
     with select_target(target=target, sandbox=sandbox, sandbox_url=sandbox_url,
                        api_url=api_url, reports_dir=Path(reports_dir), sandbox_groups=exact,
                        sandbox_profile=sandbox_profile,
                        sandbox_connections=sandbox_connections) as tgt:
         on_target(tgt)
         async with open_client(tgt, settings) as client:
+            started = time.monotonic()
             listed, sources, new_group = await _resolve(client, chosen)
             read = await _read(client, listed, sources, new_group, on_progress)
             calls, budgets = client.stats.calls, tuple(client.gate.budgets)
@@ -170,8 +170,6 @@ async def export_async(
     order = {g.id: i for i, g in enumerate(sources)}
     rows = sorted((exported_row(a) for a in read.answers),
                   key=lambda r: (order.get(r.group_id, len(order)), r.schema))
-    if new_group is not None:
-        _check_one_schema_each(rows, new_group)
     left_out = not_exported(rows) + read.left_out
     paths = _write(path, rows, left_out, sources, new_group, redirect_uri)
     code = ExitCode.ROWS_FAILED if read.failed else ExitCode.OK
@@ -274,6 +272,7 @@ async def _read(client: FivetranClient, listed: Groups, sources: Sequence[Accoun
                                            f"not {SERVICE}: this tool exports {SERVICE} "
                                            "connections only"))
     if new_group is not None:
+        _check_one_schema_each(items, new_group)  # before the reads: no call wasted
         taken = set(existing.found.get(new_group.id, {}))
         read.clashes = tuple(sorted(taken & {schema_of(item) for item in items}))
     answers: dict[str, JSON] = {}
@@ -309,14 +308,15 @@ def _left(group_id: str, schema: str, connection_id: str, what: str, value: str,
             "field": what, "value": value, "reason": reason}
 
 
-def _check_one_schema_each(rows: Sequence[ExportedRow], new_group: AccountGroup) -> None:
+def _check_one_schema_each(items: Sequence[JSON], new_group: AccountGroup) -> None:
     """Two connections of one schema (from two groups) would collide in the new group."""
     seen: dict[str, str] = {}
     twice: list[str] = []
-    for row in rows:
-        if row.schema in seen:
-            twice.append(f"{row.schema!r} ({seen[row.schema]} and {row.group_id})")
-        seen.setdefault(row.schema, row.group_id)
+    for item in items:
+        schema, group_id = schema_of(item), str(item.get("group_id"))
+        if schema in seen:
+            twice.append(f"{schema!r} ({seen[schema]} and {group_id})")
+        seen.setdefault(schema, group_id)
     if twice:
         raise InputError(f"the schema {', '.join(twice[:5])} would be used twice in "
                          f"{new_group.id}: a schema is unique within a group; move those "
