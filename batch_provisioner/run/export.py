@@ -42,6 +42,7 @@ from batch_provisioner.run.concurrently import for_each
 from batch_provisioner.run.export_sheets import (
     Source,
     adoption_sheet,
+    move_run_id,
     move_sheets,
     next_steps,
     not_exported,
@@ -333,7 +334,8 @@ def _write(path: Path, rows: Sequence[ExportedRow], left_out: Sequence[Mapping[s
         return write_export(path, sheet)
     assert redirect_uri is not None
     retire_path = companion(path, "retire")
-    source = Source(names, path.name, retire_path.name, f"{new_group.name} ({new_group.id})")
+    source = Source(names, path.name, retire_path.name, f"{new_group.name} ({new_group.id})",
+                    move_run_id(new_group.id))
     moving, retiring = move_sheets(rows, left_out, source, new_group.id, redirect_uri)
     paths = write_export(path, moving)
     paths.update({"retire" if k == "connections" else f"retire_{k}": v

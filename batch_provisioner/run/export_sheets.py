@@ -40,6 +40,7 @@ class Source:
     sheet: str  # the file these instructions are in
     retire: str | None = None  # a move: the retire sheet's file
     to_group: str | None = None  # a move: "BigQuery EU (brave_meadow)"
+    run_id: str | None = None  # a move: the run that creates the new connections
 
 
 def not_exported(rows: Sequence[ExportedRow]) -> list[dict[str, str]]:
@@ -86,11 +87,11 @@ def move_sheets(rows: Sequence[ExportedRow], left_out: Sequence[Mapping[str, str
         f"1. {SECRETS_NOTE} Fivetran cannot move a connection between groups, so each row "
         "makes a new connection that its client authorises through a connect card "
         f"(redirect_uri {redirect_uri}).",
-        *_common_lines(left_out),
+        *_common_lines(left_out, new=True),
         "",
-        f"Run:     batch-provisioner apply {source.sheet} --run-id RUN_ID",
-        "Links:   batch-provisioner connect-cards RUN_ID      (send each client its link)",
-        "Watch:   batch-provisioner status RUN_ID             (who has re-authorised)",
+        f"Run:     batch-provisioner apply {source.sheet} --run-id {source.run_id}",
+        f"Links:   batch-provisioner connect-cards {source.run_id}   (send each client its link)",
+        f"Watch:   batch-provisioner status {source.run_id}          (who has re-authorised)",
         f"Retire:  batch-provisioner apply {source.retire} --update   (pauses the old "
         "connections, once the new ones are connected)",
     ]
@@ -99,7 +100,8 @@ def move_sheets(rows: Sequence[ExportedRow], left_out: Sequence[Mapping[str, str
         "paused = true.",
         "",
         f"1. apply {source.retire} --update pauses them: a PATCH of paused alone, once the "
-        f"new connections in {source.to_group} are connected (status RUN_ID). Pausing keeps "
+        f"new connections in {source.to_group} are connected (status {source.run_id}). "
+        "Pausing keeps "
         "each connection, its settings and its data, and undoes with paused = false; deleting "
         "cannot be undone.",
         f"2. {SECRETS_NOTE} connection_id pins each row to its connection: nothing is created.",
@@ -109,13 +111,16 @@ def move_sheets(rows: Sequence[ExportedRow], left_out: Sequence[Mapping[str, str
             ExportSheet(retire, reports, left_out, retiring))
 
 
-def _common_lines(left_out: Sequence[Mapping[str, str]]) -> list[str]:
-    left = (f"{len(left_out)} settings no column can hold are listed in the 'not_exported' "
-            "sheet (or the _not_exported.csv file beside a CSV): they are not carried over."
-            if left_out else "Every setting was exported: nothing was left out.")
+def _common_lines(left_out: Sequence[Mapping[str, str]], *, new: bool = False) -> list[str]:
+    left = (f"What no row can hold ({plural(len(left_out), 'line')}: settings with no "
+            "column, connections of other services, reads that failed) is listed in the "
+            "'not_exported' sheet (or the _not_exported.csv file beside a CSV): it is not in "
+            "these rows." if left_out else "Every setting was exported: nothing was left out.")
+    pins = ("2. connection_id and setup_state are blank: each row makes a new connection."
+            if new else "2. connection_id is the connection a row was exported from; "
+            "setup_state whether it was authorised (connected) then. Both are read, never sent.")
     return [
-        "2. connection_id is the connection a row was exported from; setup_state whether it "
-        "was authorised (connected) then. Both are read, never sent.",
+        pins,
         f"3. {left}",
         "4. Custom reports are in the 'custom_reports' sheet (or the _custom_reports.csv file "
         "beside a CSV), keyed by schema and group_id.",
@@ -133,6 +138,11 @@ def _retargeted(cells: Mapping[str, str], group_id: str, redirect_uri: str) -> d
     return {**kept, "group_id": group_id, "redirect_uri": redirect_uri}
 
 
+def move_run_id(group_id: str) -> str:
+    """The run id the commands of a move use: ``move-to-<new group id>``."""
+    return f"move-to-{group_id}"
+
+
 def next_steps(how: Invocation, paths: Mapping[str, Path], count: int,
                to_group: str | None) -> tuple[NextAction, ...]:
     """The commands that follow an export, as ``NextAction``s (kinds ``plan``; for a move
@@ -146,7 +156,7 @@ def next_steps(how: Invocation, paths: Mapping[str, Path], count: int,
     if to_group is None:
         return (NextAction("plan", count, None, sheet.command("plan"),
                            "every row exists, no drift: exit 0"),)
-    run_id = f"move-to-{to_group}"
+    run_id = move_run_id(to_group)
     old = dataclasses.replace(how, sheet=paths["retire"],
                               custom_reports=paths.get("retire_custom_reports"))
     return (
