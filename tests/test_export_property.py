@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers_input import seed_payload
 from hypothesis import HealthCheck, Phase, given, note, settings, strategies as st
 
 import batch_provisioner as bp
@@ -46,27 +47,40 @@ def _report(draw: st.DrawFn, table_name: str) -> dict[str, Any]:
     return report
 
 
+#: Every top-level field of the seed payload but the key (``group_id``, ``service``, ``config``):
+#: each generated connection has any subset of them.
+OPTIONAL: dict[str, st.SearchStrategy[Any]] = {
+    "trust_certificates": st.booleans(), "trust_fingerprints": st.booleans(),
+    "run_setup_tests": st.booleans(), "paused": st.booleans(),
+    "pause_after_trial": st.booleans(), "sync_frequency": st.sampled_from(SYNC_FREQUENCIES),
+    "data_delay_sensitivity": _choices("data_delay_sensitivity"),
+    "data_delay_threshold": st.integers(0, MINUTES_PER_YEAR),
+    "daily_sync_time": st.integers(0, 23).map(lambda h: f"{h:02d}:00"),
+    "schedule_type": _choices("schedule_type"),
+    "connect_card_config": st.fixed_dictionaries(
+        {"redirect_uri": st.just(BACK)}, optional={"hide_setup_guide": st.booleans()}),
+    "proxy_agent_id": _ID, "private_link_id": _ID, "hybrid_deployment_agent_id": _ID,
+    "networking_method": _choices("networking_method"),
+    "auth": st.sampled_from([{"access_token": "tt-generated-token-0123"},
+                             {"client_access": {"client_id": "cid-0123",
+                                                "client_secret": "cs-0123"}}]),
+}
+#: The ``config`` fields generated (``accounts`` with SpecificAccounts, ``custom_reports``).
+CONFIG_FIELDS = {"schema", "sync_mode", "accounts", "timeframe_months",
+                 "attribution_window_size", "custom_reports"}
+
+
+def test_the_strategy_covers_every_field_of_the_seed() -> None:
+    seed = seed_payload()
+    assert set(OPTIONAL) | {"group_id", "service", "config"} == set(seed)
+    assert set(seed["config"]) == CONFIG_FIELDS
+
+
 @st.composite
 def _connection(draw: st.DrawFn, group_id: str, schema: str) -> dict[str, Any]:
     """A create body with any subset of the seed's fields, each with a value Fivetran takes."""
-    optional: dict[str, st.SearchStrategy[Any]] = {
-        "trust_certificates": st.booleans(), "trust_fingerprints": st.booleans(),
-        "run_setup_tests": st.booleans(), "paused": st.booleans(),
-        "pause_after_trial": st.booleans(), "sync_frequency": st.sampled_from(SYNC_FREQUENCIES),
-        "data_delay_sensitivity": _choices("data_delay_sensitivity"),
-        "data_delay_threshold": st.integers(0, MINUTES_PER_YEAR),
-        "daily_sync_time": st.integers(0, 23).map(lambda h: f"{h:02d}:00"),
-        "schedule_type": _choices("schedule_type"),
-        "connect_card_config": st.fixed_dictionaries(
-            {"redirect_uri": st.just(BACK)}, optional={"hide_setup_guide": st.booleans()}),
-        "proxy_agent_id": _ID, "private_link_id": _ID, "hybrid_deployment_agent_id": _ID,
-        "networking_method": _choices("networking_method"),
-        "auth": st.sampled_from([{"access_token": "tt-generated-token-0123"},
-                                 {"client_access": {"client_id": "cid-0123",
-                                                    "client_secret": "cs-0123"}}]),
-    }
     body: dict[str, Any] = {"group_id": group_id, "service": "tiktok_ads"}
-    for key, strategy in optional.items():
+    for key, strategy in OPTIONAL.items():
         if draw(st.booleans()):
             body[key] = draw(strategy)
     method = body.get("networking_method")
