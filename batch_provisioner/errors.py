@@ -56,9 +56,17 @@ class InputError(ProvisionerError):
             if part
         )
         super().__init__(f"{where}: {message}" if where else message)
+        self.detail = message  # the message without where it is
         self.path = path
         self.row = row
         self.column = column
+
+    def renamed(self, old: str, new: str) -> InputError:
+        """The same error with the file name ``old`` replaced by ``new`` (a downloaded input's
+        private copy by the URL it came from)."""
+        return InputError(self.detail.replace(old, new),
+                          path=self.path.replace(old, new) if self.path else self.path,
+                          row=self.row, column=self.column)
 
 
 class OutputError(ProvisionerError):

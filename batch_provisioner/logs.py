@@ -1,8 +1,15 @@
-"""structlog configuration: console on a TTY, JSON otherwise; secrets scrubbed from every event.
+"""structlog configuration: the whole log to ``run.log.jsonl``; to the terminal only what is
+asked for; secrets scrubbed from every event.
 
 Only the CLI calls ``configure``. Events are namespaced (``row.created``, ``budget.paused``...).
-When a run directory is given, every event is also appended as JSON to ``run.log.jsonl`` (by
-a writer thread: no file write on the event loop per event; see ``_JsonFileTee``).
+When a run directory is given, every event is appended as JSON to ``run.log.jsonl`` (by a
+writer thread: no file write on the event loop per event; see ``_JsonFileTee``). The terminal
+gets, by ``log_format``: ``json``, every event as a JSON line; ``console``, every event as a
+console line; ``auto``, only the warnings and errors a person must see, as short lines (not the
+per-row ones: ``row.*`` and ``request.*`` events are counted in the closing lines and listed
+in results.csv; nor why a run stopped, which its closing lines say); with ``quiet``, ``auto``
+shows errors only. Console and ``auto`` lines go
+through ``echo`` when given (the CLI prints them above its progress display).
 """
 
 from __future__ import annotations
@@ -10,9 +17,10 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import re
 import sys
 import threading
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -152,11 +160,11 @@ atexit.register(close_run_log)
 
 def configure(
     *, log_format: str = "auto", level: str = "info", run_log: Path | None = None,
-    stream: TextIO | None = None,
+    stream: TextIO | None = None, echo: Callable[[str], None] | None = None,
+    quiet: bool = False,
 ) -> None:
-    """Set up the one logging pipeline of the process."""
+    """Set up the one logging pipeline of the process (see the module docstring)."""
     stream = stream or sys.stderr
-    use_json = log_format == "json" or (log_format == "auto" and not sys.stdout.isatty())
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -172,16 +180,97 @@ def configure(
         _TEE.append(_JsonFileTee(run_log))
         processors.append(_TEE[-1])
     processors.append(_drop_exc_info)
-    if use_json:
+    write = echo or _writer(stream)
+    if log_format == "json":  # JSON lines are for a machine: straight to the stream
         processors.append(structlog.processors.JSONRenderer(default=str))
+        write = _writer(stream)
+    elif log_format == "console":
+        processors += [_inert_text, structlog.dev.ConsoleRenderer(
+            colors=echo is not None or stream.isatty())]
     else:
-        processors.append(structlog.dev.ConsoleRenderer(colors=stream.isatty()))
+        processors += [_TerminalFilter(_ERROR if quiet else _WARNING), _inert_text,
+                       _short_line]
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_level_number(level)),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        logger_factory=lambda *_args: _LineLogger(write),
         cache_logger_on_first_use=False,
     )
+
+
+class _LineLogger:
+    """The end of the chain: hands each rendered event to ``write`` (structlog calls the
+    method named after the event's level)."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self._write = write
+
+    def msg(self, message: str) -> None:
+        self._write(message)
+
+    debug = info = warning = warn = error = critical = exception = fatal = failure = msg
+
+
+def _writer(stream: TextIO) -> Callable[[str], None]:
+    def write(line: str) -> None:
+        stream.write(line + "\n")
+        stream.flush()
+
+    return write
+
+
+_WARNING, _ERROR = 30, 40
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "exception": 40,
+           "critical": 50, "fatal": 50}
+#: Events about one row: the closing lines count them, results.csv lists them.
+_PER_ROW = ("row.", "request.")
+#: Why a run stopped: the command's closing lines say it (``error: ...``, ``stopped: ...``).
+_SAID_AT_THE_END = frozenset({"run.fatal", "run.stopped", "run.declined", "run.output_failed",
+                              "run.api_failing", "budget.wait_refused", "row.internal_error"})
+
+
+class _TerminalFilter:
+    """Processor (after the run-log tee): drop what the terminal need not show in ``auto``."""
+
+    def __init__(self, least: int) -> None:
+        self.least = least
+
+    def __call__(self, _logger: Any, name: str, event: MutableMapping[str, Any]) -> Any:
+        level = _LEVELS.get(str(event.get("level", name)), 20)
+        what = str(event.get("event", ""))
+        if level < self.least or what in _SAID_AT_THE_END or (
+                level < _ERROR and what.startswith(_PER_ROW)):
+            raise structlog.DropEvent
+        return event
+
+
+#: Terminal controls a logged value could carry (an API's message, a cell): shown escaped.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _inert_text(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
+    """Processor: no control sequence of a logged value reaches the terminal."""
+    for key, value in event.items():
+        if isinstance(value, str) and _CONTROLS.search(value):
+            event[key] = _CONTROLS.sub(_escaped, value)
+    return event
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _short_line(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> str:
+    """Renderer: ``warning: run.interrupted: no new rows; ... (signal=SIGINT)``."""
+    fields = {k: v for k, v in event.items() if k not in ("level", "event", "timestamp")}
+    text = fields.pop("note", None) or fields.pop("error", None)
+    line = f"{event.get('level', 'info')}: {event.get('event', '')}"
+    if text:
+        line += f": {text}"
+    if fields:
+        line += " (" + ", ".join(f"{k}={v}" for k, v in fields.items()) + ")"
+    return line
 
 
 def _level_number(level: str) -> int:

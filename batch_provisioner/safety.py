@@ -5,7 +5,8 @@ registered here (in every form an answer could quote it: ``echo_forms``), and ev
 (logs, reports, journal, error messages) is scrubbed through it. ``MASK`` is the one way a
 secret is shown. ``FORMULA_PREFIX`` is the one definition of a cell that a spreadsheet could
 run as a formula: the writers neutralise it with a leading ``'`` (``NEUTRALISER``) and the
-reader strips exactly that again.
+reader strips exactly that again. ``redacted_url`` is the one way a URL the user gave is
+shown: a signed URL carries its token in the query string.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
 from typing import Any
+from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 MASK = "******"
 #: Keys whose string values are secrets wherever they appear (payloads, log events, answers).
@@ -41,6 +43,21 @@ _LOOSE_MAX = 16
 #: A new chunk absorbs the one before it unless that one is more than this many times larger,
 #: so chunk sizes grow geometrically: O(log n) chunks, each key recompiled O(log n) times.
 _MERGE_RATIO = 2
+#: Query parameters that carry no secret: what a spreadsheet link asks for (Google Sheets'
+#: ``output``, ``format``, ``gid``) and a signed URL's signing metadata (algorithm, date,
+#: lifetime, signed headers; an Azure SAS's version, permissions and times). Every other
+#: parameter's value is masked: a signature, a credential, a token, a SAS ``sig``.
+_PLAIN_QUERY_KEYS = frozenset({
+    "output", "format", "exportformat", "gid", "single", "range", "headers", "alt",
+    "generation", "versionid", "response-content-type", "response-content-disposition",
+    "x-amz-algorithm", "x-amz-date", "x-amz-expires", "x-amz-signedheaders",
+    "x-goog-algorithm", "x-goog-date", "x-goog-expires", "x-goog-signedheaders",
+    "sv", "ss", "srt", "sp", "se", "st", "spr", "sr", "sip",
+})
+#: A masked query value is registered with the redactor when its name says it is a secret
+#: (whatever its length), or when it is at least ``_QUERY_SECRET_LEN`` characters long.
+_SECRET_QUERY_WORDS = ("sig", "token", "key", "secret", "pass", "auth", "credential", "code")
+_QUERY_SECRET_LEN = 8
 
 
 @dataclass(frozen=True)
@@ -311,3 +328,39 @@ def secret_values(body: Any) -> Iterator[str]:
 
 
 REDACTOR = Redactor()
+
+
+def redacted_url(url: str) -> str:
+    """``url`` as every output shows it: each query value but the plain ones
+    (``_PLAIN_QUERY_KEYS``) and a ``user:password@`` password replaced by ``MASK``, the
+    fragment dropped. The masked values are registered with ``REDACTOR`` (as written and
+    percent-decoded), so that a library's error message quoting the URL is masked too.
+    Raises ``ValueError`` for a URL ``urlsplit`` refuses."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user, colon, password = userinfo.partition(":")
+        if password:
+            _register_url_secret(password, secret=True)
+        netloc = f"{user}{colon}{MASK if password else ''}@{host}"
+    if parts.fragment:
+        _register_url_secret(parts.fragment, secret=False)
+    query = "&".join(_redacted_pair(pair) for pair in parts.query.split("&")) \
+        if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _redacted_pair(pair: str) -> str:
+    key, equals, value = pair.partition("=")
+    name = unquote_plus(key).strip().lower()
+    if not value or value == MASK or name in _PLAIN_QUERY_KEYS:
+        return pair
+    _register_url_secret(value, secret=any(word in name for word in _SECRET_QUERY_WORDS))
+    return f"{key}{equals}{MASK}"
+
+
+def _register_url_secret(value: str, *, secret: bool) -> None:
+    forms = {value, unquote(value), unquote_plus(value)}
+    if secret or max(map(len, forms)) >= _QUERY_SECRET_LEN:
+        REDACTOR.add_all(forms)

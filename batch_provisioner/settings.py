@@ -60,6 +60,50 @@ class Timeouts:
     pool: float = 60.0
 
 
+@dataclass(frozen=True)
+class FetchLimits:
+    """How much an input given as a URL may download, and for how long.
+
+    The bytes arrive in a private file that then goes through every check a local file gets
+    (row and column caps, the XLSX unzip caps); ``max_bytes`` stops a download before that,
+    the moment it passes the cap. ``timeout`` bounds the whole download, connecting and
+    redirects included; ``connect_timeout`` one connection. ``BATCH_PROVISIONER_FETCH_MAX_MB``
+    and ``BATCH_PROVISIONER_FETCH_TIMEOUT`` (seconds) change the first two.
+    """
+
+    max_bytes: int = 512 * 2**20
+    timeout: float = 120.0
+    connect_timeout: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> FetchLimits:
+        """The limits, with the environment's overrides; ``ValueError`` naming a variable
+        that is not a positive number."""
+        env = os.environ if env is None else env
+        found: dict[str, float] = {}
+        for name in (_FETCH_MAX_MB, _FETCH_TIMEOUT):
+            text = env.get(name, "").strip()
+            if not text:
+                continue
+            try:
+                number = float(text)
+            except ValueError:
+                number = math.nan
+            if not math.isfinite(number) or number <= 0:
+                raise ValueError(f"{name}={text!r} must be a positive number")
+            found[name] = number
+        limits = cls()
+        if _FETCH_MAX_MB in found:
+            limits = dataclasses.replace(limits, max_bytes=int(found[_FETCH_MAX_MB] * 2**20))
+        if _FETCH_TIMEOUT in found:
+            limits = dataclasses.replace(limits, timeout=found[_FETCH_TIMEOUT])
+        return limits
+
+
+_FETCH_MAX_MB = "BATCH_PROVISIONER_FETCH_MAX_MB"
+_FETCH_TIMEOUT = "BATCH_PROVISIONER_FETCH_TIMEOUT"
+
+
 #: The embedded sandbox's documented default credentials (``sandbox.config`` has the same).
 SANDBOX_CREDENTIALS = ("sandbox", "sandbox")
 

@@ -17,6 +17,7 @@ import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from urllib.parse import quote
 
 import fastexcel
 import httpx
@@ -43,6 +44,9 @@ QB_TOKEN = 'qb-token-4d7e2b9a-"x\\y-never'  # from file:, a quote and a backslas
 UNI_TOKEN = "uni-token-5b9c0e3d-ŧøķėñ-中-never"  # from env:, non-ASCII
 HOSTILE = {NL_TOKEN: "nl-token-3e8a1f7c", QB_TOKEN: "qb-token-4d7e2b9a",
            UNI_TOKEN: "uni-token-5b9c0e3d"}
+#: A signed link's secrets: the rerun reads the sheet from a URL that carries them.
+URL_SIGNATURE = "9d3c7b1e5f2a8d4c6b0e1f7a3c5d9b2e8f4a6c0d1e7b3f5a9c2d8e4b6f0a1c3d"
+URL_CREDENTIAL = "AKIALEAKTEST7Q2W/20261201/us-east-1/s3/aws4_request"
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +98,12 @@ def test_no_secret_reaches_any_output_through_success_failure_and_crash(
     crash = subprocess.Popen(_apply(sheet, box, reports, "--run-id", "crash"),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=_env())
-    time.sleep(2.0)
-    crash.send_signal(signal.SIGKILL)
+    journal = reports / "crash" / "journal.jsonl"
+    give_up = time.monotonic() + 60  # a loaded machine may take seconds to start sending
+    while time.monotonic() < give_up and crash.poll() is None and not (
+            journal.exists() and '"type": "send"' in journal.read_text(errors="replace")):
+        time.sleep(0.05)
+    crash.send_signal(signal.SIGKILL)  # mid-run: something was sent, the rest was not
     out, err = crash.communicate()
     captured["crash.stdout"], captured["crash.stderr"] = out, err
     resumed = subprocess.run(_apply(sheet, box, reports, "--resume", "crash"),
@@ -192,16 +200,41 @@ def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return done
 
 
+class _SignedLinks(BaseHTTPRequestHandler):
+    """Serves ``sheet`` to a GET that carries ``URL_SIGNATURE``, as a signed link does."""
+
+    sheet = b""
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+    def do_GET(self) -> None:
+        signed = f"X-Amz-Signature={URL_SIGNATURE}" in self.path
+        body = self.sheet if signed else b"<Error>AccessDenied</Error>"
+        self.send_response(200 if signed else 403)
+        self.send_header("Content-Type", "text/csv" if signed else "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
 def test_a_rehearsals_whole_reports_folder_holds_no_secret_in_any_form(tmp_path: Path) -> None:
     """``--sandbox``: every file under ``--reports-dir`` as bytes (the sandbox's state.sqlite
-    too), through a first run, a rerun that sends nothing, and every other command."""
+    too), through a first run, a rerun that sends nothing (reading the sheet from a signed
+    link, whose signature and credential are secrets too), and every other command."""
     sheet = _hostile_sheet(tmp_path)
     reports = tmp_path / "reports"
     where = ["--reports-dir", reports]
     first = _cli("apply", sheet, "--sandbox", *where, "--run-id", "first")
     assert first.returncode == 0, first.stdout + first.stderr
-    rerun = _cli("apply", sheet, "--sandbox", *where, "--run-id", "rerun")
+    handler = type("Handler", (_SignedLinks,), {"sheet": sheet.read_bytes()})
+    with serving(handler) as url:
+        link = (f"{url}/hostile.csv?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential="
+                f"{quote(URL_CREDENTIAL, safe='')}&X-Amz-Signature={URL_SIGNATURE}")
+        rerun = _cli("apply", link, "--secrets-dir", tmp_path, "--sandbox", *where,
+                     "--run-id", "rerun")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "X-Amz-Signature=******" in (reports / "rerun" / "journal.jsonl").read_text()
     assert {r["status"] for r in pl.read_csv(reports / "rerun" / "results.csv",
                                              infer_schema=False).iter_rows(named=True)} == {
         "exists"}
@@ -219,7 +252,9 @@ def test_a_rehearsals_whole_reports_folder_holds_no_secret_in_any_form(tmp_path:
         "run.log.jsonl", "plan.csv", "validation.csv", "render.jsonl", "state.sqlite"}
     for i, done in enumerate([first, rerun, *others]):
         found[f"command {i}"] = (done.stdout + done.stderr).encode()
-    assert _scan_bytes(found, list(HOSTILE)) == []
+    url_secrets = [URL_SIGNATURE, URL_CREDENTIAL, quote(URL_CREDENTIAL, safe="")]
+    assert _scan_bytes(found, [*HOSTILE, *url_secrets]) == []
+    assert len(_scan_bytes({"link": link.encode()}, url_secrets)) == 2  # as given: encoded
     # and the scan can see: the input holds the pasted tokens, the sheet's folder the file one
     assert _scan_bytes({"input": sheet.read_bytes()}, list(HOSTILE)) == [
         ("input", core) for core in HOSTILE.values()]

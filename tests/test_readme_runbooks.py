@@ -19,6 +19,7 @@ import polars as pl
 
 from batch_provisioner.sandbox import SandboxHandle
 from tests.apply_helpers import ENV
+from tests.remote_helpers import aws_env, s3_bucket, s3_server
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -88,3 +89,32 @@ def test_running_from_cron_works_as_written(tmp_path: Path, box: SandboxHandle) 
     again = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True,
                            timeout=120, stdin=subprocess.DEVNULL, cwd="/")
     assert again.returncode == 0 and len(box.ledger()["creates"]) == 6  # carried on: nothing new
+
+
+def test_the_cron_job_reading_from_s3_works_as_written(tmp_path: Path,
+                                                        box: SandboxHandle) -> None:
+    """Quiet when every row is done; exit 2 and a line to act on when the sheet is gone."""
+    script = tmp_path / "nightly-from-s3.sh"
+    script.write_text(block("Reading inputs from a URL"), encoding="utf-8")
+    sheet = write_clients(tmp_path, 4).read_bytes()
+    with s3_server() as endpoint:
+        bucket = s3_bucket(endpoint, "agency-onboarding")
+        bucket.put_object(Bucket="agency-onboarding", Key="clients.xlsx", Body=sheet)
+        env = {key: value for key, value in environment(box).items() if key != "AWS_PROFILE"}
+        env |= aws_env(endpoint, tmp_path)
+
+        def night() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True,
+                                  timeout=120, stdin=subprocess.DEVNULL, cwd="/")
+
+        first = night()
+        assert (first.returncode, first.stdout) == (0, ""), first.stdout + first.stderr
+        bucket.delete_object(Bucket="agency-onboarding", Key="clients.xlsx")
+        gone = night()
+    assert gone.returncode == 2
+    assert "nothing sent: s3://agency-onboarding/clients.xlsx not read" in gone.stdout
+    (results,) = (tmp_path / "reports").glob("clients-*/results.csv")
+    assert set(pl.read_csv(results)["status"]) == {"created"}
+    assert len(box.ledger()["creates"]) == 4
+    (log,) = tmp_path.glob("cron-clients-*.log")
+    assert "error: s3://agency-onboarding/clients.xlsx: not found" in log.read_text()

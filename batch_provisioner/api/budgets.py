@@ -55,7 +55,7 @@ from batch_provisioner.api.window import first_in_window, nth_leaving
 from batch_provisioner.errors import RunStopped
 from batch_provisioner.settings import Budget
 
-__all__ = ["KIND_APPLIES_TO", "BudgetGate", "GateStats", "Slot", "budget_bound"]
+__all__ = ["KIND_APPLIES_TO", "BudgetGate", "GateStats", "Hold", "Slot", "budget_bound"]
 
 #: Which budgets (by ``Budget.applies_to``) one request of each kind counts against.
 KIND_APPLIES_TO: dict[str, tuple[str, ...]] = {
@@ -89,6 +89,23 @@ class GateStats:
     pauses: int = 0
     seconds_paused: float = 0.0
     budget_waits: int = 0
+
+
+@dataclass(frozen=True)
+class Hold:
+    """What holds requests back right now: a budget (by name) or the API's 429 pause."""
+
+    #: The budget's name (``calls_per_hour``...), or None for the API's 429 pause.
+    budget: str | None
+    #: Seconds until a request may go; None: until a request in flight completes.
+    seconds: float | None
+
+    def describe(self) -> str:
+        """``waiting for calls_per_hour budget, 12 s`` (the progress display's words)."""
+        what = f"{self.budget} budget" if self.budget else "the API's 429 pause"
+        if self.seconds is None:
+            return f"waiting for {what} (a request in flight to finish)"
+        return f"waiting for {what}, {math.ceil(self.seconds):.0f} s"
 
 
 @dataclass
@@ -339,6 +356,30 @@ class BudgetGate:
         events = {"all": n_calls, "create": n_creates, "setup_test": n_setup_tests}
         return max((budget_bound(events.get(b.applies_to, 0), b) for b in self._budgets),
                    default=0.0)
+
+    def holding(self) -> Hold | None:
+        """What the waiting request kind released soonest waits for, and for how long; None
+        when no request waits for a budget or a pause (one may still wait for a place in
+        flight). Read-only, and as costly as one admission check per kind: for a progress
+        display's refresh, never on a request's path."""
+        now = self._clock()
+        holds = [hold for kind, lock in self._kind_locks.items()  # its head waiter holds it
+                 if lock.locked() and (hold := self._hold(kind, now)) is not None]
+        return min(holds, key=_hold_order, default=None)
+
+    def _hold(self, kind: str, now: float) -> Hold | None:
+        """The longest of the waits that keep ``kind`` back (None: none does)."""
+        longest: Hold | None = None
+        if now < self._pause_until:
+            longest = Hold(None, self._pause_until - now)
+        for budget in self._budgets:
+            if budget.applies_to not in KIND_APPLIES_TO[kind]:
+                continue
+            delay = self._budget_delay(budget, now)
+            if delay != 0.0 and (longest is None or _hold_order(longest) < (
+                    math.inf if delay is None else delay)):
+                longest = Hold(budget.name, delay)
+        return longest
 
     # -- admission --------------------------------------------------------------------------
 
@@ -591,6 +632,11 @@ def budget_bound(events: int, budget: Budget) -> float:
     if events <= 0:
         return 0.0
     return (math.ceil(events / budget.limit) - 1) * budget.window_seconds
+
+
+def _hold_order(hold: Hold) -> float:
+    """A hold's length (one until a completion counts as the longest)."""
+    return math.inf if hold.seconds is None else hold.seconds
 
 
 def _insert(stamps: list[float], stamp: float) -> None:

@@ -103,8 +103,9 @@ class ClientStats:
     retries: int = 0
     transport_errors: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
-    # (seconds since the client opened, method, HTTP status or 0 for no answer), per request
-    timeline: list[tuple[float, str, int]] = field(default_factory=list)
+    # (seconds since the client opened, method, HTTP status or 0 for no answer, budget kind
+    # from ``request_kind``), per request
+    timeline: list[tuple[float, str, int, str]] = field(default_factory=list)
 
 
 class FivetranClient:
@@ -357,7 +358,8 @@ class FivetranClient:
         if idempotent is None:
             idempotent = method in _IDEMPOTENT_METHODS
         self._contact.check()  # the base URL was given up: nothing more is sent
-        async with self._gate.slot(request_kind(method, path, body)) as slot:
+        kind = request_kind(method, path, body)
+        async with self._gate.slot(kind) as slot:
             self.stats.calls += 1
             response: httpx.Response | None = None
             failure: ApiError | None = None
@@ -391,7 +393,7 @@ class FivetranClient:
             # request, headers included) is chained to the error as its __context__.
             self.stats.timeline.append((
                 round(self._gate.now() - self._opened, 4), method,
-                response.status_code if response is not None else 0))
+                response.status_code if response is not None else 0, kind))
             if response is None:
                 assert failure is not None
                 self.stats.transport_errors += 1

@@ -136,12 +136,14 @@ class InFlightLimit:
         return limit
 
     def sample(self, now: float, in_flight: int) -> None:
-        """Note the level in ``history``: at most one point per half second, and the busiest
-        moment of each half second (so a short burst still shows)."""
+        """Note the level in ``history``: at most one point per half second, with the most
+        requests in flight and the highest limit of that half second (so a short burst still
+        shows, and a point never shows more in flight than the limit they were let in under;
+        a cut shows from the next half second)."""
         last = self.history[-1] if self.history else None
         if last is not None and now - last.t < _HISTORY_STEP_SECONDS:
-            if in_flight > last.in_flight or self.limit != last.limit:
-                self.history[-1] = LevelPoint(last.t, self.limit,
+            if in_flight > last.in_flight or self.limit > last.limit:
+                self.history[-1] = LevelPoint(last.t, max(self.limit, last.limit),
                                               max(in_flight, last.in_flight))
             return
         self._record(LevelPoint(now, self.limit, in_flight))

@@ -24,7 +24,7 @@ from batch_provisioner.cli import (
     runs as run_commands,
     sheet as sheet_commands,
 )
-from batch_provisioner.cli.common import err, out, shown
+from batch_provisioner.cli.common import err, first_error, out, shown, speak
 from batch_provisioner.cli.sandbox import sandbox_app
 from batch_provisioner.errors import ExitCode, ProvisionerError
 from batch_provisioner.safety import REDACTOR
@@ -61,21 +61,6 @@ def _register_subcommands() -> None:
     export_commands.register(app)
 
 
-def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first real error inside (nested) exception groups, preferring our own errors."""
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        else:
-            leaves.append(exc)
-
-    walk(group)
-    return next((e for e in leaves if isinstance(e, ProvisionerError)), leaves[0])
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point: never a traceback for the user; the exit code says what happened."""
     _register_subcommands()
@@ -83,7 +68,9 @@ def main(argv: list[str] | None = None) -> None:
         try:
             code = app(args=argv, standalone_mode=False, prog_name="batch-provisioner")
         except BaseExceptionGroup as group:  # a task group's error: report its first cause
-            raise _first_leaf(group) from None
+            raise first_error(group) from None
+        finally:
+            speak()  # after --quiet: an error is always printed
     except typer.Abort:
         err.print("interrupted")
         code = ExitCode.INTERRUPTED

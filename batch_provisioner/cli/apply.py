@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import signal
 import sys
-import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import anyio
 import polars as pl
 import structlog
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
 from rich.text import Text
 
@@ -27,9 +24,11 @@ from batch_provisioner.cli.common import (
     ApiUrlOpt,
     ConcurrencyOpt,
     DefaultsOpt,
+    JsonOpt,
     LogFormat,
     LogFormatOpt,
     MaxConcurrencyOpt,
+    QuietOpt,
     ReportsDirOpt,
     ReportsOpt,
     RunIdOpt,
@@ -43,23 +42,23 @@ from batch_provisioner.cli.common import (
     SheetNameOpt,
     cell,
     err,
+    hush,
     out,
     parse_duration,
+    plain_err,
     plain_out,
     print_carry_notice,
     print_problems,
     show_target,
-    shown,
+    speak,
 )
+from batch_provisioner.cli.json_out import apply_document, emit, json_command, plan_document
+from batch_provisioner.cli.progress import Display, ProgressReporter, echo_above
 from batch_provisioner.errors import ExitCode, InputError
-from batch_provisioner.models import ActionKind, Outcome
+from batch_provisioner.models import ActionKind
 from batch_provisioner.report.files import ensure_dir
 from batch_provisioner.run.target import check_target_options
 from batch_provisioner.settings import Limits
-
-if TYPE_CHECKING:
-    from batch_provisioner.api.budgets import BudgetGate
-    from batch_provisioner.run.plan import Plan
 
 _log = structlog.get_logger("batch_provisioner.cli")
 MAX_PRINTED = 200
@@ -70,15 +69,21 @@ PlanSandboxOpt = Annotated[bool, typer.Option(
                       "and plan against it.")]
 PlanSandboxUrlOpt = Annotated[str | None, typer.Option(
     "--sandbox-url", help="Use a sandbox already serving at URL; adopt its limits.")]
+PlanLogFormatOpt = Annotated[LogFormat, typer.Option(
+    "--log-format", help="What the log shows on stderr: auto (only warnings and errors), json "
+                         "(every event as JSON) or console (every event, readable). The whole "
+                         "log is in the run's run.log.jsonl.")]
 
 
+@json_command("plan")
 def plan(
     sheet: SheetArg, defaults: DefaultsOpt = None, custom_reports: ReportsOpt = None,
     sheet_name: SheetNameOpt = None, secrets_dir: SecretsDirOpt = None,
     api_url: ApiUrlOpt = None, sandbox: PlanSandboxOpt = False,
     sandbox_url: PlanSandboxUrlOpt = None, reports_dir: ReportsDirOpt = Path("reports"),
     run_id: RunIdOpt = None, sandbox_groups: SandboxGroupsOpt = None,
-    sandbox_profile: SandboxProfileOpt = None,
+    sandbox_profile: SandboxProfileOpt = None, log_format: PlanLogFormatOpt = LogFormat.AUTO,
+    quiet: QuietOpt = False, json_output: JsonOpt = False,
     sandbox_connections: SandboxConnectionsOpt = None,
 ) -> None:
     """Compare the sheet with the live connections; change nothing; write plan.csv.
@@ -92,21 +97,22 @@ def plan(
     something); 1 some rows are invalid or conflict (wins over 5, as an error wins in
     terraform plan -detailed-exitcode); 2 input error; 3 fatal API error.
     """
+    hush(quiet)
     profile = str(sandbox_profile) if sandbox_profile else None
-    check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
-                         sandbox_groups=sandbox_groups, sandbox_profile=profile,
-                         sandbox_connections=sandbox_connections, reports_dir=reports_dir)
+    groups = check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
+                                  sandbox_groups=sandbox_groups, sandbox_profile=profile,
+                                  sandbox_connections=sandbox_connections,
+                                  reports_dir=reports_dir)  # read (or downloaded) once, here
     prepared = bp.load(sheet, defaults=defaults, custom_reports=custom_reports,
                        sheet_name=sheet_name, secrets_dir=secrets_dir)
     print_carry_notice(prepared, err)
     if prepared.invalid:
         print_problems(prepared, err)
     run_id = bp.checked_run_id(run_id or bp.new_run_id())
-    logs.configure(log_format="auto", level="warning",
-                   run_log=reports_dir / run_id / "run.log.jsonl")
+    _configure_logging(log_format, quiet, reports_dir / run_id / "run.log.jsonl")
     try:
         result = bp.plan(prepared, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
-                         reports_dir=reports_dir, run_id=run_id, sandbox_groups=sandbox_groups,
+                         reports_dir=reports_dir, run_id=run_id, sandbox_groups=groups,
                          sandbox_profile=profile, sandbox_connections=sandbox_connections,
                          on_target=show_target)
     finally:
@@ -117,7 +123,10 @@ def plan(
                      sheet_name=sheet_name, secrets_dir=secrets_dir, reports_dir=reports_dir,
                      api_url=api_url, sandbox=sandbox, sandbox_url=sandbox_url,
                      sandbox_groups=sandbox_groups, sandbox_profile=profile)
+    if quiet and result.exit_code:
+        speak()
     _plan_closing(result, how)
+    emit(plan_document, result, run_id)
     raise typer.Exit(result.exit_code)
 
 
@@ -161,76 +170,21 @@ def _print_plan(frame: pl.DataFrame, counts: Mapping[str, int]) -> None:
     plain_out.print("plan: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in kinds))
 
 
-class ProgressReporter:
-    """A rich bar on a TTY; otherwise a ``run.progress`` log line every 10 s."""
+def _configure_logging(log_format: LogFormat, quiet: bool, run_log: Path) -> None:
+    """The whole log to ``run_log``; on stderr what ``--log-format`` and ``--quiet`` ask for,
+    printed above the progress display."""
+    logs.configure(log_format=str(log_format), run_log=run_log, echo=echo_above(plain_err),
+                   quiet=quiet)
 
-    def __init__(self, total: int, tty: bool) -> None:
-        self.total, self.done, self.tty = total, 0, tty
-        self.started = time.monotonic()
-        self.last_log = self.started
-        self.gate: BudgetGate | None = None
-        self.creates_left = 0
-        self.progress: Progress | None = None
-        if tty:
-            self.progress = Progress(TextColumn("[bold]apply"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("{task.fields[rate]}/s"),
-                                     TextColumn("in flight {task.fields[flight]}"),
-                                     TextColumn("eta {task.fields[eta]}"), TimeElapsedColumn(),
-                                     console=err, transient=True)
-            self.task = self.progress.add_task("apply", total=total, rate="0.0", eta="?",
-                                               flight="0")
 
-    def __enter__(self) -> ProgressReporter:
-        if self.progress is not None:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-    def say(self, line: str) -> None:
-        """A line for the person running it, above the bar (stderr: stdout stays the report)."""
-        if self.progress is not None:
-            self.progress.console.print(shown(line, 4_000))
-        else:
-            err.print(shown(line, 4_000))
-
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        """No bar while a question is asked on the terminal."""
-        if self.progress is None:
-            yield
-            return
-        self.progress.stop()
-        try:
-            yield
-        finally:
-            self.progress.start()
-
-    def on_plan(self, plan: Plan, gate: BudgetGate) -> None:
-        self.gate = gate
-        self.creates_left = plan.count(ActionKind.CREATE)
-
-    def eta(self) -> float:
-        return self.gate.ideal_seconds(0, n_creates=self.creates_left) if self.gate else 0.0
-
-    def __call__(self, outcome: Outcome) -> None:
-        self.done += 1
-        if outcome.action is ActionKind.CREATE and self.creates_left:
-            self.creates_left -= 1
-        elapsed = max(time.monotonic() - self.started, 1e-6)
-        rate = self.done / elapsed
-        in_flight, limit = ((self.gate.in_flight, self.gate.level.limit) if self.gate
-                            else (0, 0))
-        if self.progress is not None:
-            self.progress.update(self.task, completed=self.done, rate=f"{rate:.1f}",
-                                 eta=f"{self.eta():.0f}s", flight=f"{in_flight}/{limit}")
-        elif time.monotonic() - self.last_log >= 10 or self.done == self.total:
-            self.last_log = time.monotonic()
-            _log.info("run.progress", done=self.done, total=self.total, rate=round(rate, 2),
-                      eta_seconds=round(self.eta(), 1), in_flight=in_flight,
-                      in_flight_limit=limit)
+def _display(log_format: LogFormat, quiet: bool) -> Display:
+    """A bar when stderr is a terminal, a line every 10 s when it is not; with --quiet or
+    JSON logs, only the ``run.progress`` event (with console logs piped, that event's line)."""
+    if quiet or log_format == LogFormat.JSON:
+        return Display.LOG
+    if plain_err.is_terminal:
+        return Display.BAR
+    return Display.LINES if log_format == LogFormat.AUTO else Display.LOG
 
 
 def _limits(concurrency: int | None, calls_per_hour: int | None, creates_per_minute: int | None,
@@ -246,6 +200,7 @@ def _limits(concurrency: int | None, calls_per_hour: int | None, creates_per_min
                   connect_timeout=connect_timeout, read_timeout=read_timeout)
 
 
+@json_command("apply")
 def apply(
     sheet: SheetArg, defaults: DefaultsOpt = None, custom_reports: ReportsOpt = None,
     sheet_name: SheetNameOpt = None, secrets_dir: SecretsDirOpt = None,
@@ -276,7 +231,7 @@ def apply(
                                                               min=0)] = None,
     connect_timeout: Annotated[float | None, typer.Option("--connect-timeout", min=0.1)] = None,
     read_timeout: Annotated[float | None, typer.Option("--read-timeout", min=0.1)] = None,
-    log_format: LogFormatOpt = LogFormat.AUTO,
+    log_format: LogFormatOpt = LogFormat.AUTO, quiet: QuietOpt = False,
     sandbox_groups: SandboxGroupsOpt = None, sandbox_profile: SandboxProfileOpt = None,
     sandbox_connections: SandboxConnectionsOpt = None,
     yes: Annotated[bool, typer.Option(
@@ -288,6 +243,7 @@ def apply(
     limit: Annotated[int | None, typer.Option(
         "--limit", min=1, help="Send at most N creates/updates (a canary); the rest are not "
                                "attempted, and --resume carries on.")] = None,
+    json_output: JsonOpt = False,
 ) -> None:
     """Create every valid row's connection, inside Fivetran's budgets; write the reports.
 
@@ -296,10 +252,12 @@ def apply(
     terminal it proceeds, as cron needs, and logs that it did)."""
     if resume and run_id and resume != run_id:
         raise InputError("--resume and --run-id name different runs; give one of them")
+    hush(quiet)
     profile = str(sandbox_profile) if sandbox_profile else None
-    check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
-                         sandbox_groups=sandbox_groups, sandbox_profile=profile,
-                         sandbox_connections=sandbox_connections, reports_dir=reports_dir)
+    groups = check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
+                                  sandbox_groups=sandbox_groups, sandbox_profile=profile,
+                                  sandbox_connections=sandbox_connections,
+                                  reports_dir=reports_dir)  # read (or downloaded) once, here
     prepared = bp.load(sheet, defaults=defaults, custom_reports=custom_reports,
                        sheet_name=sheet_name, secrets_dir=secrets_dir)
     print_carry_notice(prepared, err)
@@ -314,8 +272,7 @@ def apply(
     if resume:
         bp.find_run_to_resume(run_id, reports_dir)  # before anything is written
     run_dir = ensure_dir(reports_dir / run_id)  # a file in the way: exit 2, named
-    logs.configure(log_format=str(log_format), run_log=run_dir / "run.log.jsonl")
-    tty = sys.stderr.isatty() and log_format != LogFormat.JSON
+    _configure_logging(log_format, quiet, run_dir / "run.log.jsonl")
     flags = _repeated_flags(
         ("--update", update), ("--force", force), ("--concurrency", concurrency),
         ("--max-concurrency", max_concurrency), ("--max-attempts", max_attempts),
@@ -332,18 +289,24 @@ def apply(
     start = functools.partial(
         bp.apply_async, prepared, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
         reports_dir=reports_dir, run_id=run_id, limits=limits, deadline=seconds, update=update,
-        force=force, resume=resume is not None, input_paths=(sheet, defaults, custom_reports),
-        sandbox_groups=sandbox_groups, sandbox_profile=profile,
+        force=force, resume=resume is not None,
+        input_paths=prepared.inputs.all() if prepared.inputs else (sheet, defaults,
+                                                                   custom_reports),
+        sandbox_groups=groups, sandbox_profile=profile,
         sandbox_connections=sandbox_connections, rows=rows, limit=limit, invocation=how)
     asking = yes is False and sys.stdin.isatty()  # a person can answer (stderr may be piped)
     try:
-        with ProgressReporter(len(prepared.rows), tty) as reporter:
+        with ProgressReporter(len(prepared.rows), _display(log_format, quiet),
+                              plain_err) as reporter:
             result = anyio.run(_apply_watching_signals, start, reporter, asking, yes)
     finally:
         logs.close_run_log()
+    if quiet and result.exit_code:
+        speak()
     _print_summary(result)
     apply_closing(result.next_actions, int(result.exit_code), result.run_id,
                   fatal=result.fatal_message, stopped=result.stop_message)
+    emit(apply_document, result)
     raise typer.Exit(int(result.exit_code))
 
 
@@ -381,6 +344,12 @@ async def _apply_watching_signals(start: Callable[..., Awaitable[bp.ApplyResult]
                                              "--yes says so explicitly")
 
     async def confirm(preview: bp.Estimate) -> bool:
+        if await asked(preview):
+            reporter.sending()
+            return True
+        return False
+
+    async def asked(preview: bp.Estimate) -> bool:
         if not (asking and real_api):
             return True
         with anyio.CancelScope() as scope:
@@ -402,6 +371,7 @@ async def _apply_watching_signals(start: Callable[..., Awaitable[bp.ApplyResult]
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch_signals)
+        tg.start_soon(reporter.run)
         result = await start(control=control, on_outcome=reporter, on_plan=reporter.on_plan,
                              on_target=on_target, on_preview=on_preview, confirm=confirm)
         tg.cancel_scope.cancel()

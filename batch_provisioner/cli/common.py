@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 from rich.text import Text
 
+from batch_provisioner.errors import ProvisionerError
 from batch_provisioner.run.target import Target
 from batch_provisioner.sheet.load import Prepared
 from batch_provisioner.sheet.validate import ERROR
@@ -30,16 +32,19 @@ _SHOWN_CHARS = 300  # a cell of the problem table; the whole text is in validati
 # carriage returns) and the bidirectional overrides that reorder what a reader sees.
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
-SheetArg = Annotated[Path, typer.Argument(help="Input sheet: .csv, .xlsx or .parquet.",
-                                          show_default=False)]
-DefaultsOpt = Annotated[Path | None, typer.Option("--defaults",
-                                                  help="defaults.toml with job-wide values.")]
-ReportsOpt = Annotated[Path | None, typer.Option(
-    "--custom-reports", help="Custom reports file (else the workbook's custom_reports sheet).")]
+SheetArg = Annotated[str, typer.Argument(
+    help="Input sheet: .csv, .tsv, .xlsx or .parquet, a path or an https://, s3://, gs:// or "
+         "az:// URL.", show_default=False)]
+DefaultsOpt = Annotated[str | None, typer.Option(
+    "--defaults", help="defaults.toml with job-wide values (a path or a URL).")]
+ReportsOpt = Annotated[str | None, typer.Option(
+    "--custom-reports", help="Custom reports file, a path or a URL (else the workbook's "
+                             "custom_reports sheet).")]
 SheetNameOpt = Annotated[str | None, typer.Option("--sheet", help="XLSX sheet to read.")]
 SecretsDirOpt = Annotated[Path | None, typer.Option(
     "--secrets-dir", help="Folder that file: secret references must stay inside "
-                          "(default: the sheet's folder).")]
+                          "(default: the sheet's folder; a sheet read from a URL needs it for "
+                          "file: references).")]
 ReportsDirOpt = Annotated[Path, typer.Option("--reports-dir", help="Where run folders go.")]
 RunIdOpt = Annotated[str | None, typer.Option("--run-id", help="Name of this run's folder.")]
 ApiUrlOpt = Annotated[str | None, typer.Option(
@@ -47,10 +52,10 @@ ApiUrlOpt = Annotated[str | None, typer.Option(
 SandboxOpt = Annotated[bool, typer.Option(
     "--sandbox", help="Start the embedded Fivetran sandbox (profile fast unless "
                       "--sandbox-profile) and run against it.")]
-SandboxGroupsOpt = Annotated[Path | None, typer.Option(
+SandboxGroupsOpt = Annotated[str | None, typer.Option(
     "--sandbox-groups", help="With --sandbox: seed the sandbox with exactly these groups (a CSV "
-                             "id,name, e.g. from `groups --out`), so a group mistake shows as "
-                             "invalid.")]
+                             "id,name, e.g. from `groups --out`; a path or a URL), so a group "
+                             "mistake shows as invalid.")]
 SandboxConnectionsOpt = Annotated[Path | None, typer.Option(
     "--sandbox-connections", help="With --sandbox: add these connections to the sandbox as if "
                                   "made earlier by hand (a JSON list of connection objects, or "
@@ -85,7 +90,62 @@ class LogFormat(enum.StrEnum):
 
 
 LogFormatOpt = Annotated[LogFormat, typer.Option(
-    "--log-format", help="auto (console on a TTY, JSON otherwise), json or console.")]
+    "--log-format", help="What the log shows on stderr: auto (only warnings and errors; a "
+                         "progress display on a terminal, a progress line every 10 s "
+                         "otherwise), json (every event as JSON) or console (every event, "
+                         "readable). The whole log is in the run's run.log.jsonl.")]
+QuietOpt = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="For cron: no progress, tables or notes; errors always; the closing "
+                          "lines only when the exit code is not 0.")]
+
+
+def hush(quiet: bool) -> None:
+    """``--quiet``: the consoles print nothing from here on, until ``speak``."""
+    if quiet:
+        for console in (out, err, plain_out, plain_err):
+            console.quiet = True
+
+
+def speak() -> None:
+    """The consoles print again: the closing lines of a ``--quiet`` run that did not exit 0,
+    and the error that ends a command (``main`` calls it before printing one)."""
+    for console in (out, err, plain_out, plain_err):
+        console.quiet = False
+
+
+JsonOpt = Annotated[bool, typer.Option(
+    "--json", help="Print one JSON document on stdout for scripts (see the README's \"JSON "
+                   "output for scripts\"); every line for a person goes to stderr instead.")]
+
+
+@contextlib.contextmanager
+def human_lines_on_stderr() -> Iterator[None]:
+    """The one switch of ``--json``: meanwhile, what the stdout consoles (``out``,
+    ``plain_out``) print for a person goes to stderr, so stdout carries the document alone."""
+    consoles = (out, plain_out)
+    before = [console.stderr for console in consoles]
+    for console in consoles:
+        console.stderr = True
+    try:
+        yield
+    finally:
+        for console, was in zip(consoles, before, strict=True):
+            console.stderr = was
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first real error inside (nested) exception groups, preferring our own errors."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    return next((e for e in leaves if isinstance(e, ProvisionerError)), leaves[0])
 
 
 def parse_duration(text: str) -> float:

@@ -27,6 +27,7 @@ from batch_provisioner.cli.common import (
 from batch_provisioner.run.estimate import describe_budget, format_duration
 from batch_provisioner.run.export_sheets import SECRETS_NOTE
 from batch_provisioner.run.target import check_target_options
+from batch_provisioner.sheet.source import shown_name
 
 ExportSandboxOpt = Annotated[bool, typer.Option(
     "--sandbox", help="Export from the embedded sandbox: the state earlier --sandbox runs left "
@@ -78,19 +79,21 @@ def export(
     error or unknown group; 3 fatal API error.
     """
     profile = str(sandbox_profile) if sandbox_profile else None
-    check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
-                         sandbox_groups=sandbox_groups, sandbox_profile=profile,
-                         sandbox_connections=sandbox_connections, reports_dir=reports_dir)
+    groups = check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
+                                  sandbox_groups=sandbox_groups, sandbox_profile=profile,
+                                  sandbox_connections=sandbox_connections,
+                                  reports_dir=reports_dir)  # read (or downloaded) once, here
     logs.configure(log_format="auto", level="warning")
     how = Invocation(reports_dir=reports_dir, api_url=api_url, sandbox=sandbox,
-                     sandbox_url=sandbox_url, sandbox_groups=sandbox_groups,
+                     sandbox_url=sandbox_url,
+                     sandbox_groups=shown_name(sandbox_groups) if sandbox_groups else None,
                      sandbox_profile=profile)
     with _progress() as on_progress:
         result = bp.export(
             groups=group or (), group_names=group_name or (), all_groups=all_groups,
             to_group=to_group, to_group_name=to_group_name, redirect_uri=redirect_uri,
             out=out_file, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
-            reports_dir=reports_dir, sandbox_groups=sandbox_groups, sandbox_profile=profile,
+            reports_dir=reports_dir, sandbox_groups=groups, sandbox_profile=profile,
             sandbox_connections=sandbox_connections, on_target=show_target,
             on_progress=on_progress, invocation=how)
     print_rows("exported", [{**vars(c), "paused": _bool_text(c.paused)}

@@ -13,11 +13,18 @@ from batch_provisioner import logs
 from batch_provisioner.cli.closing import Invocation, say, say_next
 from batch_provisioner.cli.common import (
     ApiUrlOpt,
+    JsonOpt,
     plain_err,
     plain_out,
     print_rows,
     show_target,
     shown,
+)
+from batch_provisioner.cli.json_out import (
+    connect_cards_document,
+    emit,
+    json_command,
+    status_document,
 )
 from batch_provisioner.errors import InputError
 from batch_provisioner.run.target import check_target_options
@@ -30,6 +37,9 @@ RunSandboxOpt = Annotated[bool, typer.Option(
 SandboxUrlOpt = Annotated[str | None, typer.Option(
     "--sandbox-url", help="Use a sandbox already serving at URL; adopt its limits.")]
 RunReportsOpt = Annotated[Path, typer.Option("--reports-dir", help="Where run folders are.")]
+AllRowsOpt = Annotated[bool, typer.Option(
+    "--all", help="List every connection (by default only those someone must still act on; "
+                  "the CSV file holds every row either way).")]
 
 
 def _logging_for(run_id: str, reports_dir: Path, *, sandbox: bool, sandbox_url: str | None,
@@ -42,15 +52,19 @@ def _logging_for(run_id: str, reports_dir: Path, *, sandbox: bool, sandbox_url: 
     return run_dir
 
 
+@json_command("status")
 def status(
     run_id: RunIdArg, reports_dir: RunReportsOpt = Path("reports"), api_url: ApiUrlOpt = None,
     sandbox: RunSandboxOpt = False, sandbox_url: SandboxUrlOpt = None,
+    all_rows: AllRowsOpt = False, json_output: JsonOpt = False,
 ) -> None:
     """Re-read each connection of the run: who has authorised (connected) and who has not.
 
+    Lists the connections not connected yet (--all: every one), with your own columns.
     Updates the run's results.csv/.parquet/.xlsx and report.html (setup_state, and a
-    setup_tests column when tests ran) and writes status.csv. Exit 0 every connection read;
-    1 some could not be read (e.g. deleted since); 2 unknown run; 3 fatal API error.
+    setup_tests column when tests ran) and writes status.csv (every connection). Exit 0 every
+    connection read; 1 some could not be read (e.g. deleted since); 2 unknown run; 3 fatal
+    API error.
     """
     _logging_for(run_id, reports_dir, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url)
     try:
@@ -58,8 +72,11 @@ def status(
                            sandbox_url=sandbox_url, api_url=api_url, on_target=show_target)
     finally:
         logs.close_run_log()
-    print_rows(f"status of run {run_id}", result.lines,
-               ("row", "schema", "connection_id", "setup_state", "setup_tests", "error"))
+    carry = result.carry_columns
+    shown_lines = result.lines if all_rows else result.waiting
+    print_rows(f"status of run {run_id}", shown_lines,
+               ("row", "schema", *carry, "connection_id", "setup_state", "setup_tests", "error"))
+    _say_left_out(len(result.lines) - len(shown_lines), "connected")
     tally = result.setup_states
     plain_out.print("setup: " + (", ".join(f"{n} {s}" for s, n in tally.items())
                                  or "no connections"))
@@ -77,17 +94,22 @@ def status(
     elif tally:
         say("every connection of the run is connected")
     say(f"exit code {int(result.exit_code)}")
+    emit(status_document, result)
     raise typer.Exit(result.exit_code)
 
 
+@json_command("connect-cards")
 def connect_cards(
     run_id: RunIdArg, reports_dir: RunReportsOpt = Path("reports"), api_url: ApiUrlOpt = None,
     sandbox: RunSandboxOpt = False, sandbox_url: SandboxUrlOpt = None,
+    all_rows: AllRowsOpt = False, json_output: JsonOpt = False,
 ) -> None:
     """Fresh connect-card URIs for the run's connections still incomplete (valid about 1 day).
 
-    Writes connect_cards.csv (row, group_id, schema, connection_id, your carry-through
-    columns, uri, expires_at) for a mail merge, and puts the new URIs in the run's report.
+    Lists the connections whose clients must still act, and any that failed (--all: every
+    one), with your own columns. Writes connect_cards.csv (row, group_id, schema,
+    connection_id, your carry-through columns, uri, expires_at) for a mail merge, and puts
+    the new URIs in the run's report.
     redirect_uri and hide_setup_guide come from the connection's connect_card_config, else
     from the run's input files. Exit 0 all done; 1 some rows failed; 2 unknown run; 3 fatal.
     """
@@ -98,11 +120,14 @@ def connect_cards(
                                   on_target=show_target)
     finally:
         logs.close_run_log()
-    report = [{"row": r.row.row, "schema": r.row.schema, "connection_id": r.row.connection_id,
-               "setup_state": r.setup_state, "expires_at": r.expires_at, "error": r.error}
-              for r in result.results]
+    carry = result.carry_columns
+    shown_cards = result.results if all_rows else result.waiting
+    report = [{"row": r.row.row, "schema": r.row.schema, **r.row.carry,
+               "connection_id": r.row.connection_id, "setup_state": r.setup_state,
+               "expires_at": r.expires_at, "error": r.error} for r in shown_cards]
     print_rows(f"connect cards of run {run_id}", report,
-               ("row", "schema", "connection_id", "setup_state", "expires_at", "error"))
+               ("row", "schema", *carry, "connection_id", "setup_state", "expires_at", "error"))
+    _say_left_out(len(result.results) - len(shown_cards), "already connected")
     plain_out.print(f"{len(result.cards)} fresh connect cards, {result.connected} already "
                     f"authorised, {len(result.failed)} failed; written to "
                     f"{result.paths['connect_cards.csv']}")
@@ -113,7 +138,14 @@ def connect_cards(
             "about a day, see expires_at)")
         say_next(how.command("status", run_id, inputs=False), "who has authorised since")
     say(f"exit code {int(result.exit_code)}")
+    emit(connect_cards_document, result)
     raise typer.Exit(result.exit_code)
+
+
+def _say_left_out(count: int, what: str) -> None:
+    """The line under a table that lists only the rows someone must act on."""
+    if count:
+        plain_out.print(f"not listed: {count} {what} (--all lists every row)")
 
 
 def rollback(

@@ -13,6 +13,8 @@ import batch_provisioner as bp
 from batch_provisioner.cli.closing import Invocation, say, say_next
 from batch_provisioner.cli.common import (
     DefaultsOpt,
+    JsonOpt,
+    QuietOpt,
     ReportsDirOpt,
     ReportsOpt,
     RunIdOpt,
@@ -20,26 +22,34 @@ from batch_provisioner.cli.common import (
     SheetArg,
     SheetNameOpt,
     err,
+    hush,
     out,
     print_carry_notice,
     print_problems,
     shown,
+    speak,
 )
+from batch_provisioner.cli.json_out import emit, json_command, validation_document
 from batch_provisioner.errors import ExitCode
 from batch_provisioner.report.files import replacing
 
 
+@json_command("validate")
 def validate(
     sheet: SheetArg, defaults: DefaultsOpt = None, custom_reports: ReportsOpt = None,
     sheet_name: SheetNameOpt = None, secrets_dir: SecretsDirOpt = None,
     reports_dir: ReportsDirOpt = Path("reports"), run_id: RunIdOpt = None,
+    json_output: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Check every row and list every problem at once. Exit 0 clean, 1 invalid rows, 2 bad file."""
+    hush(quiet)
     result = bp.validate(sheet, defaults=defaults, custom_reports=custom_reports,
                          sheet_name=sheet_name, secrets_dir=secrets_dir,
                          reports_dir=reports_dir, run_id=run_id)
     print_carry_notice(result.sheet, out)
     print_problems(result.sheet, out)
+    if quiet and result.exit_code:
+        speak()
     out.print(shown(f"Problems written to {result.paths['validation.csv']}", 10_000))
     how = Invocation(sheet=sheet, defaults=defaults, custom_reports=custom_reports,
                      sheet_name=sheet_name, secrets_dir=secrets_dir, reports_dir=reports_dir)
@@ -48,6 +58,7 @@ def validate(
             "listed above and in validation.csv), then validate again")
     else:
         say_next(how.command("plan", "--sandbox"), "rehearse: what apply would do")
+    emit(validation_document, result)
     raise typer.Exit(result.exit_code)
 
 

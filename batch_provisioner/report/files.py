@@ -27,7 +27,7 @@ from typing import Any
 import polars as pl
 
 from batch_provisioner.errors import OutputError
-from batch_provisioner.report.html import Timeline, render_html
+from batch_provisioner.report.html import Timeline, TimelineEntry, render_html
 from batch_provisioner.report.scrub import neutralise, scrub_frame, scrub_json
 from batch_provisioner.report.xlsx import write_xlsx
 from batch_provisioner.safety import REDACTOR
@@ -55,7 +55,7 @@ def write_result_files(run_dir: Path, frame: pl.DataFrame, summary: Mapping[str,
     writers: dict[str, Callable[[Path], object]] = {
         "results.csv": cells.write_csv,
         "results.parquet": clean.write_parquet,
-        "results.xlsx": lambda path: write_xlsx(cells, path),
+        "results.xlsx": lambda path: write_xlsx(cells, path, safe_summary),
         "summary.json": lambda path: path.write_text(
             json.dumps(safe_summary, indent=2) + "\n", encoding="utf-8"),
         "report.html": lambda path: path.write_text(page, encoding="utf-8"),
@@ -78,20 +78,23 @@ def refresh_results(run_dir: Path, frame: pl.DataFrame, summary: Mapping[str, An
 
 
 def write_timeline(run_dir: Path, timeline: Timeline) -> Path:
-    """``timeline.json``: a JSON list of ``[seconds, method, status]``, one request a line."""
+    """``timeline.json``: a JSON list of ``[seconds, method, status, kind]``, one request a
+    line (``kind``: the request's budget kind, absent from entries recorded without one)."""
     path = run_dir / TIMELINE_NAME
-    lines = [json.dumps([float(t), REDACTOR.scrub(str(method)), int(status)])
-             for t, method, status in timeline]
+    lines = [json.dumps([float(entry[0]), REDACTOR.scrub(str(entry[1])), int(entry[2]),
+                         *(REDACTOR.scrub(str(kind)) for kind in entry[3:])])
+             for entry in timeline]
     text = "[\n" + ",\n".join(lines) + "\n]\n" if lines else "[]\n"
     write_text(path, text)
     return path
 
 
-def read_timeline(run_dir: Path) -> list[tuple[float, str, int]]:
+def read_timeline(run_dir: Path) -> list[TimelineEntry]:
     """The timeline ``write_timeline`` kept; empty when there is none or it is unreadable.
 
     The timeline only draws the chart, so a damaged file costs the chart, never the report;
-    entries that are not ``[seconds, method, status]`` are skipped.
+    entries that are not ``[seconds, method, status]`` or ``[seconds, method, status, kind]``
+    are skipped.
     """
     try:
         data = json.loads((run_dir / TIMELINE_NAME).read_text(encoding="utf-8"))
@@ -99,13 +102,16 @@ def read_timeline(run_dir: Path) -> list[tuple[float, str, int]]:
         return []
     if not isinstance(data, list):
         return []
-    timeline = []
+    timeline: list[TimelineEntry] = []
     for entry in data:
-        if (isinstance(entry, list) and len(entry) == 3
+        if (isinstance(entry, list) and len(entry) in (3, 4)
                 and isinstance(entry[0], int | float) and not isinstance(entry[0], bool)
                 and math.isfinite(entry[0]) and isinstance(entry[1], str)
                 and isinstance(entry[2], int) and not isinstance(entry[2], bool)):
-            timeline.append((float(entry[0]), entry[1], entry[2]))
+            if len(entry) == 3:
+                timeline.append((float(entry[0]), entry[1], entry[2]))
+            elif isinstance(entry[3], str):
+                timeline.append((float(entry[0]), entry[1], entry[2], entry[3]))
     return timeline
 
 

@@ -1,7 +1,10 @@
 """``report.html``: one self-contained page a person reads (no external resources).
 
-Counts per status, the run's figures, a timeline of requests per window with the 429s marked
-(inline SVG), and a filterable table of rows with their status, error and connect-card link.
+Top to bottom: "What needs you" (``report/needs.py``: the next actions with their commands to
+copy, and the rows they concern), the counts, a chart of calls against the budget's limit and
+one of the requests in flight (inline SVG, ``report/charts.py``), then every row in a table
+with a search box, status filters and a header that stays in view. Everything is readable
+without JavaScript; the script only filters the table and copies commands.
 
 The page is the jinja2 template ``templates/report.html.j2``. The environment escapes every
 value (``autoescape``) and its ``finalize`` hook scrubs every value through ``REDACTOR`` before
@@ -13,7 +16,6 @@ so the JSON cannot close the script element.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
@@ -22,20 +24,13 @@ import jinja2
 import polars as pl
 from markupsafe import Markup
 
+from batch_provisioner.report.charts import Timeline, TimelineEntry, in_flight_chart, request_chart
+from batch_provisioner.report.needs import LINKABLE, needs_you
+from batch_provisioner.report.palette import STATUS_COLOURS as _STATUS_COLOURS
 from batch_provisioner.report.scrub import scrub_json
 from batch_provisioner.safety import REDACTOR
 
-#: The request timeline of a run: (seconds since start, HTTP method, HTTP status) per request.
-Timeline = Sequence[tuple[float, str, int]]
-
-_STATUS_COLOURS = {
-    "created": "#2e7d32", "exists": "#546e7a", "updated": "#1565c0", "invalid": "#ef6c00",
-    "failed": "#c62828", "conflict": "#6a1b9a", "not_attempted": "#9e9e9e",
-    "rolled_back": "#00838f",
-}
-_BUCKETS = 60
-#: Only these become a clickable connect-card link (never ``javascript:`` and the like).
-_LINKABLE = re.compile(r"(?i)^https?://")
+__all__ = ["Timeline", "TimelineEntry", "environment", "render_html", "timeline_svg"]
 
 
 def _finalize(value: Any) -> Any:
@@ -63,45 +58,19 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def timeline_chart(timeline: Timeline, width: int = 900,
-                   height: int = 160) -> dict[str, Any] | None:
-    """Requests per time window as bars, the 429s of each window as a red bar; None if empty."""
-    if not timeline:
-        return None
-    end = max(t for t, _m, _s in timeline) or 1.0
-    size = max(end / _BUCKETS, 0.001)
-    total = [0] * _BUCKETS
-    throttled = [0] * _BUCKETS
-    for t, _method, status in timeline:
-        index = min(int(t / size), _BUCKETS - 1)
-        total[index] += 1
-        throttled[index] += status == 429
-    top = max(total) or 1
-    bar = width / _BUCKETS
-    bars = []
-    for i, (n, bad) in enumerate(zip(total, throttled, strict=True)):
-        h = n / top * height
-        hb = bad / top * height
-        bars.append({"x": f"{i * bar:.1f}", "y": f"{height - h:.1f}", "width": f"{bar - 1:.1f}",
-                     "height": f"{h:.1f}", "n": n, "bad": bad, "bad_y": f"{height - hb:.1f}",
-                     "bad_height": f"{max(hb, 2):.1f}"})
-    return {"width": width, "height": height, "svg_height": height + 30,
-            "window": f"{size:.2f}", "end": f"{end:.1f}", "end_x": width - 60,
-            "peak_x": f"{width / 2 - 80:.0f}", "label_y": height + 20, "peak": top,
-            "bars": bars}
-
-
-def timeline_svg(timeline: Timeline, width: int = 900, height: int = 160) -> str:
-    """The timeline alone, as the report shows it (an inline ``<svg>``, or a note if empty)."""
+def timeline_svg(timeline: Timeline, budgets: Sequence[Any] = ()) -> str:
+    """The calls chart alone, as the report shows it (an inline ``<svg>`` with its caption,
+    or a note if no request was sent)."""
     template = environment().get_template("timeline.svg.j2")
-    return template.render(chart=timeline_chart(timeline, width, height)).strip()
+    return template.render(chart=request_chart(timeline, budgets)).strip()
 
 
-def _rows(results: pl.DataFrame, carry: Sequence[str]) -> list[dict[str, Any]]:
+def _rows(records: Sequence[dict[str, Any]], carry: Sequence[str]) -> list[dict[str, Any]]:
     rows = []
-    for rec in results.iter_rows(named=True):
+    for rec in records:
         uri = rec.get("connect_card_uri")
         status = rec.get("status")
+        message, code = rec.get("error_message"), rec.get("error_code")
         rows.append({
             "status": status,
             "colour": _STATUS_COLOURS.get(str(status), "#333"),
@@ -110,35 +79,53 @@ def _rows(results: pl.DataFrame, carry: Sequence[str]) -> list[dict[str, Any]]:
             "connection_id": rec.get("connection_id"),
             "setup_state": rec.get("setup_state"),
             "uri": uri or None,
-            "linkable": bool(uri) and bool(_LINKABLE.match(str(uri))),
-            "error": " ".join(str(v) for v in (rec.get("error_code"),
-                                               rec.get("error_message")) if v),
+            "linkable": bool(uri) and bool(LINKABLE.match(str(uri))),
+            "error": message or code,
+            "code": code if message else None,
         })
     return rows
+
+
+def _figures(summary: dict[str, Any], invocations: Sequence[Any]) -> list[tuple[str, Any]]:
+    return [("exit code", summary.get("exit_code")),
+            ("invocations", len(invocations) or 1),
+            ("active time over all invocations (s)" if len(invocations) > 1
+             else "wall time (s)", summary.get("wall_seconds")),
+            ("ideal time from the budgets (s)", summary.get("ideal_seconds")),
+            ("API calls", summary.get("calls")),
+            ("429 answers", summary.get("throttled_429")),
+            ("retries", summary.get("retries")),
+            ("reconciled lost answers", summary.get("reconciliations"))]
+
+
+def _in_flight(summary: dict[str, Any], timeline: Timeline,
+               invocations: Sequence[Any]) -> dict[str, Any] | None:
+    """The in-flight chart: the history is the last invocation's, so it shares the calls
+    chart's end only when the run had one invocation."""
+    level = summary.get("in_flight")
+    if not isinstance(level, dict) or not isinstance(level.get("history"), list):
+        return None
+    end = max((entry[0] for entry in timeline), default=0.0) if len(invocations) <= 1 else 0.0
+    return in_flight_chart(level["history"], end, level.get("mode"))
 
 
 def render_html(results: pl.DataFrame, summary: dict[str, Any], timeline: Timeline,
                 carry: Sequence[str]) -> str:
     """The page for ``results`` (one row per input row) and the run's ``summary``."""
+    records = list(results.iter_rows(named=True))
     counts: dict[str, int] = summary.get("counts", {})
     cards = [{"status": status, "count": count,
               "colour": _STATUS_COLOURS.get(status, "#455a64")}
              for status, count in counts.items() if count]
     invocations = summary.get("invocations") or []
-    figures = [("exit code", summary.get("exit_code")),
-               ("invocations", len(invocations) or 1),
-               ("active time over all invocations (s)" if len(invocations) > 1
-                else "wall time (s)", summary.get("wall_seconds")),
-               ("ideal time from the budgets (s)", summary.get("ideal_seconds")),
-               ("API calls", summary.get("calls")),
-               ("429 answers", summary.get("throttled_429")),
-               ("retries", summary.get("retries")),
-               ("reconciled lost answers", summary.get("reconciliations"))]
+    budgets = summary.get("budgets")
     head = ["row", "group_id", "schema", *carry, "status", "connection_id", "setup_state",
-            "connect card", "error"]
+            "connect card", "error", "code"]
     run = {key: summary.get(key) for key in ("run_id", "version", "started_at", "finished_at")}
     return environment().get_template("report.html.j2").render(
-        run=run, summary=summary, total=results.height, cards=cards, figures=figures,
+        run=run, summary=summary, total=results.height, cards=cards,
+        figures=_figures(summary, invocations), needs=needs_you(records, summary, carry),
         invocations=invocations if len(invocations) > 1 else [],
-        chart=timeline_chart(timeline), head=head, rows=_rows(results, carry))
-
+        chart=request_chart(timeline, budgets if isinstance(budgets, list) else ()),
+        in_flight=_in_flight(summary, timeline, invocations), head=head,
+        rows=_rows(records, carry))

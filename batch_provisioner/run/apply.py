@@ -22,11 +22,13 @@ from batch_provisioner.api.budgets import BudgetGate
 from batch_provisioner.api.client import ClientStats, FivetranClient
 from batch_provisioner.errors import ExitCode, FatalApiError, OutputError, RunStopped
 from batch_provisioner.models import ActionKind, ConnectionRequest, Outcome, Status
+from batch_provisioner.report.charts import TimelineEntry
 from batch_provisioner.report.files import read_timeline
 from batch_provisioner.run.control import RunControl
 from batch_provisioner.run.estimate import Estimate, estimate
 from batch_provisioner.run.journal import (
     Journal,
+    JournalState,
     check_resumable,
     fingerprint,
     load,
@@ -47,6 +49,7 @@ from batch_provisioner.run.target import Target, client_settings_for
 from batch_provisioner.settings import ApiCredentials, ClientSettings
 from batch_provisioner.sheet.load import Prepared
 from batch_provisioner.sheet.secrets import SecretContext
+from batch_provisioner.sheet.source import Source, as_source
 
 _log = structlog.get_logger("batch_provisioner.run.apply")
 #: Stops that leave rows for a resume (exit 4).
@@ -64,7 +67,9 @@ class ApplyOptions:
     update: bool = False
     force: bool = False
     adopt_sandbox_limits: bool = False
-    input_paths: tuple[Path | None, ...] = ()
+    #: The sheet, defaults and custom reports (paths, or sources downloaded from URLs): what
+    #: the run fingerprints (``check_resumable``) and records for later commands.
+    input_paths: tuple[Path | Source | None, ...] = ()
     #: A canary: only these sheet rows (``--rows``), and at most ``limit`` sends (``--limit``);
     #: the rest are ``not_attempted`` (``not_selected``) and a resume carries on.
     rows: frozenset[int] | None = None
@@ -78,7 +83,7 @@ class RunResult:
     exit_code: ExitCode
     summary: dict[str, Any]
     plan: Plan | None = None
-    timeline: list[tuple[float, str, int]] = field(default_factory=list)
+    timeline: list[TimelineEntry] = field(default_factory=list)
     estimate: Estimate | None = None
     writes_sent: bool = False  # this invocation sent a POST, PATCH or DELETE
 
@@ -132,19 +137,26 @@ async def run_apply(
     if options.deadline_seconds is not None:
         control.deadline = anyio.current_time() + options.deadline_seconds
     # file reads, writes and fsyncs run in worker threads: the event loop only waits for them
-    sha = await anyio.to_thread.run_sync(fingerprint, *options.input_paths)
+    inputs = [as_source(p) if p is not None else None for p in options.input_paths]
+    sha = await anyio.to_thread.run_sync(
+        fingerprint, *(source.local if source is not None else None for source in inputs))
     previous = await anyio.to_thread.run_sync(load, options.run_dir)
     check_resumable(previous, sha, force=options.force, run_dir=options.run_dir)
     if previous.torn_lines:
         _log.warning("journal.torn_line_skipped", lines=previous.torn_lines)
     journal = await anyio.to_thread.run_sync(Journal, options.run_dir)
-    await journal.aheader(options.run_id, prepared.table.path, sha, "apply", t=started)
-    await journal.awrite(_inputs_record(prepared, options))
+    shown = inputs[0].name if inputs and inputs[0] else (prepared.table.name
+                                                         or str(prepared.table.path))
+    await journal.aheader(options.run_id, shown, sha, "apply", t=started)
+    await journal.awrite(_inputs_record(prepared, inputs))
     _log.info("input.carry_columns", columns=prepared.carry_columns)
     settings = options.client
     gate: BudgetGate | None = None
     client_stats: ClientStats | None = None
     done = invalid_rows(prepared.frame, prepared.invalid, previous)
+    known = _known_before(prepared, previous, done, update=options.update)
+    for outcome in known.values():  # before any request: a resume's progress starts from them
+        on_outcome(outcome)
     plan: Plan | None = None
     runner: Runner | None = None
     preview: Estimate | None = None
@@ -165,11 +177,11 @@ async def run_apply(
             client_stats = client.stats
             with _reads_bounded(control):
                 requests, name_problems, known_groups = await _resolved(client, prepared)
-            earlier = carried([r for r in requests if r.row not in name_problems], previous)
-            if options.update:  # drift an earlier invocation left alone is PATCHed now
-                earlier = {row: o for row, o in earlier.items() if o.error_code != "Drift"}
+            earlier = _unless_patched(carried(
+                [r for r in requests if r.row not in name_problems], previous), options.update)
             for outcome in earlier.values():
-                on_outcome(outcome)
+                if outcome.row not in known:  # a row named by group_name: known only now
+                    on_outcome(outcome)
             done.update(earlier)
             await report({row: o for row, o in done.items() if o.status is Status.INVALID})
             pending = [r for r in requests if r.row not in done and r.row not in name_problems]
@@ -278,7 +290,7 @@ async def run_apply(
     invocations = [*previous.invocations, figures]
     offset = sum(float(i.get("active_seconds") or 0) for i in previous.invocations)
     timeline = [*earlier_timeline,
-                *((round(t + offset, 4), m, s) for t, m, s in stats.timeline)]
+                *((round(t + offset, 4), m, s, k) for t, m, s, k in stats.timeline)]
     figures_summary = summary(options.run_id, outcomes, code, gate, invocations,
                               options.client.in_flight_cap,
                               first_start=(previous.header or {}).get("t"),
@@ -288,6 +300,21 @@ async def run_apply(
     return RunResult(outcomes=outcomes, exit_code=code, plan=plan, timeline=timeline,
                      summary=figures_summary, estimate=preview,
                      writes_sent=_writes_sent(client_stats))
+
+
+def _known_before(prepared: Prepared, previous: JournalState, invalid: dict[int, Outcome], *,
+                  update: bool) -> dict[int, Outcome]:
+    """What earlier invocations finished, known from the journal alone: the rows that name
+    their group by id, and rows invalid now whose key was finished (they keep that outcome)."""
+    kept = {row: o for row, o in invalid.items() if o.status is not Status.INVALID}
+    return _unless_patched(carried(prepared.requests, previous), update) | kept
+
+
+def _unless_patched(earlier: dict[int, Outcome], update: bool) -> dict[int, Outcome]:
+    """Without drift an earlier invocation left alone when ``--update`` PATCHes it now."""
+    if not update:
+        return earlier
+    return {row: o for row, o in earlier.items() if o.error_code != "Drift"}
 
 
 async def _resolved(client: FivetranClient, prepared: Prepared) -> Resolved:
@@ -313,9 +340,10 @@ def _figures(prepared: Prepared, runner: Runner | None, stats: ClientStats, star
         setup_tests=setup_tests, exit_code=code, stop_reason=control.stop_reason())
 
 
-def _inputs_record(prepared: Prepared, options: ApplyOptions) -> dict[str, Any]:
-    """Where this run's input came from, so that later commands (connect-cards) can re-read it."""
-    paths = [str(p.resolve()) if p is not None else None for p in options.input_paths]
+def _inputs_record(prepared: Prepared, inputs: list[Source | None]) -> dict[str, Any]:
+    """Where this run's input came from, so that later commands (connect-cards) can re-read
+    it: absolute paths, or URLs as shown (query secrets masked)."""
+    paths = [source.recorded if source is not None else None for source in inputs]
     paths += [None] * (3 - len(paths))
     return {"type": "inputs", "sheet": paths[0] or str(prepared.table.path.resolve()),
             "sheet_name": prepared.table.sheet, "defaults": paths[1],
@@ -334,7 +362,7 @@ def _held(requests: Iterable[ConnectionRequest], run_id: str, code: str, message
 def _writes_sent(stats: ClientStats | None) -> bool:
     """Whether this invocation sent a request that changes something (POST, PATCH, DELETE)."""
     return stats is not None and any(method in ("POST", "PATCH", "DELETE")
-                                     for _t, method, _s in stats.timeline)
+                                     for _t, method, *_ in stats.timeline)
 
 
 @contextlib.contextmanager

@@ -51,9 +51,10 @@ from batch_provisioner.safety import REDACTOR
 from batch_provisioner.settings import Budget, ClientSettings, Limits
 from batch_provisioner.sheet.common import CUSTOM_REPORTS_SHEET, normalise_header
 from batch_provisioner.sheet.expand import masked
-from batch_provisioner.sheet.load import Prepared, prepare
+from batch_provisioner.sheet.load import Prepared, prepare, secret_context
 from batch_provisioner.sheet.read import detect_format, xlsx_sheet_names
 from batch_provisioner.sheet.secrets import SecretContext
+from batch_provisioner.sheet.source import Source, as_source, open_inputs, open_source, shown_name
 
 PathLike = str | os.PathLike[str]
 SheetLike = PathLike | Prepared
@@ -68,13 +69,16 @@ def new_run_id() -> str:
 def load(sheet: PathLike, *, defaults: PathLike | None = None,
          custom_reports: PathLike | None = None, sheet_name: str | None = None,
          secrets_dir: PathLike | None = None) -> Prepared:
-    """Read, fill from the defaults, validate and expand a sheet. Raises ``InputError``."""
-    path = Path(sheet)
-    ctx = SecretContext(base_dir=path.resolve().parent,
-                        allowed_root=Path(secrets_dir) if secrets_dir else None)
-    return prepare(path, sheet_name=sheet_name, secrets=ctx,
-                   defaults_path=Path(defaults) if defaults else None,
-                   custom_reports=Path(custom_reports) if custom_reports else None)
+    """Read, fill from the defaults, validate and expand a sheet. Raises ``InputError``.
+
+    ``sheet``, ``defaults`` and ``custom_reports`` are paths or URLs (``https://``, ``s3://``,
+    ``gs://``, ``az://``): a URL is downloaded first, bounded and time-limited, and every
+    message names it with its query secrets masked. A sheet read from a URL has no folder:
+    its ``file:`` references need ``secrets_dir``."""
+    inputs = open_inputs(sheet, defaults or None, custom_reports or None)
+    ctx = secret_context(inputs.sheet, Path(secrets_dir) if secrets_dir else None)
+    return prepare(inputs.sheet, sheet_name=sheet_name, secrets=ctx,
+                   defaults_path=inputs.defaults, custom_reports=inputs.custom_reports)
 
 
 def _sheet(sheet: SheetLike, **load_options: PathLike | str | None) -> Prepared:
@@ -185,7 +189,7 @@ async def apply_async(
     sandbox_url: str | None = None, api_url: str | None = None,
     reports_dir: PathLike = "reports", run_id: str | None = None, limits: Limits | None = None,
     deadline: float | None = None, update: bool = False, force: bool = False,
-    resume: bool = False, input_paths: tuple[PathLike | None, ...] = (),
+    resume: bool = False, input_paths: tuple[PathLike | Source | None, ...] = (),
     secrets: SecretContext | None = None,
     sandbox_groups: GroupsSource | None = None, sandbox_profile: str | None = None,
     sandbox_connections: ConnectionsSource | None = None,
@@ -205,6 +209,10 @@ async def apply_async(
     resumed (its finished rows are skipped); with ``resume``, the run must exist already.
     ``deadline`` is in seconds from now. ``sandbox_groups`` and ``sandbox_profile``: as for
     :func:`plan_async`. A budget ``limits`` sets wins over a sandbox's announced one.
+
+    ``input_paths`` (the sheet, defaults and custom reports, as paths, URLs or the
+    ``Prepared.inputs`` sources) are the files a resume must find unchanged; by default the
+    sheet ``sheet`` was loaded from.
 
     A canary: ``rows`` (``"2-11,40"`` or row numbers as the sheet shows them) and ``limit``
     (at most that many creates/updates) run a subset; the rest are ``not_attempted`` and a
@@ -226,8 +234,7 @@ async def apply_async(
         find_run_to_resume(run_id, reports_dir)  # an unknown run is an error, not a new run
     ensure_dir(run_dir)
     settings = _client_settings(prepared, limits)
-    paths = tuple(Path(p) if p is not None else None for p in input_paths) or (
-        prepared.table.path,)
+    paths = _input_sources(prepared, input_paths)
     ctx = secrets or prepared.secrets
     control = control or RunControl()  # read back below: a fatal stop's message
     with RunLock(run_dir) as lock, select_target(
@@ -247,13 +254,14 @@ async def apply_async(
         result = await run_apply(prepared, options, tgt.credentials, ctx, control=control,
                                  transport=transport, on_outcome=on_outcome, on_plan=on_plan,
                                  on_preview=on_preview, confirm=confirm)
+        names = [source.name if source is not None else None for source in paths]
         how = invocation or Invocation(
-            sheet=paths[0], defaults=paths[1] if len(paths) > 1 else None,
-            custom_reports=paths[2] if len(paths) > 2 else None,
+            sheet=names[0], defaults=names[1] if len(names) > 1 else None,
+            custom_reports=names[2] if len(names) > 2 else None,
             sheet_name=prepared.table.sheet, secrets_dir=ctx.allowed_root,
             reports_dir=Path(reports_dir), api_url=api_url, sandbox=sandbox,
             sandbox_url=sandbox_url, sandbox_profile=sandbox_profile,
-            sandbox_groups=Path(sandbox_groups) if isinstance(
+            sandbox_groups=shown_name(sandbox_groups) if isinstance(
                 sandbox_groups, str | os.PathLike) else None,
             apply_flags=("--update",) if update else ())
         end = RunEnd(run_id, run_dir, int(result.exit_code),
@@ -262,7 +270,7 @@ async def apply_async(
         actions = apply_next_actions(result.outcomes, end, how,
                                      how.rerun(run_dir / "failed_rows.csv",
                                                custom_reports=_workbook_reports(prepared),
-                                               secrets_dir=ctx.root()))
+                                               secrets_dir=_rerun_secrets_dir(ctx)))
         result.summary["next_actions"] = [a.as_dict() for a in actions]
         try:
             written = await anyio.to_thread.run_sync(  # off the event loop
@@ -278,14 +286,33 @@ async def apply_async(
                        result.estimate, control.stop_message(), tuple(actions))
 
 
-def _workbook_reports(prepared: Prepared) -> Path | None:
-    """The workbook itself when its custom reports came from its ``custom_reports`` sheet:
-    ``failed_rows.csv`` fed back needs ``--custom-reports`` naming it."""
+def _input_sources(prepared: Prepared, given: tuple[PathLike | Source | None, ...]
+                   ) -> tuple[Source | None, ...]:
+    """The input files a run fingerprints and records: ``given`` (sheet, defaults, custom
+    reports; each URL downloaded, a ``Source`` as it is), else the sheet it was loaded from."""
+    if given:
+        return tuple(open_source(p, kind="defaults" if i == 1 else "sheet")
+                     if p is not None else None for i, p in enumerate(given))
+    return (prepared.inputs.sheet if prepared.inputs else as_source(prepared.table.path),)
+
+
+def _workbook_reports(prepared: Prepared) -> str | None:
+    """The workbook itself (as outputs name it) when its custom reports came from its
+    ``custom_reports`` sheet: ``failed_rows.csv`` fed back needs ``--custom-reports`` naming
+    it."""
     path = prepared.table.path
     if detect_format(path) != "xlsx":
         return None
     names = xlsx_sheet_names(path)
-    return path if any(normalise_header(n) == CUSTOM_REPORTS_SHEET for n in names) else None
+    if not any(normalise_header(n) == CUSTOM_REPORTS_SHEET for n in names):
+        return None
+    return prepared.table.name or str(path)
+
+
+def _rerun_secrets_dir(ctx: SecretContext) -> Path | None:
+    """The folder ``file:`` references of ``failed_rows.csv`` fed back resolve in: the one
+    the sheet's did (none for a sheet read from a URL without ``--secrets-dir``)."""
+    return None if ctx.files_refused else ctx.root()
 
 
 def select_rows(rows: str | Iterable[int] | None, prepared: Prepared

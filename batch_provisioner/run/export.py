@@ -62,6 +62,7 @@ from batch_provisioner.run.target import (
 )
 from batch_provisioner.settings import Budget, Limits
 from batch_provisioner.sheet.export import ExportedRow, exported_row, shown_value
+from batch_provisioner.sheet.source import shown_name
 
 PathLike = str | os.PathLike[str]
 JSON = dict[str, Any]
@@ -177,8 +178,8 @@ async def export_async(
     how = invocation or Invocation(
         reports_dir=Path(reports_dir), api_url=api_url, sandbox=sandbox,
         sandbox_url=sandbox_url, sandbox_profile=sandbox_profile,
-        sandbox_groups=Path(sandbox_groups) if isinstance(sandbox_groups, str | os.PathLike)
-        else None)
+        sandbox_groups=shown_name(sandbox_groups) if isinstance(
+            sandbox_groups, str | os.PathLike) else None)
     steps = next_steps(how, paths, len(rows), new_group.id if new_group else None)
     return ExportResult(tuple(_exported(r) for r in rows), tuple(sources), new_group,
                         pl.DataFrame(left_out, schema=dict.fromkeys(NOT_EXPORTED_COLUMNS,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batch_provisioner.api.edge import shown_url
+from batch_provisioner.sheet.source import is_url, shown_name
 
 PROG = "batch-provisioner"
 _DEFAULT_REPORTS = Path("reports")
@@ -23,22 +24,34 @@ _RUN_ONLY_FLAGS = ("--force",)
 
 @dataclass(frozen=True)
 class Invocation:
-    """The flags a next command must repeat: the input files and where requests went."""
+    """The flags a next command must repeat: the input files and where requests went.
 
-    sheet: Path | None = None
-    defaults: Path | None = None
-    custom_reports: Path | None = None
+    An input file is a path, or a URL as outputs show it (``shown_name``: a signed URL's
+    query secrets masked, so that command names the file but needs a fresh link)."""
+
+    sheet: Path | str | None = None
+    defaults: Path | str | None = None
+    custom_reports: Path | str | None = None
     sheet_name: str | None = None
     secrets_dir: Path | None = None
     reports_dir: Path = _DEFAULT_REPORTS
     api_url: str | None = None
     sandbox: bool = False
     sandbox_url: str | None = None
-    sandbox_groups: Path | None = None
+    sandbox_groups: Path | str | None = None
     sandbox_profile: str | None = None
     #: Flags that change what ``apply`` does (``--update``, ``--force``, budgets, timeouts):
     #: a resume command repeats them, or it would do something else.
     apply_flags: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        """An input given as text becomes its path, or its URL as shown: a raw signed URL
+        never reaches a printed command."""
+        for name in ("sheet", "defaults", "custom_reports", "sandbox_groups"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, shown_name(value) if is_url(value)
+                                   else Path(value))
 
     def inputs(self) -> list[str]:
         words: list[str] = []
@@ -78,7 +91,7 @@ class Invocation:
                  *(self.apply_flags if name == "apply" else ())]
         return " ".join(shlex.quote(p) for p in parts)
 
-    def rerun(self, sheet: Path, *, custom_reports: Path | None,
+    def rerun(self, sheet: Path, *, custom_reports: Path | str | None,
               secrets_dir: Path | None) -> Invocation:
         """The same target and flags, reading ``sheet`` (``failed_rows.csv``) as a new run.
 

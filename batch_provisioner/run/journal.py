@@ -73,6 +73,9 @@ def recent_runs(reports_dir: Path, limit: int = 5) -> list[str]:
 
 
 def fingerprint(*paths: Path | None) -> str:
+    """The SHA-256 of the input files' bytes, one after the other (``-`` for one not given):
+    a resume refuses other input. A downloaded input is fingerprinted by its local copy, so
+    by the bytes that arrived, wherever it came from."""
     digest = hashlib.sha256()
     for path in paths:
         digest.update(path.read_bytes() if path is not None and path.is_file() else b"-")
@@ -266,12 +269,12 @@ class Journal:
     async def ainvocation(self, figures: dict[str, Any]) -> None:
         await self.awrite(_invocation_record(figures))
 
-    def header(self, run_id: str, input_path: Path, input_sha: str, command: str,
+    def header(self, run_id: str, input_path: Path | str, input_sha: str, command: str,
                t: str | None = None) -> None:
         """The invocation's first record; ``t`` is when it started (default: now)."""
         self.write(_header_record(run_id, input_path, input_sha, command, t))
 
-    async def aheader(self, run_id: str, input_path: Path, input_sha: str, command: str,
+    async def aheader(self, run_id: str, input_path: Path | str, input_sha: str, command: str,
                       t: str | None = None) -> None:
         await self.awrite(_header_record(run_id, input_path, input_sha, command, t))
 
@@ -328,7 +331,7 @@ def _line(record: dict[str, Any]) -> str:
     return json.dumps(clean, ensure_ascii=False, default=str) + "\n"
 
 
-def _header_record(run_id: str, input_path: Path, input_sha: str, command: str,
+def _header_record(run_id: str, input_path: Path | str, input_sha: str, command: str,
                    t: str | None) -> dict[str, Any]:
     return {"type": "run", "run_id": run_id, "command": command, "input": str(input_path),
             "input_sha256": input_sha, "version": __version__, "t": t or now_iso()}

@@ -40,7 +40,12 @@ from batch_provisioner.run.journal import (
     recent_runs,
 )
 from batch_provisioner.run.next_actions import refreshed
-from batch_provisioner.run.rebuild import read_results, read_summary, rebuilt_results
+from batch_provisioner.run.rebuild import (
+    read_results,
+    read_summary,
+    rebuilt_results,
+    recorded_inputs,
+)
 from batch_provisioner.run.summary import ADDED_UP
 from batch_provisioner.sheet.columns import KNOWN_COLUMNS, REFRESHED_COLUMNS, RESERVED_COLUMNS
 from batch_provisioner.sheet.read import ROW
@@ -268,18 +273,15 @@ def input_card_configs(run_dir: Path) -> dict[int, CardConfig]:
     """redirect_uri / hide_setup_guide per row, re-read from the run's recorded input files."""
     from batch_provisioner.sheet.load import prepare
 
-    journal = load(run_dir)
-    record = journal.inputs or {}
-    header = journal.header or {}
-    sheet = record.get("sheet") or header.get("input")
-    if not sheet:
+    inputs, sheet_name = recorded_inputs(load(run_dir), "connect_cards.input_unreadable")
+    if inputs is None:
         return {}
     try:
-        prepared = prepare(Path(sheet), sheet_name=record.get("sheet_name"),
-                           defaults_path=_path(record.get("defaults")),
-                           custom_reports=_path(record.get("custom_reports")))
+        prepared = prepare(inputs.sheet, sheet_name=sheet_name, defaults_path=inputs.defaults,
+                           custom_reports=inputs.custom_reports)
     except InputError as exc:
-        _log.warning("connect_cards.input_unreadable", path=sheet, error=exc.message)
+        _log.warning("connect_cards.input_unreadable", path=inputs.sheet.name,
+                     error=exc.message)
         return {}
     frame = prepared.frame
     if "redirect_uri" not in frame.columns:
@@ -290,10 +292,6 @@ def input_card_configs(run_dir: Path) -> dict[int, CardConfig]:
             for row, uri, flag in zip(frame.get_column(ROW).to_list(),
                                       frame.get_column("redirect_uri").to_list(),
                                       hide.to_list(), strict=True) if uri}
-
-
-def _path(value: Any) -> Path | None:
-    return Path(value) if value else None
 
 
 def read_error(row: RunRow, exc: ApiError) -> str:

@@ -112,7 +112,7 @@ async def status_async(run_id: str, *, reports_dir: PathLike = "reports",
                                                        "setup_states": tally})
     code = ExitCode.ROWS_FAILED if any(line["error"] for line in lines) else ExitCode.OK
     return StatusResult(run_id, tuple(lines), tally, code, {"status.csv": path},
-                        bool(refreshed))
+                        bool(refreshed), tuple(state.carry))
 
 
 async def connect_cards_async(run_id: str, *, reports_dir: PathLike = "reports",
@@ -142,7 +142,8 @@ async def connect_cards_async(run_id: str, *, reports_dir: PathLike = "reports",
             raise exc.after_sending(bool(cards), f"fix the cause, then connect-cards {run_id} "
                                     "asks for fresh links again") from None
     code = ExitCode.ROWS_FAILED if any(r.error for r in results) else ExitCode.OK
-    return ConnectCardsResult(run_id, tuple(results), code, {"connect_cards.csv": path})
+    return ConnectCardsResult(run_id, tuple(results), code, {"connect_cards.csv": path},
+                              tuple(state.carry))
 
 
 def _always(_plan: RollbackPlan) -> bool:
@@ -217,7 +218,7 @@ _AGAIN = ("every deletion is journaled: fix the cause, then rollback {0} --yes c
 
 def _deleted(client: FivetranClient) -> bool:
     """Whether this rollback sent a DELETE."""
-    return any(method == "DELETE" for _t, method, _s in client.stats.timeline)
+    return any(method == "DELETE" for _t, method, *_ in client.stats.timeline)
 
 
 def _write_rollback(state: lc.RunState, outcomes: list[Outcome], code: int) -> dict[str, Path]:

@@ -25,6 +25,7 @@ from batch_provisioner.models import ActionKind, Outcome, Status
 from batch_provisioner.report.results import RESULT_COLUMNS, outcome_frame, results_frame
 from batch_provisioner.run.journal import JournalState, fingerprint
 from batch_provisioner.sheet.read import ROW
+from batch_provisioner.sheet.source import Inputs, is_fetchable, open_source
 
 RESULTS_NAME = "results.parquet"
 _NEEDED = frozenset({ROW, "group_id", "schema", "status", "connection_id"})
@@ -64,13 +65,15 @@ def rebuilt_results(run_dir: Path, journal: JournalState) -> tuple[pl.DataFrame,
     from batch_provisioner.sheet.load import Prepared, prepare
 
     prepared: Prepared | None = None
-    sheet, sheet_name, defaults, reports = _inputs(journal)
-    if sheet is not None and _unchanged(journal, sheet, defaults, reports):
+    inputs, sheet_name = recorded_inputs(journal, "results.input_unreadable")
+    if inputs is not None and _unchanged(journal, *(
+            source.local if source is not None else None for source in inputs.all())):
         try:
-            prepared = prepare(sheet, sheet_name=sheet_name, defaults_path=defaults,
-                               custom_reports=reports)
+            prepared = prepare(inputs.sheet, sheet_name=sheet_name,
+                               defaults_path=inputs.defaults,
+                               custom_reports=inputs.custom_reports)
         except InputError as exc:
-            _log.warning("results.input_unreadable", path=str(sheet), error=exc.message)
+            _log.warning("results.input_unreadable", path=inputs.sheet.name, error=exc.message)
     if prepared is not None:
         frame = results_frame(prepared, _row_outcomes(prepared.frame, prepared.invalid,
                                                       journal))
@@ -104,15 +107,28 @@ def _row_outcomes(frame: pl.DataFrame, invalid: dict[int, str], journal: Journal
     return outcomes
 
 
-def _inputs(journal: JournalState) -> tuple[Path | None, str | None, Path | None, Path | None]:
+def recorded_inputs(journal: JournalState, event: str) -> tuple[Inputs | None, str | None]:
+    """(the run's input files as its journal recorded them, opened again: a URL is downloaded
+    again; its sheet name). None when there are none or they cannot be read, which is logged
+    as ``event``: a signed URL's query is masked in the journal, so it is not fetched again."""
     record = journal.inputs or {}
     sheet = record.get("sheet") or (journal.header or {}).get("input")
-
-    def path(value: Any) -> Path | None:
-        return Path(value) if value else None
-
-    return (path(sheet), record.get("sheet_name"), path(record.get("defaults")),
-            path(record.get("custom_reports")))
+    sheet_name = record.get("sheet_name")
+    if not sheet:
+        return None, sheet_name
+    defaults, reports = record.get("defaults"), record.get("custom_reports")
+    if not all(is_fetchable(str(given)) for given in (sheet, defaults, reports) if given):
+        _log.warning(event, path=sheet, error="read from a signed URL, whose token the journal "
+                                              "does not keep: not fetched again")
+        return None, sheet_name
+    try:
+        inputs = Inputs(open_source(sheet),
+                        open_source(defaults, kind="defaults") if defaults else None,
+                        open_source(reports) if reports else None)
+    except InputError as exc:
+        _log.warning(event, path=sheet, error=exc.message)
+        return None, sheet_name
+    return inputs, sheet_name
 
 
 def _unchanged(journal: JournalState, *paths: Path | None) -> bool:

@@ -99,14 +99,32 @@ class ApplyResult:
         return pl.read_parquet(self.paths["results.parquet"])
 
 
+def _needs_action(setup_state: str | None, error: str | None) -> bool:
+    """A connection someone must still act on: not ``connected`` yet (its client has not
+    authorised, or it broke), or it could not be read."""
+    return bool(error) or setup_state != "connected"
+
+
 @dataclass(frozen=True)
 class StatusResult:
     run_id: str
-    lines: tuple[Mapping[str, Any], ...]  # one per connection: setup_state, setup_tests, error
+    #: One per connection (status.csv's lines): row, keys, carry-through columns,
+    #: setup_state, setup_tests, error.
+    lines: tuple[Mapping[str, Any], ...]
     setup_states: Mapping[str, int]
     exit_code: ExitCode
     paths: Mapping[str, Path]
     report_refreshed: bool
+    carry_columns: tuple[str, ...] = ()  # the user's own columns in ``lines``, in order
+
+    @staticmethod
+    def needs_action(line: Mapping[str, Any]) -> bool:
+        return _needs_action(line.get("setup_state"), line.get("error"))
+
+    @property
+    def waiting(self) -> list[Mapping[str, Any]]:
+        """The lines someone must still act on (not connected, or unread)."""
+        return [line for line in self.lines if self.needs_action(line)]
 
 
 @dataclass(frozen=True)
@@ -115,6 +133,16 @@ class ConnectCardsResult:
     results: tuple[CardResult, ...]
     exit_code: ExitCode
     paths: Mapping[str, Path]
+    carry_columns: tuple[str, ...] = ()  # the user's own columns (each ``row.carry``), in order
+
+    @staticmethod
+    def needs_action(card: CardResult) -> bool:
+        return bool(card.uri) or _needs_action(card.setup_state, card.error)
+
+    @property
+    def waiting(self) -> list[CardResult]:
+        """The connections whose clients must still act (a fresh card), or that failed."""
+        return [card for card in self.results if self.needs_action(card)]
 
     @property
     def cards(self) -> list[CardResult]:

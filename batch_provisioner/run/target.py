@@ -25,6 +25,7 @@ from batch_provisioner.errors import InputError, OutputError
 from batch_provisioner.report.files import ensure_dir
 from batch_provisioner.settings import ApiCredentials, ClientSettings
 from batch_provisioner.sheet.groups_file import read_groups_file
+from batch_provisioner.sheet.source import open_source
 
 if TYPE_CHECKING:
     from batch_provisioner.sandbox import SandboxHandle
@@ -130,7 +131,7 @@ def check_target_options(*, sandbox: bool = False, sandbox_url: str | None = Non
     if sandbox_groups is None:
         return None
     groups = (dict(sandbox_groups) if isinstance(sandbox_groups, Mapping)
-              else read_groups_file(Path(sandbox_groups)))
+              else read_groups_file(open_source(sandbox_groups)))
     if reports_dir is not None:
         _check_saved_groups(reports_dir / SANDBOX_STATE, groups)
     return groups

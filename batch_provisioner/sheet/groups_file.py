@@ -14,19 +14,22 @@ from pathlib import Path
 
 from batch_provisioner.errors import InputError
 from batch_provisioner.sheet.read import ROW, read_table
+from batch_provisioner.sheet.source import Source, as_source, named
 
 #: What a Fivetran group id looks like: letters, digits, ``_`` and ``-``.
 GROUP_ID = re.compile(r"[A-Za-z0-9_-]+")
 _HEADERS = (("id", "name"), ("group_id", "group_name"))
 
 
-def read_groups_file(path: Path) -> dict[str, str]:
+def read_groups_file(path: Path | Source) -> dict[str, str]:
     """Group id -> name, in file order. ``InputError`` (exit 2) naming the file and row for a
     missing or empty file, a header without ``id,name``, a blank or malformed id, a blank
-    name, or an id given twice."""
-    table = read_table(path)
+    name, or an id given twice. A downloaded file is named by its URL."""
+    source = as_source(path)
+    with named(source):
+        table = read_table(source.local)
     frame = table.frame
-    where = table.label
+    where = source.name if source.remote else table.label
     columns = next(((i, n) for i, n in _HEADERS if i in frame.columns and n in frame.columns),
                    None)
     if columns is None:

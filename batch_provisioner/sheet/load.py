@@ -26,6 +26,7 @@ from batch_provisioner.sheet.expand import expand_frame
 from batch_provisioner.sheet.guardrails import check_headers
 from batch_provisioner.sheet.read import ROW, Table, read_custom_reports, read_table
 from batch_provisioner.sheet.secrets import SecretContext
+from batch_provisioner.sheet.source import Inputs, Source, as_source, named
 from batch_provisioner.sheet.validate import (
     ERROR,
     GROUP_KEY,
@@ -37,6 +38,7 @@ from batch_provisioner.sheet.validate import (
 _REPORT_REQUIRED = ("schema", "table_name", "report_type", "metrics")
 _CONNECTION_NAMES = tuple(c.name for c in COLUMNS)
 _REPORT_NAMES = tuple(c.name for c in REPORT_COLUMNS)
+_NO_FOLDER = "a sheet read from a URL has no folder to read file: references in"
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class Prepared:
     invalid: dict[int, str] = field(default_factory=dict)  # row -> joined error text
     #: How the sheet's secret references resolve (its folder, the allowed root, the env).
     secrets: SecretContext = field(default_factory=SecretContext)
+    #: The input files read (a download's private copy lives as long as they do).
+    inputs: Inputs | None = None
 
     @property
     def carry_columns(self) -> list[str]:
@@ -72,28 +76,49 @@ class Prepared:
 
 
 def prepare(
-    sheet: Path,
+    sheet: Path | Source,
     *,
     sheet_name: str | None = None,
-    defaults_path: Path | None = None,
-    custom_reports: Path | None = None,
+    defaults_path: Path | Source | None = None,
+    custom_reports: Path | Source | None = None,
     secrets: SecretContext | None = None,
 ) -> Prepared:
-    defaults = load_defaults(defaults_path)
-    table = read_table(sheet, sheet=sheet_name)
+    """Read, fill from the defaults, validate and expand ``sheet``. A ``Source`` downloaded
+    from a URL is read from its local copy, and every message names its URL."""
+    inputs = Inputs(as_source(sheet), as_source(defaults_path) if defaults_path else None,
+                    as_source(custom_reports) if custom_reports else None)
+    with named(*inputs.all()):
+        return _prepare(inputs, sheet_name, secrets or secret_context(inputs.sheet))
+
+
+def secret_context(sheet: Source, secrets_dir: Path | None = None) -> SecretContext:
+    """Where ``file:`` references resolve: next to a local sheet (inside ``secrets_dir`` when
+    given); a sheet read from a URL has no folder, so there they need ``secrets_dir``."""
+    if not sheet.remote:
+        return SecretContext(base_dir=sheet.local.resolve().parent, allowed_root=secrets_dir)
+    if secrets_dir is None:
+        return SecretContext(files_refused=_NO_FOLDER)
+    return SecretContext(base_dir=secrets_dir, allowed_root=secrets_dir)
+
+
+def _prepare(inputs: Inputs, sheet_name: str | None, ctx: SecretContext) -> Prepared:
+    source = inputs.sheet
+    defaults = load_defaults(inputs.defaults.local if inputs.defaults else None)
+    table = _named(read_table(source.local, sheet=sheet_name), source)
     if table.frame.height == 0:
         raise InputError("has no data rows (only a header, or blank)", path=table.label)
     check_headers(table.label, table.header_row, table.headers, _CONNECTION_NAMES)
     frame = apply_defaults(table.frame, defaults)
     _require_columns(table, frame)
-    ctx = secrets or SecretContext(base_dir=sheet.resolve().parent)
     # validation also registers every secret the sheet refers to with the redactor: a token
     # pasted into another cell is masked in every output of every command, not only once its
     # row is sent (``register_sheet_secrets``)
     canonical, problems = validate_connections(replace(table, frame=frame), ctx)
     reports_by_row: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    reports = read_custom_reports(custom_reports, sheet)
+    given = inputs.custom_reports
+    reports = read_custom_reports(given.local if given else None, source.local)
     if reports is not None:
+        reports = _named(reports, given or source)
         check_headers(reports.label, reports.header_row, reports.headers, _REPORT_NAMES,
                       reserved=(), what="report column")
         missing = [c for c in _REPORT_REQUIRED if c not in reports.frame.columns]
@@ -110,7 +135,13 @@ def prepare(
     invalid = _invalid_rows(problems, table.label)
     requests = _expand_rows(canonical.filter(~pl.col(ROW).is_in(list(invalid))), reports_by_row)
     return Prepared(table=table, defaults=defaults, frame=canonical.drop(GROUP_KEY),
-                    problems=problems, requests=requests, invalid=invalid, secrets=ctx)
+                    problems=problems, requests=requests, invalid=invalid, secrets=ctx,
+                    inputs=inputs)
+
+
+def _named(table: Table, source: Source) -> Table:
+    """``table`` named as its source is (a download by its URL)."""
+    return replace(table, name=source.name) if source.remote else table
 
 
 @contextmanager

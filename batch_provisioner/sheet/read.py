@@ -64,10 +64,12 @@ class Table:
     # XLSX cells that show an Excel error (#DIV/0!, #N/A, #REF!): fastexcel reads them as blank
     error_cells: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     ignored: tuple[str, ...] = ()  # headers dropped because failed_rows.csv adds them
+    name: str | None = None  # how outputs name the file when not by ``path`` (a download's URL)
 
     @property
     def label(self) -> str:
-        return f"{self.path}[{self.sheet}]" if self.sheet else str(self.path)
+        name = self.name or str(self.path)
+        return f"{name}[{self.sheet}]" if self.sheet else name
 
     @property
     def columns(self) -> list[str]:

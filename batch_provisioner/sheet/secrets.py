@@ -57,11 +57,13 @@ def parse_ref(text: str) -> SecretRef:
 @dataclass(frozen=True)
 class SecretContext:
     """What resolution needs: the environment, the folder paths are relative to, and the
-    folder that ``file:`` references must stay inside."""
+    folder that ``file:`` references must stay inside. ``files_refused``: why ``file:``
+    references cannot be used at all (a sheet read from a URL has no folder of its own)."""
 
     env: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False)
     base_dir: Path = field(default_factory=Path.cwd)
     allowed_root: Path | None = None
+    files_refused: str | None = None
 
     def root(self) -> Path:
         return (self.allowed_root or self.base_dir).resolve()
@@ -111,6 +113,8 @@ def _lookup(ref: SecretRef, ctx: SecretContext, where: _Pass) -> tuple[str | Non
         return (None, value) if value else (
             f"environment variable {ref.target} is not set (or empty)", "")
     if ref.kind == "file":
+        if ctx.files_refused:
+            return ctx.files_refused, ""
         try:
             return _read_file(ref, ctx, where)
         except (OSError, ValueError) as exc:  # a NUL byte, a name too long, a loop...

@@ -216,6 +216,10 @@ def _row_rules() -> list[Rule]:
     ]
 
 
+#: The hint of a ``file:`` reference in a sheet read from a URL, which has no folder.
+_NO_FOLDER_HINT = "give --secrets-dir DIR (file: paths are read inside it), or use env:NAME"
+
+
 def _secret_rules(frame: pl.DataFrame, ctx: SecretContext) -> list[Rule]:
     """A reference that does not resolve is an error, a literal value a warning. Every value
     that resolves is registered with the redactor in the same look (``register_sheet_secrets``),
@@ -227,6 +231,7 @@ def _secret_rules(frame: pl.DataFrame, ctx: SecretContext) -> list[Rule]:
         if found.problems:
             rules.append(Rule(name, pl.col(name).is_in(list(found.problems)),
                               pl.col(name).replace_strict(found.problems, default=""),
+                              _NO_FOLDER_HINT if ctx.files_refused else
                               "use env:NAME for an environment variable or file:PATH for a file"))
         if found.literals:
             rules.append(Rule(name, pl.col(name).is_in(found.literals),

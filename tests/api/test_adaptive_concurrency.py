@@ -245,3 +245,17 @@ def test_a_budget_revealed_mid_run_paces_every_queued_request_at_once() -> None:
     # nothing queued slipped through: from the reveal on, no window of 1 s holds more than 5
     # sends (the in-flight ones still count, so the first new one waits for them)
     assert max(sum(1 for u in after if t <= u < t + 1.0) for t in after) <= 5
+
+
+def test_the_history_never_shows_more_in_flight_than_the_limit_they_went_in_under() -> None:
+    """Within one half-second point, 11 requests go out under a limit of 17, come back, and
+    the limit falls: the point keeps the half second's highest limit beside its most in
+    flight, never 11 in flight against the lower limit that came after."""
+    level = InFlightLimit(64, initial=1)
+    level.update(0.0, 0, {"create": 1.0}, room=17)
+    level.update(0.1, 11, {"create": 1.0}, room=0)
+    level.update(0.2, 0, {"create": 1.0}, room=0)
+    assert level.limit < 11  # the limit fell within the same half second
+    assert all(p.in_flight <= p.limit for p in level.history), level.history
+    level.update(0.7, 0, {"create": 1.0}, room=0)
+    assert level.history[-1].limit == level.limit  # the next half second shows the fall
