@@ -55,6 +55,12 @@ if TYPE_CHECKING:
     from batch_provisioner.run.estimate import (
         Estimate as Estimate,
     )
+    from batch_provisioner.run.export import (
+        ExportedConnection as ExportedConnection,
+        ExportResult as ExportResult,
+        export as export,
+        export_async as export_async,
+    )
     from batch_provisioner.run.groups import (
         groups as groups,
         groups_async as groups_async,
@@ -104,6 +110,8 @@ _EXPORTS: dict[str, str] = {
                      "PlanResult", "RollbackPlan", "RollbackResult", "StatusResult",
                      "Validation"), "batch_provisioner.run.results"),
     **dict.fromkeys(("groups", "groups_async"), "batch_provisioner.run.groups"),
+    **dict.fromkeys(("export", "export_async", "ExportResult", "ExportedConnection"),
+                    "batch_provisioner.run.export"),
     **dict.fromkeys(("ApiError", "ExitCode", "FatalApiError", "InputError", "ProvisionerError",
                      "RunStopped"), "batch_provisioner.errors"),
     **dict.fromkeys(("Outcome", "Status"), "batch_provisioner.models"),

@@ -40,6 +40,9 @@ class ConnectionRequest:
     group_name: str | None
     schema: str
     payload: Payload = field(repr=False)
+    #: The connection this row is pinned to (its ``connection_id`` cell, as ``export``
+    #: writes it): planned only against that connection, never created.
+    connection_id: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:

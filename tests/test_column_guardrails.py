@@ -18,6 +18,7 @@ from batch_provisioner.sandbox import SandboxHandle
 from batch_provisioner.sheet import columns as cols
 from batch_provisioner.sheet.columns import (
     COLUMNS,
+    EXPORT_COLUMNS,
     IGNORED_COLUMNS,
     KNOWN_COLUMNS,
     REPORT_COLUMNS,
@@ -349,6 +350,7 @@ def test_the_widest_sheet_excel_allows_is_checked_and_its_one_typo_found() -> No
 # -- names the outputs use ------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(n for n in RESERVED_COLUMNS - IGNORED_COLUMNS
+                                         - set(EXPORT_COLUMNS)
                                          if not resembles(n, CONNECTION_NAMES)))
 def test_a_user_column_named_like_an_output_column_is_refused_with_a_rename(
         name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,9 +2,9 @@
 
 This package is the only one that prints for the user, exits, or configures logging. Each
 command family lives in its own module (``sheet``: validate, render, template; ``apply``: plan,
-apply; ``runs``: status, connect-cards, rollback; ``groups``: groups; ``sandbox``: sandbox
-serve) and calls the public library (:mod:`batch_provisioner`); ``common`` holds what they
-share.
+apply; ``runs``: status, connect-cards, rollback; ``groups``: groups; ``export``: export;
+``sandbox``: sandbox serve) and calls the public library (:mod:`batch_provisioner`);
+``common`` holds what they share.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typer._click import exceptions as typer_errors  # typer vendors click: its 
 
 from batch_provisioner.cli import (
     apply as apply_commands,
+    export as export_commands,
     groups as group_commands,
     runs as run_commands,
     sheet as sheet_commands,
@@ -59,6 +60,7 @@ def _register_subcommands() -> None:
     app.add_typer(sandbox_app, name="sandbox", help="Run the embedded Fivetran API sandbox.")
     run_commands.register(app)
     group_commands.register(app)
+    export_commands.register(app)
     for command in (*app.registered_commands, *sandbox_app.registered_commands):
         if command.cls in (None, typer.core.TyperCommand):  # typer's default
             command.cls = HelpCommand  # --help as the README shows it

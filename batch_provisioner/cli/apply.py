@@ -32,6 +32,7 @@ from batch_provisioner.cli.common import (
     ReportsDirOpt,
     ReportsOpt,
     RunIdOpt,
+    SandboxConnectionsOpt,
     SandboxGroupsOpt,
     SandboxOpt,
     SandboxProfileOpt,
@@ -84,6 +85,7 @@ def plan(
     run_id: RunIdOpt = None, sandbox_groups: SandboxGroupsOpt = None,
     sandbox_profile: SandboxProfileOpt = None, log_format: PlanLogFormatOpt = LogFormat.AUTO,
     quiet: QuietOpt = False, json_output: JsonOpt = False,
+    sandbox_connections: SandboxConnectionsOpt = None,
 ) -> None:
     """Compare the sheet with the live connections; change nothing; write plan.csv.
 
@@ -100,6 +102,7 @@ def plan(
     profile = str(sandbox_profile) if sandbox_profile else None
     groups = check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
                                   sandbox_groups=sandbox_groups, sandbox_profile=profile,
+                                  sandbox_connections=sandbox_connections,
                                   reports_dir=reports_dir)  # read (or downloaded) once, here
     prepared = bp.load(sheet, defaults=defaults, custom_reports=custom_reports,
                        sheet_name=sheet_name, secrets_dir=secrets_dir)
@@ -111,7 +114,8 @@ def plan(
     try:
         result = bp.plan(prepared, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
                          reports_dir=reports_dir, run_id=run_id, sandbox_groups=groups,
-                         sandbox_profile=profile, on_target=show_target)
+                         sandbox_profile=profile, sandbox_connections=sandbox_connections,
+                         on_target=show_target)
     finally:
         logs.close_run_log()
     _print_plan(result.frame, result.counts)
@@ -251,6 +255,7 @@ def apply(
              "with no answer is looked up before it is sent again.")] = None,
     log_format: LogFormatOpt = LogFormat.AUTO, quiet: QuietOpt = False,
     sandbox_groups: SandboxGroupsOpt = None, sandbox_profile: SandboxProfileOpt = None,
+    sandbox_connections: SandboxConnectionsOpt = None,
     yes: Annotated[bool, typer.Option(
         "--yes", "-y", help="Do not ask before sending to a real API (on a terminal, apply "
                             "shows the estimate and asks).")] = False,
@@ -280,6 +285,7 @@ def apply(
     profile = str(sandbox_profile) if sandbox_profile else None
     groups = check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
                                   sandbox_groups=sandbox_groups, sandbox_profile=profile,
+                                  sandbox_connections=sandbox_connections,
                                   reports_dir=reports_dir)  # read (or downloaded) once, here
     prepared = bp.load(sheet, defaults=defaults, custom_reports=custom_reports,
                        sheet_name=sheet_name, secrets_dir=secrets_dir)
@@ -315,8 +321,8 @@ def apply(
         force=force, resume=resume is not None,
         input_paths=prepared.inputs.all() if prepared.inputs else (sheet, defaults,
                                                                    custom_reports),
-        sandbox_groups=groups, sandbox_profile=profile, rows=rows, limit=limit,
-        invocation=how)
+        sandbox_groups=groups, sandbox_profile=profile,
+        sandbox_connections=sandbox_connections, rows=rows, limit=limit, invocation=how)
     asking = yes is False and sys.stdin.isatty()  # a person can answer (stderr may be piped)
     try:
         with ProgressReporter(len(prepared.rows), _display(log_format, quiet),

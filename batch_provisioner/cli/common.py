@@ -107,6 +107,12 @@ SandboxGroupsOpt = Annotated[str | None, typer.Option(
     "--sandbox-groups", metavar="FILE",
     help="With --sandbox: seed the sandbox with exactly these groups (a CSV id,name, e.g. from "
          "`groups --out`; a path or a URL), so a group mistake shows as invalid.")]
+SandboxConnectionsOpt = Annotated[Path | None, typer.Option(
+    "--sandbox-connections", metavar="FILE",
+    help="With --sandbox: add these connections to the sandbox as if "
+                                  "made earlier by hand (a JSON list of connection objects, or "
+                                  "a CSV in the sheet's columns, e.g. an export's), to rehearse "
+                                  "against what the account already holds.")]
 SandboxUrlOpt = Annotated[str | None, typer.Option(
     "--sandbox-url", metavar="URL",
     help="Run against a sandbox already serving at URL; adopt its limits.")]

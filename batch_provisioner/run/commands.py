@@ -39,6 +39,7 @@ from batch_provisioner.run.plan import DriftCheck, Plan, make_plan, plan_frame
 from batch_provisioner.run.results import PLAN_CHANGES_PENDING, ApplyResult, PlanResult, Validation
 from batch_provisioner.run.sync import sync
 from batch_provisioner.run.target import (
+    ConnectionsSource,
     GroupsSource,
     SheetGroups,
     Target,
@@ -143,16 +144,19 @@ async def plan_async(sheet: SheetLike, *, target: Target | None = None, sandbox:
                      reports_dir: PathLike = "reports", run_id: str | None = None,
                      limits: Limits | None = None, sandbox_groups: GroupsSource | None = None,
                      sandbox_profile: str | None = None,
+                     sandbox_connections: ConnectionsSource | None = None,
                      on_target: Callable[[Target], None] = lambda _t: None) -> PlanResult:
     """Compare the sheet with the live connections; change nothing; write ``plan.csv``.
 
     With ``sandbox=True``, ``sandbox_groups`` (a groups file ``id,name``, or the groups
     themselves) seeds the embedded sandbox with exactly those groups, so a group the account
     lacks is ``invalid``; ``sandbox_profile`` is ``fast`` (default), ``fivetran`` or
-    ``unlimited``.
+    ``unlimited``; ``sandbox_connections`` (a JSON or CSV file, or the seed objects) adds
+    connections that exist already, as if made by hand.
     """
     exact = check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
                                  sandbox_groups=sandbox_groups, sandbox_profile=sandbox_profile,
+                                 sandbox_connections=sandbox_connections,
                                  reports_dir=Path(reports_dir))
     prepared = _sheet(sheet)
     run_dir = Path(reports_dir) / checked_run_id(run_id or new_run_id())
@@ -163,7 +167,8 @@ async def plan_async(sheet: SheetLike, *, target: Target | None = None, sandbox:
         with select_target(target=target, sandbox=sandbox, sandbox_url=sandbox_url,
                            api_url=api_url, reports_dir=Path(reports_dir),
                            groups=_groups_of(prepared), sandbox_groups=exact,
-                           sandbox_profile=sandbox_profile) as tgt:
+                           sandbox_profile=sandbox_profile,
+                           sandbox_connections=sandbox_connections) as tgt:
             on_target(tgt)
             async with open_client(tgt, settings) as client:
                 result = await make_plan(client, prepared.requests, drift=DriftCheck.FULL)
@@ -190,6 +195,7 @@ async def apply_async(
     resume: bool = False, input_paths: tuple[PathLike | Source | None, ...] = (),
     secrets: SecretContext | None = None,
     sandbox_groups: GroupsSource | None = None, sandbox_profile: str | None = None,
+    sandbox_connections: ConnectionsSource | None = None,
     control: RunControl | None = None,
     rows: str | Iterable[int] | None = None, limit: int | None = None,
     confirm: Callable[[Estimate], Awaitable[bool]] | None = None,
@@ -214,10 +220,12 @@ async def apply_async(
     A canary: ``rows`` (``"2-11,40"`` or row numbers as the sheet shows them) and ``limit``
     (at most that many creates/updates) run a subset; the rest are ``not_attempted`` and a
     resume carries on. ``on_preview`` gets the estimate once planned; ``confirm`` is awaited
-    with it before anything is sent (False: nothing is).
+    with it before anything is sent (False: nothing is). ``sandbox_connections``: as for
+    :func:`plan_async`.
     """
     exact = check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
                                  sandbox_groups=sandbox_groups, sandbox_profile=sandbox_profile,
+                                 sandbox_connections=sandbox_connections,
                                  reports_dir=Path(reports_dir))
     prepared = _sheet(sheet)
     selected, rows_text = select_rows(rows, prepared)
@@ -235,7 +243,8 @@ async def apply_async(
     with RunLock(run_dir) as lock, select_target(
             target=target, sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
             reports_dir=Path(reports_dir), groups=_groups_of(prepared),
-            sandbox_groups=exact, sandbox_profile=sandbox_profile) as tgt:
+            sandbox_groups=exact, sandbox_profile=sandbox_profile,
+            sandbox_connections=sandbox_connections) as tgt:
         if lock.took_over_from is not None:
             _log.warning("run.lock_taken_over", previous=lock.took_over_from,
                          note="the process holding the lock is gone")

@@ -11,8 +11,10 @@ An existing connection is compared with its row (:mod:`batch_provisioner.run.dri
 ``DriftCheck`` says: ``full`` reads each one (``GET /v1/connections/{id}``, one call per
 existing row; ``plan`` and ``apply --update``), ``listing`` compares what the listing already
 returned (no extra call; fields the listing leaves out are not compared), ``off`` compares
-nothing. A mutable difference is ``drift`` (``update`` when updating); an immutable one
-(schema, timeframe_months) is a ``conflict``.
+nothing. A row pinned to a connection (its ``connection_id``, as ``export`` writes it) is
+planned against that connection only: another one under its key is a ``conflict``, none at
+all a row problem; it is never a create. A mutable difference is ``drift`` (``update`` when
+updating); an immutable one (schema, timeframe_months) is a ``conflict``.
 """
 
 from __future__ import annotations
@@ -170,7 +172,12 @@ async def make_plan(client: PlanningClient, requests: Sequence[ConnectionRequest
         if request.group_id in group_errors:
             plan.group_problems[request.row] = group_errors[request.group_id]
             continue
-        current = existing.get(request.group_id, {}).get(request.schema)
+        in_group = existing.get(request.group_id, {})
+        current = in_group.get(request.schema)
+        if request.connection_id is not None and (
+                current is None or str(current.get("id")) != request.connection_id):
+            _pin_unmet(request, current, in_group, plan)
+            continue
         if current is None:
             plan.actions.append(Action(ActionKind.CREATE, request))
             continue
@@ -207,6 +214,30 @@ def immutable_advice(immutable: Changes) -> str:
     return (f"to keep the connection, set the row back to its {values}; for the new value, "
             "give the row a new schema name (apply creates a second connection; delete the "
             "old one in Fivetran if it is no longer wanted)")
+
+
+def _pin_unmet(request: ConnectionRequest, current: JSON | None, in_group: dict[str, JSON],
+               plan: Plan) -> None:
+    """A pinned row (``connection_id``) whose group and schema do not hold that connection:
+    another connection under the key is a ``conflict``; none is a row problem. Never a create:
+    a pinned row stands for a connection that exists."""
+    pin, group_id = request.connection_id, request.group_id
+    assert pin is not None and group_id is not None
+    if current is not None:
+        plan.existing[(group_id, request.schema)] = current
+        plan.actions.append(Action(
+            ActionKind.CONFLICT, request, connection_id=str(current.get("id")),
+            detail=f"schema {request.schema!r} in group {group_id!r} is connection "
+                   f"{current.get('id')}, not {pin} (this row's connection_id); clear "
+                   "connection_id to adopt that one"))
+        return
+    moved = next((schema for schema, item in in_group.items()
+                  if str(item.get("id")) == pin), None)
+    where = (f"has the schema {moved!r}, fixed at creation: put it back" if moved
+             else "is no longer in this group (deleted, or in another group)")
+    plan.group_problems[request.row] = GroupProblem(
+        f"connection {pin} (this row's connection_id) {where}, or clear connection_id to "
+        "create a new connection", code="NotFound_Connection")
 
 
 def _compare(request: ConnectionRequest, current: JSON, drift: DriftCheck,

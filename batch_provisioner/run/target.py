@@ -11,7 +11,7 @@ import contextlib
 import os
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,16 +97,20 @@ class SheetGroups:
 
 
 GroupsSource = str | os.PathLike[str] | Mapping[str, str]
+#: Seed connections for the embedded sandbox: a JSON or CSV file, or the seed objects.
+ConnectionsSource = str | os.PathLike[str] | Sequence[Mapping[str, Any]]
 
 
 def check_target_options(*, sandbox: bool = False, sandbox_url: str | None = None,
                          api_url: str | None = None, sandbox_groups: GroupsSource | None = None,
                          sandbox_profile: str | None = None,
+                         sandbox_connections: ConnectionsSource | None = None,
                          reports_dir: Path | None = None) -> dict[str, str] | None:
     """The one check of the target flags (every command): ``InputError`` (exit 2) for flags
     that contradict each other or need ``--sandbox``; a ``--sandbox-groups`` file is read and
     checked here too, before anything is written, and with ``reports_dir`` so is the saved
-    sandbox state it would reopen. Returns the groups (None without a file);
+    sandbox state it would reopen; so is a ``--sandbox-connections`` file. Returns the groups
+    (None without a file);
     ``sandbox_groups`` may also be the groups themselves (id -> name)."""
     from batch_provisioner.sandbox.config import PROFILES
 
@@ -116,13 +120,16 @@ def check_target_options(*, sandbox: bool = False, sandbox_url: str | None = Non
         raise InputError(f"{' and '.join(chosen)} each say where requests go; give one of "
                          "--api-url URL, --sandbox or --sandbox-url URL")
     for flag, given in (("--sandbox-groups", sandbox_groups),
-                        ("--sandbox-profile", sandbox_profile)):
+                        ("--sandbox-profile", sandbox_profile),
+                        ("--sandbox-connections", sandbox_connections)):
         if given is not None and not sandbox:
             raise InputError(f"{flag} configures the embedded sandbox: it needs --sandbox "
                              "(a sandbox at --sandbox-url keeps its own groups and profile)")
     if sandbox_profile is not None and sandbox_profile not in PROFILES:
         raise InputError(f"unknown sandbox profile {sandbox_profile!r}; expected one of "
                          f"{', '.join(PROFILES)}")
+    if sandbox_connections is not None:
+        read_sandbox_connections(sandbox_connections)  # a bad file: exit 2 before any write
     if sandbox_groups is None:
         return None
     groups = (dict(sandbox_groups) if isinstance(sandbox_groups, Mapping)
@@ -132,29 +139,56 @@ def check_target_options(*, sandbox: bool = False, sandbox_url: str | None = Non
     return groups
 
 
+def read_sandbox_connections(source: ConnectionsSource) -> tuple[dict[str, Any], ...]:
+    """The seed connections of a ``--sandbox-connections`` file (JSON or CSV, see
+    :mod:`batch_provisioner.sandbox.seed`), or the seed objects given; a file that cannot be
+    read or holds something else is an ``InputError`` (exit 2) naming it."""
+    from batch_provisioner.sandbox.seed import read_seed_file
+
+    if not isinstance(source, str | os.PathLike):
+        return tuple(dict(seed) for seed in source)
+    try:
+        return read_seed_file(Path(source))
+    except ValueError as exc:
+        raise InputError(f"--sandbox-connections: {exc}", path=str(source)) from None
+
+
 @contextlib.contextmanager
 def embedded_sandbox(reports_dir: Path, groups: Mapping[str, str] | None = None,
-                     profile: str = "fast", *, notice: str | None = None) -> Iterator[Target]:
+                     profile: str = "fast", *, notice: str | None = None,
+                     connections: Sequence[Mapping[str, Any]] = (),
+                     exact: bool = False) -> Iterator[Target]:
     """Start the embedded sandbox in a thread, its state kept in ``<reports_dir>/sandbox``.
 
     With ``groups`` (apply, plan) it is seeded with them; without (status, connect-cards,
     rollback, groups) it reopens the state an earlier ``--sandbox`` run left behind.
-    ``notice`` is shown to a person as a warning.
+    ``connections`` are added to the state as if made earlier (a seed the state holds already
+    is skipped); their groups are seeded too, unless the groups are ``exact`` (a
+    ``--sandbox-groups`` file), when a seed in another group is an input error. ``notice`` is
+    shown to a person as a warning.
     """
-    from batch_provisioner.sandbox import run_in_thread
+    from batch_provisioner.sandbox import DEFAULT_GROUPS, run_in_thread
 
     state = reports_dir / SANDBOX_STATE
     warning = notice
-    if groups is None and not state.is_file():
+    if groups is None and not state.is_file() and not connections:
         warning = (f"no sandbox state at {state}: the embedded sandbox starts afresh (its demo "
                    "groups, no connections; was the run made with --sandbox and this "
                    "--reports-dir?)")
+    if connections and not exact:
+        groups = dict(DEFAULT_GROUPS if groups is None else groups)
+        for seed in connections:
+            groups.setdefault(str(seed.get("group_id")), str(seed.get("group_id")))
     ensure_dir(state.parent)  # a file where the reports folder belongs: exit 2, named
-    seeded = run_in_thread(profile=profile, state_path=state, groups=dict(groups)) \
-        if groups is not None else run_in_thread(profile=profile, state_path=state)
+    options: dict[str, Any] = {"profile": profile, "state_path": state,
+                               "connections": tuple(connections)}
+    if groups is not None:
+        options["groups"] = dict(groups)
     with contextlib.ExitStack() as stack:
         try:
-            handle = stack.enter_context(seeded)
+            handle = stack.enter_context(run_in_thread(**options))
+        except ValueError as exc:  # a seed connection the sandbox refuses
+            raise InputError(f"--sandbox-connections: {exc}") from None
         except (sqlite3.Error, OSError) as exc:  # a full disk: exit 2 naming the state file
             raise OutputError(f"cannot write {state} (the embedded sandbox's state): {exc}",
                               path=str(state)) from None
@@ -220,25 +254,30 @@ def select_target(*, target: Target | None = None, sandbox: bool = False,
                   reports_dir: Path = Path("reports"), groups: SheetGroups | None = None,
                   sandbox_groups: GroupsSource | None = None,
                   sandbox_profile: str | None = None,
+                  sandbox_connections: ConnectionsSource | None = None,
                   env: Mapping[str, str] | None = None) -> Iterator[Target]:
     """The one place a command's target is chosen: a given ``target``; the embedded sandbox
     (seeded with exactly the ``sandbox_groups`` file's groups, else with the sheet's
-    ``groups``, else reopening its saved state); a running sandbox at ``sandbox_url``; else
-    Fivetran at ``api_url`` with credentials from the env. Contradicting flags: exit 2."""
+    ``groups``, else reopening its saved state; plus the ``sandbox_connections``); a running
+    sandbox at ``sandbox_url``; else Fivetran at ``api_url`` with credentials from the env.
+    Contradicting flags: exit 2."""
     exact = check_target_options(sandbox=sandbox, sandbox_url=sandbox_url, api_url=api_url,
                                  sandbox_groups=sandbox_groups, sandbox_profile=sandbox_profile,
+                                 sandbox_connections=sandbox_connections,
                                  reports_dir=reports_dir)
+    seeds = read_sandbox_connections(sandbox_connections) if sandbox_connections else ()
     if target is not None:
         yield target
     elif sandbox:
         profile = sandbox_profile or "fast"
         if exact is not None:
-            seeded = embedded_sandbox(reports_dir, exact, profile)
+            seeded = embedded_sandbox(reports_dir, exact, profile, connections=seeds,
+                                      exact=True)
         elif groups is not None:
             seeded = embedded_sandbox(reports_dir, groups.seed(), profile,
-                                      notice=groups.notice())
+                                      notice=groups.notice(), connections=seeds)
         else:
-            seeded = embedded_sandbox(reports_dir, None, profile)
+            seeded = embedded_sandbox(reports_dir, None, profile, connections=seeds)
         with seeded as tgt:
             yield tgt
     elif sandbox_url:

@@ -41,6 +41,7 @@ from batch_provisioner.sandbox.limits import (
     Clock,
 )
 from batch_provisioner.sandbox.protocol import ABORT_EXTENSION
+from batch_provisioner.sandbox.seed import seed_connections
 from batch_provisioner.sandbox.state import SandboxState
 from batch_provisioner.sandbox.wire import (
     ClientGone,
@@ -77,6 +78,11 @@ class SandboxApp:
     def __init__(self, config: SandboxConfig, *, clock: Clock = time.monotonic) -> None:
         self.config = config
         self.state = SandboxState(config, clock)
+        try:
+            seed_connections(self.state, config.connections)
+        except ValueError:
+            self.state.close()
+            raise
         self.v1 = V1Api(self.state)
         self.control = ControlApi(self.state)
         self.stopping = False

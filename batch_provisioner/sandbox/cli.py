@@ -29,6 +29,7 @@ from batch_provisioner.sandbox.config import (
     parse_group_options,
 )
 from batch_provisioner.sandbox.faults import parse_fault_spec
+from batch_provisioner.sandbox.seed import read_seed_file
 from batch_provisioner.sandbox.server import API_KEY_ENV, API_SECRET_ENV, serve as serve_forever
 
 PROG = "python -m batch_provisioner.sandbox"
@@ -87,6 +88,9 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
              f"(default: {DEFAULT_CREATE_LIMIT}).")
     add("--slow-ms", type=int, default=None, metavar="N",
         help="How long a 'slow' answer is held back (overrides the spec).")
+    add("--connections", type=Path, default=None, metavar="FILE",
+        help="Seed connections that exist already (as if made by hand), from a JSON or CSV "
+             "file; kept in --state like created ones (a seed already there is skipped).")
 
 
 def _parsers(prog: str) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
@@ -116,6 +120,7 @@ def _config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sandbo
     """The config the parsed options describe; an invalid combination is a usage error."""
     try:
         parse_fault_spec(args.faults)
+        seeds = read_seed_file(args.connections) if args.connections is not None else ()
         return SandboxConfig(
             host=args.host,
             port=args.port,
@@ -133,6 +138,7 @@ def _config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sandbo
             state_path=args.state,
             create_limit=args.create_limit,
             slow_ms=args.slow_ms,
+            connections=seeds,
         )
     except ValueError as exc:
         parser.error(str(exc))
@@ -144,6 +150,9 @@ def _serve(config: SandboxConfig) -> int:
 
     try:
         serve_forever(config, announce=announce)
+    except ValueError as exc:  # a seed connection the sandbox refuses (its group, its schema)
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return USAGE_ERROR
     except OSError as exc:
         print(f"error: cannot listen on {config.host}:{config.port}: {exc}",
               file=sys.stderr, flush=True)

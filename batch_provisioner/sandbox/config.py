@@ -50,6 +50,8 @@ class SandboxConfig:
         state_path: SQLite file keeping groups and connections across restarts (None: memory).
         create_limit: connection creates per (scaled) minute; 0 switches the budget off.
         slow_ms: how long a ``slow`` answer is held back; ``None`` defers to the fault spec.
+        connections: connections it starts with, as if made earlier (seed objects, see
+            :mod:`batch_provisioner.sandbox.seed`); kept in the state file like created ones.
     """
 
     host: str = DEFAULT_HOST
@@ -63,6 +65,7 @@ class SandboxConfig:
     state_path: Path | None = None
     create_limit: int = DEFAULT_CREATE_LIMIT
     slow_ms: int | None = None
+    connections: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -109,6 +112,7 @@ def config_from_overrides(
     if unknown:
         raise TypeError(f"unknown sandbox option(s): {', '.join(sorted(unknown))}")
     values.update(overrides)
+    values["connections"] = tuple(values.get("connections") or ())
     state_path = values.get("state_path")
     if state_path is not None and not isinstance(state_path, Path):
         values["state_path"] = Path(state_path)

@@ -109,6 +109,52 @@ def is_setup_test(
     return False
 
 
+def make_connection(
+    state: SandboxState,
+    body: dict[str, Any],
+    *,
+    connection_id: str | None = None,
+    setup_state: str | None = None,
+    created_at: str | None = None,
+    connected_by: str | None = None,
+) -> Connection:
+    """The connection a valid create ``body`` makes (not stored yet): defaults filled, auth
+    masked, setup tests run unless ``run_setup_tests`` is false.
+
+    A seed (:mod:`batch_provisioner.sandbox.seed`) gives its own ``setup_state`` (a connected
+    one has passed setup tests), id, creation time and creator; a create gives none.
+    """
+    service = body["service"]
+    config = dict(body["config"])
+    if service == TIKTOK_ADS:
+        config = {**TIKTOK_CONFIG_DEFAULTS, **config}
+    auth = dict(body.get("auth") or {})
+    credentialed = has_auth(auth)
+    if setup_state is None:
+        run_tests = body.get("run_setup_tests", True) is not False
+        setup_state = "connected" if credentialed and run_tests else "incomplete"
+        if not run_tests:
+            tests = None
+        else:
+            tests = passed_setup_tests(service) if credentialed else _failed_setup_tests()
+    else:
+        tests = passed_setup_tests(service) if setup_state == "connected" else None
+    return Connection(
+        id=connection_id or new_connection_id(state.rng, state.store),
+        seq=state.store.next_seq(),
+        group_id=body["group_id"],
+        service=service,
+        schema=body["config"]["schema"],
+        created_at=created_at or utc_timestamp(),
+        connected_by=connected_by or state.connected_by,
+        settings={k: body[k] for k in SETTING_FIELDS if body.get(k) is not None},
+        config=config,
+        auth=stored_auth(auth),
+        setup_state=setup_state,
+        setup_tests=tests,
+    )
+
+
 class V1Api:
     """Handlers of the Fivetran endpoints the job uses."""
 
@@ -154,29 +200,7 @@ class V1Api:
                 "Conflict",
                 f"Connection with schema '{schema}' already exists in group '{group_id}'",
             )
-        service = body["service"]
-        config = dict(body["config"])
-        if service == TIKTOK_ADS:
-            config = {**TIKTOK_CONFIG_DEFAULTS, **config}
-        auth = dict(body.get("auth") or {})
-        run_tests = body.get("run_setup_tests", True) is not False
-        credentialed = has_auth(auth)
-        connection = Connection(
-            id=new_connection_id(self.state.rng, store),
-            seq=store.next_seq(),
-            group_id=group_id,
-            service=service,
-            schema=schema,
-            created_at=utc_timestamp(),
-            connected_by=self.state.connected_by,
-            settings={k: body[k] for k in SETTING_FIELDS if body.get(k) is not None},
-            config=config,
-            auth=stored_auth(auth),
-            setup_state="connected" if credentialed and run_tests else "incomplete",
-            setup_tests=(passed_setup_tests(service) if credentialed else _failed_setup_tests())
-            if run_tests
-            else None,
-        )
+        connection = make_connection(self.state, body)
         store.add(connection)
         self.state.ledger.creation(group_id, schema)
         data = dict(connection.public())

@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import urllib.error
 import urllib.request
@@ -232,8 +233,12 @@ FOREGROUND_LOG_CONFIG: dict[str, Any] = {
 
 def serve(config: SandboxConfig, *, announce: Callable[[str], None]) -> None:
     """Run the sandbox in the foreground until SIGINT/SIGTERM; ``announce(url)`` once listening."""
-    sock = _bind(config.host, config.port)
-    app = SandboxApp(config)
+    app = SandboxApp(config)  # a bad seed raises here, before a port is taken
+    try:
+        sock = _bind(config.host, config.port)
+    except OSError:
+        app.close()
+        raise
     url = _url(sock)
     server = _SandboxServer(
         _uvicorn_config(app, config, log_config=FOREGROUND_LOG_CONFIG), app, lambda: announce(url)
@@ -252,8 +257,12 @@ def run_in_thread(config: SandboxConfig | None = None, **overrides: Any) -> Iter
     Keyword arguments are :class:`SandboxConfig` fields and override ``config``.
     """
     cfg = config_from_overrides(config, overrides)
-    sock = _bind(cfg.host, cfg.port)
-    app = SandboxApp(cfg)
+    app = SandboxApp(cfg)  # a bad seed raises here, before a port is taken
+    try:
+        sock = _bind(cfg.host, cfg.port)
+    except OSError:
+        app.close()
+        raise
     started = threading.Event()
     server = _SandboxServer(_uvicorn_config(app, cfg, log_config=None), app, started.set)
     failure: list[BaseException] = []
@@ -279,8 +288,10 @@ def run_in_thread(config: SandboxConfig | None = None, **overrides: Any) -> Iter
         app.close()
 
 
-def _child_args(cfg: SandboxConfig) -> list[str]:
+def _child_args(cfg: SandboxConfig, seeds: Path | None = None) -> list[str]:
     args = ["serve", "--host", cfg.host, "--port", str(cfg.port), "--profile", cfg.profile]
+    if seeds is not None:
+        args += ["--connections", str(seeds)]
     for group_id, name in cfg.seeded_groups().items():
         args += ["--group", f"{group_id}={name}"]
     if cfg.faults:
@@ -334,15 +345,20 @@ def run_in_process(
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     env[API_KEY_ENV], env[API_SECRET_ENV] = cfg.api_key, cfg.api_secret  # kept out of `ps`
-    process = subprocess.Popen(
-        [sys.executable, "-m", "batch_provisioner.sandbox", *_child_args(cfg)],
-        stdout=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    try:
-        url = _read_banner(process, STARTUP_TIMEOUT_SECONDS)
-        yield SandboxHandle(url, cfg.api_key, cfg.api_secret, cfg, process)
-    finally:
-        stop_process(process)
+    with tempfile.TemporaryDirectory(prefix="sandbox-seeds-") as folder:
+        seeds = None
+        if cfg.connections:  # the child reads its seed connections from a file
+            seeds = Path(folder) / "connections.json"
+            seeds.write_text(json.dumps([dict(c) for c in cfg.connections]), encoding="utf-8")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "batch_provisioner.sandbox", *_child_args(cfg, seeds)],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+        try:
+            url = _read_banner(process, STARTUP_TIMEOUT_SECONDS)
+            yield SandboxHandle(url, cfg.api_key, cfg.api_secret, cfg, process)
+        finally:
+            stop_process(process)

@@ -159,6 +159,15 @@ RESERVED_COLUMNS: frozenset[str] = frozenset(
     {*RESULT_COLUMNS, *WORK_COLUMNS, *PLAN_COLUMNS, *RUN_ROW_COLUMNS, *STATUS_COLUMNS,
      *CONNECT_CARD_COLUMNS, *ROLLBACK_COLUMNS, *REFRESHED_COLUMNS, *IGNORED_COLUMNS}
 ) - KNOWN_COLUMNS
+#: The columns ``export`` writes beside the known ones. Outputs use these names too, yet any
+#: sheet may have them (an exported sheet reads back as it was written): they are never carried
+#: through, so no output holds them twice. ``connection_id`` pins the row to that connection
+#: (``plan`` checks that its group and schema still hold it, and never creates a pinned row);
+#: ``setup_state`` says whether it was authorised when exported (read, never sent).
+EXPORT_COLUMNS: tuple[str, ...] = ("connection_id", "setup_state")
+PIN_COLUMN = "connection_id"
+#: The output names a header may not take (the export columns may).
+REFUSED_HEADERS: frozenset[str] = RESERVED_COLUMNS - frozenset(EXPORT_COLUMNS)
 
 REPORT_COLUMNS: tuple[Column, ...] = (
     Column("schema", Kind.SCHEMA, (), "The connection (schema) this report belongs to."),

@@ -44,9 +44,11 @@ the way out for a column that merely looks like ours.
   a known column is reported as that (``client_secret_value``: the column client_secret, a
   secret).
 * **A name the job's own outputs use** (``RESERVED_COLUMNS``: ``status``, ``action``,
-  ``connection_id``, ``row``, ``uri``, ...): results.csv, plan.csv, status.csv and the others
-  would hold two columns of one name. Rename it, e.g. ``my_status``; when the name also
-  resembles a known column (``setup_tests``: run_setup_tests), the error says that instead.
+  ``row``, ``uri``, ...): results.csv, plan.csv, status.csv and the others would hold two
+  columns of one name. Except the two ``export`` writes (``EXPORT_COLUMNS``:
+  ``connection_id``, ``setup_state``), which the job reads itself and never carries
+  through. Rename it, e.g. ``my_status``; when the name also resembles a known column
+  (``setup_tests``: run_setup_tests), the error says that instead.
 
 ``error`` and ``source_row`` are not checked: failed_rows.csv adds them, so the reader drops
 them (``Table.ignored``) and the carry notice names them once ("ignored: ... e.g. x_error").
@@ -64,7 +66,7 @@ from functools import cache
 from itertools import pairwise
 
 from batch_provisioner.errors import InputError
-from batch_provisioner.sheet.columns import RESERVED_COLUMNS, SECRET_COLUMNS
+from batch_provisioner.sheet.columns import REFUSED_HEADERS, SECRET_COLUMNS
 
 OWN_PREFIX = "x_"  # a header that starts with this is always the user's own
 RENAME_PREFIX = "my_"  # what a reserved name is renamed to
@@ -277,7 +279,7 @@ def looks_secret(header: str) -> bool:
 
 
 def check_headers(label: str, header_row: int, headers: dict[str, str], known: Sequence[str],
-                  *, reserved: Iterable[str] = RESERVED_COLUMNS, what: str = "column") -> None:
+                  *, reserved: Iterable[str] = REFUSED_HEADERS, what: str = "column") -> None:
     """Raise one ``InputError`` naming every header (normalised name -> as written) that is a
     reserved name, resembles a ``known`` column or looks like a secret; the others are the
     user's own."""

@@ -14,7 +14,13 @@ import polars as pl
 
 from batch_provisioner.errors import InputError
 from batch_provisioner.models import ConnectionRequest
-from batch_provisioner.sheet.columns import COLUMNS, KNOWN_COLUMNS, REPORT_COLUMNS
+from batch_provisioner.sheet.columns import (
+    COLUMNS,
+    EXPORT_COLUMNS,
+    KNOWN_COLUMNS,
+    PIN_COLUMN,
+    REPORT_COLUMNS,
+)
 from batch_provisioner.sheet.defaults import Defaults, apply_defaults, load_defaults
 from batch_provisioner.sheet.expand import expand_frame
 from batch_provisioner.sheet.guardrails import check_headers
@@ -55,8 +61,10 @@ class Prepared:
         """The user's own columns that the job does not know: carried to every output.
 
         ``prepare`` has refused any that resemble a known column or that an output uses
-        (``sheet/guardrails.py``)."""
-        return [c for c in self.table.columns if c not in KNOWN_COLUMNS]
+        (``sheet/guardrails.py``). The columns ``export`` adds (``connection_id``,
+        ``setup_state``) are the job's own, not carried."""
+        return [c for c in self.table.columns
+                if c not in KNOWN_COLUMNS and c not in EXPORT_COLUMNS]
 
     @property
     def rows(self) -> list[int]:
@@ -162,11 +170,11 @@ def _expand_rows(
                                 if reports_by_row else ())
         return [
             ConnectionRequest(row=row, group_id=group_id, group_name=group_name, schema=schema,
-                              payload=payload)
-            for row, group_id, group_name, schema, payload in zip(
+                              payload=payload, connection_id=pin)
+            for row, group_id, group_name, schema, payload, pin in zip(
                 rows, valid.get_column("group_id").to_list(),
                 valid.get_column("group_name").to_list(), valid.get_column("schema").to_list(),
-                payloads, strict=True)
+                payloads, valid.get_column(PIN_COLUMN).to_list(), strict=True)
         ]
 
 

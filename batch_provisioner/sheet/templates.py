@@ -218,3 +218,14 @@ def template_texts() -> dict[str, str]:
         "defaults.toml": defaults_toml(),
         **{f"secrets/{name}": value + "\n" for name, value in DEMO_SECRETS.items()},
     }
+
+
+def sheet_columns() -> tuple[Column, ...]:
+    """The connections sheet's known columns in the template's order (``export`` writes its
+    sheets in the same order)."""
+    return TEMPLATE_COLUMNS
+
+
+def dropdown(column: Column) -> list[str] | None:
+    """The values a column's dropdown offers in the workbook; None when it has none."""
+    return _choices(column.kind, column.choices)

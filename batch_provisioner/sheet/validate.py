@@ -20,8 +20,10 @@ from batch_provisioner.sheet.columns import (
     BOOL_TRUE,
     BY_NAME,
     COLUMNS,
+    EXPORT_COLUMNS,
     INT32_MAX,
     MINUTES_PER_YEAR,
+    PIN_COLUMN,
     SECRET_COLUMNS,
     SYNC_FREQUENCIES,
     Kind,
@@ -67,7 +69,8 @@ def canonicalise(frame: pl.DataFrame) -> pl.DataFrame:
     Cells that cannot be turned become null here; the rules compare with the raw frame to
     report them.
     """
-    missing = [c.name for c in COLUMNS if c.name not in frame.columns]
+    missing = [name for name in (*(c.name for c in COLUMNS), *EXPORT_COLUMNS)
+               if name not in frame.columns]
     frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(name) for name in missing)
     exprs: list[pl.Expr] = []
     for column in COLUMNS:
@@ -145,6 +148,7 @@ def _row_rules() -> list[Rule]:
     has_token = c("access_token").is_not_null()
     has_id, has_secret = c("client_id").is_not_null(), c("client_secret").is_not_null()
     no_auth = ~has_token & ~has_id & ~has_secret
+    pinned = c(PIN_COLUMN).is_not_null()
     freq_ok = c("sync_frequency").is_in([str(v) for v in SYNC_FREQUENCIES])
     accounts_joined = c("accounts").list.join(", ")
     bad_accounts = c("accounts").list.eval(pl.element().filter(
@@ -218,9 +222,13 @@ def _row_rules() -> list[Rule]:
              "fill both client_id and client_secret, or neither"),
         Rule("client_id", has_secret & ~has_id, "is blank, but it is required with client_secret",
              "fill both client_id and client_secret, or neither"),
-        Rule("redirect_uri", no_auth & c("redirect_uri").is_null(),
+        Rule("redirect_uri", no_auth & c("redirect_uri").is_null() & ~pinned,
              "is required for a connect-card row (a row with no access_token or client keys)",
              "fill redirect_uri, or give access_token / client_id + client_secret"),
+        Rule(PIN_COLUMN, pinned & ~c(PIN_COLUMN).str.contains(GROUP_ID_RE),
+             "is not a Fivetran connection id",
+             "connection ids are letters, digits, _ and - (as export writes them); clear it "
+             "to create a new connection"),
         Rule("redirect_uri",
              c("redirect_uri").is_not_null()
              & ~c("redirect_uri").str.contains(r"^https://[A-Za-z0-9.\-]+(:[0-9]+)?(/\S*)?$"),

@@ -35,6 +35,7 @@ SERVE_OPTIONS = (
     "--state",
     "--create-limit",
     "--slow-ms",
+    "--connections",
 )
 
 
