@@ -332,7 +332,8 @@ REDACTOR = Redactor()
 
 def redacted_url(url: str) -> str:
     """``url`` as every output shows it: each query value but the plain ones
-    (``_PLAIN_QUERY_KEYS``) and a ``user:password@`` password replaced by ``MASK``, the
+    (``_PLAIN_QUERY_KEYS``), a query parameter without ``=``, a ``user:password@`` password
+    and a user name without one (a token, as GitHub's are given) replaced by ``MASK``, the
     fragment dropped. The masked values are registered with ``REDACTOR`` (as written and
     percent-decoded), so that a library's error message quoting the URL is masked too.
     Raises ``ValueError`` for a URL ``urlsplit`` refuses."""
@@ -341,6 +342,9 @@ def redacted_url(url: str) -> str:
     if "@" in netloc:
         userinfo, _, host = netloc.rpartition("@")
         user, colon, password = userinfo.partition(":")
+        if not password and user and user != MASK:  # a token as the user name (GitHub's)
+            _register_url_secret(user, secret=False)
+            user = MASK
         if password:
             _register_url_secret(password, secret=True)
         netloc = f"{user}{colon}{MASK if password else ''}@{host}"
@@ -354,6 +358,9 @@ def redacted_url(url: str) -> str:
 def _redacted_pair(pair: str) -> str:
     key, equals, value = pair.partition("=")
     name = unquote_plus(key).strip().lower()
+    if not equals and key and key != MASK and name not in _PLAIN_QUERY_KEYS:
+        _register_url_secret(key, secret=False)  # a bare token as a parameter of its own
+        return MASK
     if not value or value == MASK or name in _PLAIN_QUERY_KEYS:
         return pair
     _register_url_secret(value, secret=any(word in name for word in _SECRET_QUERY_WORDS))

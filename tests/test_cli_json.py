@@ -280,10 +280,13 @@ def test_an_error_before_the_work_is_still_one_document_with_the_exit_code(
     assert not (run.reports / "never").exists()  # nothing written, nothing sent
 
 
-def test_a_usage_error_typer_finds_while_parsing_leaves_stdout_empty() -> None:
+def test_a_usage_error_typer_finds_while_parsing_is_an_error_document_too() -> None:
     done = cli("plan", "x.csv", "--json", "--no-such-flag")
     assert done.returncode == ExitCode.INPUT_ERROR
-    assert done.stdout == "" and "No such option" in done.stderr
+    assert "No such option" in done.stderr
+    found = document(done.stdout, "plan")
+    assert found["exit_code"] == ExitCode.INPUT_ERROR
+    assert found["error"] == {"code": "usage_error", "message": "No such option: --no-such-flag"}
 
 
 # -- every key documented ------------------------------------------------------------------

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gzip
 import hashlib
 import io
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -61,6 +63,7 @@ class _Site(BaseHTTPRequestHandler):
     files: ClassVar[dict[str, tuple[str, bytes]]] = {}
     hits: ClassVar[Counter[str]] = Counter()
     release: ClassVar[threading.Event] = threading.Event()
+    drips: ClassVar[list[str]] = []  # how each drip ended: "hung up" or "sent all"
 
     def log_message(self, format: str, *args: object) -> None:
         return
@@ -83,6 +86,19 @@ class _Site(BaseHTTPRequestHandler):
                 self._send(200, "text/csv", b"group_id,schema\n")
         elif path == "/endless.csv":
             self._endless()
+        elif path == "/drip.csv":
+            self._drip()
+        elif path in ("/gzip.csv", "/gzip-twice.csv"):  # the sheet, compressed once or twice
+            layers = 2 if "twice" in path else 1
+            body = self.files["/files/clients.csv"][1]
+            for _ in range(layers):
+                body = gzip.compress(body)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/csv")
+            self.send_header("Content-Encoding", ", ".join(["gzip"] * layers))
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
         elif path == "/declared-huge.csv":
             self.send_response(200)
             self.send_header("Content-Type", "text/csv")
@@ -129,6 +145,24 @@ class _Site(BaseHTTPRequestHandler):
             return
 
 
+    def _drip(self) -> None:
+        """CSV without a length, a byte every 50 ms for 30 s: each read gets a byte long
+        before it would time out, so only the whole download's deadline (1 s) ends it."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/csv")
+        self.end_headers()
+        try:
+            self.wfile.write(b"group_id,schema\n")
+            for _ in range(600):
+                self.wfile.write(b"a")
+                self.wfile.flush()
+                time.sleep(0.05)
+        except OSError:  # the client gave up
+            self.drips.append("hung up")
+        else:
+            self.drips.append("sent all")
+
+
 def _signed(query: str) -> bool:
     values = [part.partition("=") for part in query.split("&")]
     return any(key.endswith(("Signature", "sig")) and value not in ("", "bad")
@@ -137,20 +171,21 @@ def _signed(query: str) -> bool:
 
 @dataclass
 class Site:
-    """The loopback file host: its base URL, its files (path -> (content type, bytes)) and
-    how often each path was asked for."""
+    """The loopback file host: its base URL, its files (path -> (content type, bytes)), how
+    often each path was asked for, and how each drip ended."""
 
     url: str
     files: dict[str, tuple[str, bytes]]
     hits: Counter[str]
+    drips: list[str]
 
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[Site]:
     handler = type("Handler", (_Site,), {"files": {}, "hits": Counter(),
-                                          "release": threading.Event()})
+                                          "release": threading.Event(), "drips": []})
     with serving(handler) as url:
-        yield Site(url, handler.files, handler.hits)
+        yield Site(url, handler.files, handler.hits, handler.drips)
         handler.release.set()
 
 
@@ -346,6 +381,29 @@ def test_a_link_that_serves_no_sheet_is_exit_2_naming_it_without_its_secrets(
     assert code == 2, said
     assert f"error: {redacted_url(url)}: {problem}" in " ".join(said.split())
     assert LINK_TOKEN not in said
+
+
+def test_a_body_that_drips_in_is_given_up_at_the_downloads_deadline(
+        site: Site, capsys: pytest.CaptureFixture[str]) -> None:
+    code, said = _run(capsys, "validate", f"{site.url}/drip.csv?token={LINK_TOKEN}")
+    assert code == 2
+    assert "timed out: not downloaded within 1 s" in said, said
+    while not site.drips:  # the server notices the hang-up at its next byte
+        time.sleep(0.05)
+    assert site.drips == ["hung up"]  # the client stopped reading long before the drip ended
+
+
+def test_a_gzip_encoded_sheet_is_read_but_one_compressed_twice_over_is_refused(
+        site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site.files["/files/clients.csv"] = ("text/csv", write_sheet(tmp_path / "c.csv", 2)
+                                        .read_bytes())
+    code, said = _run(capsys, "validate", f"{site.url}/gzip.csv")
+    assert code == 0, said
+    # each layer multiplies what one read expands to: a few KB twice over can be gigabytes
+    code, said = _run(capsys, "validate", f"{site.url}/gzip-twice.csv?token={LINK_TOKEN}")
+    assert code == 2
+    assert (f"error: {site.url}/gzip-twice.csv?token=******: refused: the server compressed "
+            "it 2 times over (Content-Encoding: gzip, gzip)") in " ".join(said.split())
 
 
 @pytest.mark.parametrize(("url", "problem"), [

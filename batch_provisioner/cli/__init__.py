@@ -26,12 +26,17 @@ from batch_provisioner.cli import (
     sheet as sheet_commands,
 )
 from batch_provisioner.cli.common import HelpCommand, HelpGroup, err, first_error, out, shown, speak
+from batch_provisioner.cli.json_out import usage_error
 from batch_provisioner.cli.sandbox import sandbox_app
 from batch_provisioner.errors import ExitCode, ProvisionerError
 from batch_provisioner.safety import REDACTOR
 from batch_provisioner.settings import VERSION
 
 __all__ = ["app", "main"]
+
+#: What typer returns for a Ctrl-C inside a command (it turns the KeyboardInterrupt into
+#: ``Exit(130)``): read as the interruption it is, exit 4 as documented.
+_TYPER_INTERRUPTED = 130
 
 app = typer.Typer(cls=HelpGroup, add_completion=False, pretty_exceptions_enable=False,
                   help="Onboard many TikTok Ads advertiser groups into Fivetran from a sheet.",
@@ -72,6 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         try:
             code = app(args=argv, standalone_mode=False, prog_name="batch-provisioner")
+            if code == _TYPER_INTERRUPTED:
+                raise KeyboardInterrupt
         except BaseExceptionGroup as group:  # a task group's error: report its first cause
             raise first_error(group) from None
         finally:
@@ -84,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         code = ExitCode.OK if argv == [] else ExitCode.INPUT_ERROR
     except typer_errors.ClickException as exc:  # usage errors: bad option, missing argument
         exc.show()
+        usage_error(exc, argv)
         code = ExitCode.INPUT_ERROR
     except ProvisionerError as exc:  # InputError included: a file's own text is made inert
         err.print(shown(f"error: {REDACTOR.scrub(exc.message)}", 2_000))

@@ -33,7 +33,8 @@ ExportSandboxOpt = Annotated[bool, typer.Option(
     "--sandbox", help="Export from the embedded sandbox: the state earlier --sandbox runs left "
                       "in <reports-dir>/sandbox/state.sqlite, plus --sandbox-connections.")]
 ExportReportsOpt = Annotated[Path, typer.Option(
-    "--reports-dir", metavar="DIR", help="Where the runs of the next commands go (and, with --sandbox, the "
+    "--reports-dir", metavar="DIR",
+    help="Where the runs of the next commands go (and, with --sandbox, the "
                           "embedded sandbox's state: <DIR>/sandbox/state.sqlite).")]
 _SHOWN_LEFT_OUT = 5
 #: (a move?, what a file holds) -> how the closing lines name it.
@@ -46,22 +47,28 @@ _WRITTEN = {
 
 def export(
     group: Annotated[list[str] | None, typer.Option(
-        "--group", metavar="ID", help="Export this group's connections, by id (repeatable).")] = None,
+        "--group", metavar="ID",
+        help="Export this group's connections, by id (repeatable).")] = None,
     group_name: Annotated[list[str] | None, typer.Option(
-        "--group-name", metavar="NAME", help="Export this group's connections, by name (repeatable).")] = None,
+        "--group-name", metavar="NAME",
+        help="Export this group's connections, by name (repeatable).")] = None,
     all_groups: Annotated[bool, typer.Option(
         "--all-groups", help="Export every group's connections.")] = False,
     to_group: Annotated[str | None, typer.Option(
-        "--to-group", metavar="ID", help="Move them: write the rows retargeted at this group (by id) as "
+        "--to-group", metavar="ID",
+        help="Move them: write the rows retargeted at this group (by id) as "
                            "connect-card rows, and <out>_retire with the old ones paused.")]
     = None,
     to_group_name: Annotated[str | None, typer.Option(
-        "--to-group-name", metavar="NAME", help="As --to-group, naming the new group by its name.")] = None,
+        "--to-group-name", metavar="NAME",
+        help="As --to-group, naming the new group by its name.")] = None,
     redirect_uri: Annotated[str | None, typer.Option(
-        "--redirect-uri", metavar="URL", help="Where the connect card returns the client (https URL): every "
+        "--redirect-uri", metavar="URL",
+        help="Where the connect card returns the client (https URL): every "
                                "row of a move; rows without one otherwise.")] = None,
     out_file: Annotated[Path, typer.Option(
-        "--out", metavar="FILE", help="The sheet to write: .xlsx (the template's format) or .csv (with "
+        "--out", metavar="FILE",
+        help="The sheet to write: .xlsx (the template's format) or .csv (with "
                       "_custom_reports.csv and _not_exported.csv beside it).")]
     = Path("export.xlsx"),
     api_url: ApiUrlOpt = None, sandbox: ExportSandboxOpt = False,

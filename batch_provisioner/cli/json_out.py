@@ -52,7 +52,8 @@ if TYPE_CHECKING:
     import batch_provisioner as bp
 
 __all__ = ["SCHEMA_VERSION", "apply_document", "connect_cards_document", "emit",
-           "json_command", "plan_document", "status_document", "validation_document"]
+           "json_command", "plan_document", "status_document", "usage_error",
+           "validation_document"]
 
 SCHEMA_VERSION = 1
 P = ParamSpec("P")
@@ -84,12 +85,17 @@ class _Sink:
 
 
 _SINK: ContextVar[_Sink | None] = ContextVar("json_sink", default=None)  # --json's, if on
+#: The error the last ``--json`` command wrote its error document for (raised on to the CLI).
+_REPORTED: ContextVar[BaseException | None] = ContextVar("json_reported", default=None)
+_JSON_COMMANDS: set[str] = set()
 
 
 def json_command(name: str) -> Callable[[Callable[P, None]], Callable[P, None]]:
     """Give a command (with a ``json_output: JsonOpt`` parameter) its ``--json`` behaviour."""
 
     def decorate(command: Callable[P, None]) -> Callable[P, None]:
+        _JSON_COMMANDS.add(name)
+
         @functools.wraps(command)
         def run(*args: P.args, **kwargs: P.kwargs) -> None:
             if not kwargs.get("json_output"):
@@ -105,6 +111,7 @@ def json_command(name: str) -> Callable[[Callable[P, None]], Callable[P, None]]:
                 raise
             except BaseException as exc:  # the CLI reports it on stderr, with this exit code
                 sink.write(error_document(exc))
+                _REPORTED.set(exc)
                 raise
             else:
                 sink.write({"exit_code": int(ExitCode.OK)})
@@ -122,6 +129,17 @@ def emit(build: Callable[P, Mapping[str, Any]], *args: P.args, **kwargs: P.kwarg
     sink = _SINK.get()
     if sink is not None:
         sink.write(build(*args, **kwargs))
+
+
+def usage_error(exc: typer_errors.ClickException, argv: Sequence[str] | None) -> None:
+    """A usage error found before a ``--json`` command ran (a missing argument, an unknown
+    option, a value of the wrong type): its error document on stdout, so that stdout holds
+    one document then too. Nothing when the command wrote one for it, or has no ``--json``."""
+    context = getattr(exc, "ctx", None)
+    name = getattr(context, "info_name", None)
+    words = sys.argv[1:] if argv is None else argv
+    if name in _JSON_COMMANDS and "--json" in words and _REPORTED.get() is not exc:
+        _Sink(str(name)).write(error_document(exc))
 
 
 def error_document(exc: BaseException) -> Document:

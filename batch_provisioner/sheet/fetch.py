@@ -181,7 +181,7 @@ def _http_get(url: str, sink: _Sink) -> tuple[str | None, str | None]:
                                    "Accept": _ACCEPT}) as client, \
                 client.stream("GET", url) as response:
             content_type = _checked_answer(response, sink)
-            for chunk in response.iter_bytes(_CHUNK):
+            for chunk in response.iter_bytes():  # as they arrive: the deadline is checked
                 sink.write(chunk)
             return content_type, _attachment_name(response.headers.get("content-disposition"))
     except httpx.TooManyRedirects:
@@ -204,6 +204,11 @@ def _checked_answer(response: httpx.Response, sink: _Sink) -> str | None:
         raise InputError(problem, path=sink.shown)
     length = response.headers.get("content-length", "")
     sink.expect(int(length) if length.isdigit() else None)
+    codings = [c.strip() for c in response.headers.get("content-encoding", "").split(",")
+               if c.strip().lower() not in ("", "identity")]
+    if len(codings) > 1:  # each layer multiplies what one read may expand to in memory
+        raise InputError(f"refused: the server compressed it {len(codings)} times over "
+                         f"(Content-Encoding: {', '.join(codings)})", path=sink.shown)
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in _NOT_FILES:
         raise sink.not_a_file(_NOT_FILES[content_type])
