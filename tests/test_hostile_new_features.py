@@ -57,11 +57,11 @@ def test_ctrl_c_inside_a_command_is_exit_4_said_and_its_json_agrees(
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (("validate", "--json"), "Missing argument 'sheet'."),
+    (("validate", "--json"), "Missing argument 'SHEET'."),
     (("validate", "clients.csv", "--json", "--bogus"), "No such option: --bogus"),
     (("apply", "clients.csv", "--sandbox", "--json", "--concurrency", "many"),
      "Invalid value for '--concurrency'"),
-    (("connect-cards", "--json"), "Missing argument 'run_id'."),
+    (("connect-cards", "--json"), "Missing argument 'RUN_ID'."),
 ])
 def test_a_usage_error_under_json_still_leaves_one_error_document_on_stdout(
         args: tuple[str, ...], message: str, capsys: pytest.CaptureFixture[str]) -> None:
