@@ -3,6 +3,7 @@
 
     python3 .ci/dev.py demo   # venv + locked install, then the main job on the embedded sandbox
     python3 .ci/dev.py test   # venv + locked install, then ruff, mypy (strict) and pytest
+                              # (on every core; extra arguments go to pytest, -n 0 for one)
     python3 .ci/dev.py package  # build the wheel, install it in a fresh venv, run it there
 
 Only the Python standard library is used here, so this runs on a fresh machine with
@@ -63,7 +64,10 @@ def main(argv: list[str]) -> None:
         if (ROOT.parent / "shared/reference/fivetran-openapi.json").is_file():
             # the committed spec subset and seed copy must match their source
             _run(BIN / "python", "tests/data/fivetran/cut_openapi.py", "--check")
-        _run(BIN / "python", "-m", "pytest", *rest)
+        # Both cores (pytest-xdist): the suite is mostly CLI subprocesses and sandbox waits, so it
+        # takes half the time. A file's tests stay on one worker, so a module fixture (the
+        # hostile corpus, a shared sandbox) runs once. ``-n 0`` in the arguments runs it serially.
+        _run(BIN / "python", "-m", "pytest", "-n", "auto", "--dist", "loadfile", *rest)
     elif task == "package":  # see .ci/package_check.py; ``--keep`` keeps its temp folder
         _run(sys.executable, ROOT / ".ci" / "package_check.py", *rest)
     elif task == "setup":
