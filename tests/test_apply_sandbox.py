@@ -47,6 +47,20 @@ def test_connect_card_rows_get_a_uri_and_run_no_setup_tests(tmp_path: Path) -> N
     assert all(o.setup_state == "connected" for o in result.outcomes if not o.connect_card_uri)
 
 
+def test_regression_the_ideal_counts_setup_tests_the_sheet_leaves_to_fivetrans_default(
+        tmp_path: Path) -> None:
+    # 300 creates with auth and no run_setup_tests column: Fivetran runs their setup tests
+    # (its default is true), 250 per (fast) minute, so the budget bound is one window. The
+    # summary said 0.0 s (it counted only an explicit true) while the gate waited for it.
+    sheet = load(write_sheet(tmp_path / "in.csv", 300))
+    assert all("run_setup_tests" not in r.payload for r in sheet.requests)
+    with run_in_thread(profile="fast", create_limit=0) as sandbox:
+        result = run_job(sheet, sandbox.url, tmp_path / "run")
+    assert result.exit_code is ExitCode.OK
+    assert result.summary["ideal_seconds"] == 1.0
+    assert result.summary["wall_seconds"] >= 1.0
+
+
 # One seed here; tests/test_fault_matrix_small.py runs a slice of the matrix and
 # tests/benchmarks/fault_matrix.py the whole of it (the suite must stay under 10 minutes).
 @pytest.mark.parametrize("seed", [11])

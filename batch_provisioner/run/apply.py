@@ -20,6 +20,7 @@ import structlog
 
 from batch_provisioner.api.budgets import BudgetGate
 from batch_provisioner.api.client import ClientStats, FivetranClient
+from batch_provisioner.api.retry import request_kind
 from batch_provisioner.errors import ExitCode, FatalApiError, OutputError, RunStopped
 from batch_provisioner.models import ActionKind, ConnectionRequest, Outcome, Status
 from batch_provisioner.report.charts import TimelineEntry
@@ -328,8 +329,10 @@ def _figures(prepared: Prepared, runner: Runner | None, stats: ClientStats, star
     made = [o for o in (runner.outcomes.values() if runner else ())
             if o.status is Status.CREATED]
     payloads = {r.row: r.payload for r in prepared.requests}
-    setup_tests = sum(1 for o in made if "auth" in payloads.get(o.row, {})
-                      and payloads[o.row].get("run_setup_tests") is True)
+    # by the rule the gate counts them with: a create with auth runs setup tests unless
+    # run_setup_tests is false (Fivetran's default is true)
+    setup_tests = sum(1 for o in made if request_kind("POST", "/v1/connections",
+                                                      payloads.get(o.row)) == "setup_test_create")
     run_stats = runner.stats if runner else None
     return invocation_figures(
         started_at=started, active_seconds=wall, calls=stats.calls, throttled=stats.throttled,
