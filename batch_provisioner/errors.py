@@ -11,7 +11,10 @@ code by its member here, lower-cased (``rows_failed``, ``fatal_api``, ...).
 from __future__ import annotations
 
 import enum
+import os
 import re
+import socket
+import ssl
 from pathlib import Path
 
 
@@ -180,3 +183,27 @@ class RunStopped(ProvisionerError):
         super().__init__(message)
         self.reason = reason
         self.wait = wait
+
+
+def network_cause(exc: BaseException) -> str | None:
+    """What went wrong on the network, in a few words, from the OS-level errors in ``exc``'s
+    chain (TLS, name lookup, refused, reset, any errno); None when none of them is there.
+    Not scrubbed or shortened: the callers (the API's edge, downloads) do both."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 8 and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    for error in chain:
+        if isinstance(error, ssl.SSLError):
+            reason = getattr(error, "verify_message", None) or error.reason or str(error)
+            return f"TLS failure: {reason}"
+        if isinstance(error, socket.gaierror):
+            return f"host not found ({error.strerror or error})"
+        if isinstance(error, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(error, ConnectionResetError):
+            return "connection reset"
+        if isinstance(error, OSError) and error.errno:
+            return os.strerror(error.errno).lower()
+    return None

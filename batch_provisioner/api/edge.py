@@ -18,14 +18,11 @@ never carry headers or credentials, and pass through :data:`REDACTOR`.
 
 from __future__ import annotations
 
-import os
-import socket
-import ssl
 from urllib.parse import urlsplit
 
 import httpx
 
-from batch_provisioner.errors import FatalApiError
+from batch_provisioner.errors import FatalApiError, network_cause
 from batch_provisioner.safety import REDACTOR
 
 __all__ = ["UNREACHABLE_AFTER", "FirstContact", "shown_url", "transport_cause"]
@@ -131,24 +128,9 @@ def shown_url(url: str) -> str:
 
 def transport_cause(exc: BaseException) -> str:
     """What went wrong on the wire, in words: from the exception and the errors under it."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and len(chain) < 8 and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    for error in chain:
-        if isinstance(error, ssl.SSLError):
-            reason = getattr(error, "verify_message", None) or error.reason or str(error)
-            return _short(REDACTOR.scrub(f"TLS failure: {reason}"), _CAUSE_MAX)
-        if isinstance(error, socket.gaierror):
-            return _short(REDACTOR.scrub(f"host not found ({error.strerror or error})"),
-                          _CAUSE_MAX)
-        if isinstance(error, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(error, ConnectionResetError):
-            return "connection reset"
-        if isinstance(error, OSError) and error.errno:
-            return os.strerror(error.errno).lower()
+    cause = network_cause(exc)
+    if cause is not None:
+        return _short(REDACTOR.scrub(cause), _CAUSE_MAX)
     if isinstance(exc, httpx.ConnectTimeout):
         return "no connection within the connect timeout"
     if isinstance(exc, httpx.ReadTimeout):

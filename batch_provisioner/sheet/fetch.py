@@ -26,8 +26,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import socket
-import ssl
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,7 +35,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from batch_provisioner.errors import InputError
+from batch_provisioner.errors import InputError, network_cause
 from batch_provisioner.safety import REDACTOR, redacted_url
 from batch_provisioner.settings import VERSION, FetchLimits
 
@@ -227,22 +225,7 @@ def _attachment_name(header: str | None) -> str | None:
 
 def _cause(exc: BaseException) -> str:
     """What went wrong on the wire, in a few words (scrubbed)."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and len(chain) < 8 and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    for error in chain:
-        if isinstance(error, ssl.SSLError):
-            reason = getattr(error, "verify_message", None) or error.reason or str(error)
-            return _short(f"TLS failure: {reason}")
-        if isinstance(error, socket.gaierror):
-            return "host not found"
-        if isinstance(error, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(error, ConnectionResetError):
-            return "connection reset"
-    return _short(str(exc) or type(exc).__name__)
+    return _short(network_cause(exc) or str(exc) or type(exc).__name__)
 
 
 def _short(text: str) -> str:
