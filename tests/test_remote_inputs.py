@@ -15,6 +15,10 @@ import gzip
 import hashlib
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -195,6 +199,7 @@ def site(host: Site) -> Iterator[Site]:
     yield host
     host.files.clear()
     host.hits.clear()
+    host.drips.clear()
 
 
 @pytest.fixture(scope="module")
@@ -391,6 +396,29 @@ def test_a_body_that_drips_in_is_given_up_at_the_downloads_deadline(
     while not site.drips:  # the server notices the hang-up at its next byte
         time.sleep(0.05)
     assert site.drips == ["hung up"]  # the client stopped reading long before the drip ended
+
+
+def test_sigterm_during_a_download_is_an_interruption_that_leaves_no_copy_behind(
+        site: Site, tmp_path: Path) -> None:
+    # timeout(1), cron and systemd stop a job with SIGTERM; by default that ends Python at
+    # once, without its cleanup, and the downloaded part of the sheet stayed in the temp folder
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp), "BATCH_PROVISIONER_FETCH_TIMEOUT": "60"}
+    job = subprocess.Popen(
+        [sys.executable, "-m", "batch_provisioner", "validate",
+         f"{site.url}/drip.csv?token={LINK_TOKEN}"],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not any(temp.glob("batch-provisioner-*/*")):  # the download has begun
+        assert job.poll() is None and time.monotonic() < deadline, job.communicate()
+        time.sleep(0.05)
+    job.send_signal(signal.SIGTERM)
+    out, err = job.communicate(timeout=30)
+    assert job.returncode == 4, (out, err)
+    assert err.strip().splitlines()[-1] == "interrupted", err
+    assert "Traceback" not in err and LINK_TOKEN not in out + err
+    assert list(temp.iterdir()) == []
 
 
 def test_a_gzip_encoded_sheet_is_read_but_one_compressed_twice_over_is_refused(

@@ -9,9 +9,14 @@ apply; ``runs``: status, connect-cards, rollback; ``groups``: groups; ``export``
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 import traceback
+from collections.abc import Iterator
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -71,12 +76,37 @@ def _register_subcommands() -> None:
             command.cls = HelpCommand  # --help as the README shows it
 
 
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (``timeout``, cron's and systemd's stop) interrupts as Ctrl-C does.
+
+    By default SIGTERM ends the process at once. ``finally`` blocks and atexit handlers do
+    not run then, so a download's copy of the sheet stays in the temp folder. This handler
+    applies only where the process has not set one of its own (an embedding program keeps
+    its own). While ``apply`` runs, its own signal receiver stops the run gracefully instead.
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        yield
+        return
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: never a traceback for the user; the exit code says what happened."""
     _register_subcommands()
     try:
         try:
-            code = app(args=argv, standalone_mode=False, prog_name="batch-provisioner")
+            with _sigterm_interrupts():
+                code = app(args=argv, standalone_mode=False, prog_name="batch-provisioner")
             if code == _TYPER_INTERRUPTED:
                 raise KeyboardInterrupt
         except BaseExceptionGroup as group:  # a task group's error: report its first cause
