@@ -56,6 +56,9 @@ def test_the_estimate_names_the_budget_that_binds(tmp_path: Path) -> None:
 def test_durations_and_budgets_read_as_a_person_writes_them() -> None:
     assert [format_duration(s) for s in (12, 61, 3600, 15000, 200_000)] == [
         "12 s", "2 min", "1 h", "4 h 10 min", "2 days 7 h"]
+    # after "≥" a bound rounds down: 74 s (1,500 creates at 20 a second) is at least 1 min
+    assert [format_duration(s, at_least=True) for s in (12, 74, 119.9, 3600, 15000)] == [
+        "12 s", "1 min", "1 min", "1 h", "4 h 10 min"]
     assert describe_budget(Budget("c", 20, 60.0, "create")) == "20 creates/min"
     assert describe_budget(Budget("x", 5, 90.0, "all")) == "5 calls per 90 s"
 

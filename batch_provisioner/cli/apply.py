@@ -398,12 +398,19 @@ async def _apply_watching_signals(start: Callable[..., Awaitable[bp.ApplyResult]
                     _log.warning("run.aborted", note="in-flight rows are looked up on resume")
                     control.abort()
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(watch_signals)
-        tg.start_soon(reporter.run)
-        result = await start(control=control, on_outcome=reporter, on_plan=reporter.on_plan,
-                             on_target=on_target, on_preview=on_preview, confirm=confirm)
-        tg.cancel_scope.cancel()
+    # the receiver leaves SIGTERM at its default when it closes (asyncio's way): put back the
+    # handler the command ran with, so a SIGTERM after the run still interrupts cleanly
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch_signals)
+            tg.start_soon(reporter.run)
+            result = await start(control=control, on_outcome=reporter, on_plan=reporter.on_plan,
+                                 on_target=on_target, on_preview=on_preview, confirm=confirm)
+            tg.cancel_scope.cancel()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return result
 
 

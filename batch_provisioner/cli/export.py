@@ -177,7 +177,7 @@ def _budget_line(result: bp.ExportResult) -> str:
     budget = describe_budget(min(calls, key=lambda b: b.limit / b.window_seconds))
     if result.ideal_seconds <= 0:
         return f"within one window of {budget}"
-    return f"≥ {format_duration(result.ideal_seconds)} at {budget}"
+    return f"≥ {format_duration(result.ideal_seconds, at_least=True)} at {budget}"
 
 
 def register(app: typer.Typer) -> None:

@@ -49,7 +49,7 @@ class Estimate:
             return head + ": no budget limits it (bound by latency only)"
         if self.seconds <= 0:
             return head + f": within one window of {self.binding} (bound by latency only)"
-        return head + f": ≥ {format_duration(self.seconds)} at {self.binding}"
+        return head + f": ≥ {format_duration(self.seconds, at_least=True)} at {self.binding}"
 
     def as_dict(self) -> dict[str, Any]:
         return {"creates": self.creates, "updates": self.updates,
@@ -90,12 +90,13 @@ def describe_budget(budget: Budget) -> str:
     return f"{budget.limit:,} {what}{per}"
 
 
-def format_duration(seconds: float) -> str:
-    """``45 s``, ``12 min``, ``4 h 10 min``, ``2 days 3 h``."""
+def format_duration(seconds: float, *, at_least: bool = False) -> str:
+    """``45 s``, ``12 min``, ``4 h 10 min``, ``2 days 3 h``: whole minutes rounded up (an
+    ETA), or down with ``at_least`` (a bound after ``≥``: 74 s is ``≥ 1 min``, not 2)."""
     seconds = max(0.0, seconds)
     if seconds < 60:
         return f"{seconds:.0f} s"
-    minutes = math.ceil(seconds / 60)
+    minutes = math.floor(seconds / 60) if at_least else math.ceil(seconds / 60)
     if minutes < 60:
         return f"{minutes} min"
     hours, minutes = divmod(minutes, 60)
