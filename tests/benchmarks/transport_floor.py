@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -48,7 +47,8 @@ PAYLOAD = json.dumps({
     "auth": {"access_token": "t" * 40}}).encode()
 
 
-async def _serve(port: int, latency: float) -> None:
+async def _serve(latency: float) -> None:
+    """Serve on a free loopback port; its number goes to stdout once it accepts."""
     answer = (b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
               b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
 
@@ -68,15 +68,10 @@ async def _serve(port: int, latency: float) -> None:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
 
-    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+    print(server.sockets[0].getsockname()[1], flush=True)
     async with server:
         await server.serve_forever()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _measure(url: str, mode: str, level: int, n: int) -> dict[str, Any]:
@@ -125,24 +120,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--latency-ms", type=float, default=50.0)
-    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # the child's own role
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the child
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(_serve(args.serve, args.latency_ms / 1000))
+        asyncio.run(_serve(args.latency_ms / 1000))
         return
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, __file__, "--serve", str(port),
-                               "--latency-ms", str(args.latency_ms)])
+    server = subprocess.Popen([sys.executable, __file__, "--serve",
+                               "--latency-ms", str(args.latency_ms)],
+                              stdout=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        assert server.stdout is not None
+        port = int(server.stdout.readline())  # '' (ValueError) if the child died first
         url = f"http://127.0.0.1:{port}/v1/connections"
         cases = [asyncio.run(_measure(url, mode, level, args.requests))
                  for mode in ("transport", "client") for level in LEVELS]
