@@ -16,6 +16,10 @@ Two clients send the same create-sized POST:
   as ``api/client.py`` sends (no client layer);
 - ``client``: one ``httpx.AsyncClient`` with a pool as big as the level.
 
+Both run with ``api/wire.skip_failing_sniffio_import()`` applied, as the job does: without it
+httpcore retries a failing ``import sniffio`` on every lock it sets up, which alone costs about a
+fifth of the transport's CPU here and is not a cost the job pays.
+
 Each client runs at 8, 64 and 128 requests in flight. CPU is ``time.process_time()`` of this
 process over the timed requests, after one warm-up round that opens the connections. It
 excludes start-up and connection set-up.
@@ -37,6 +41,10 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from batch_provisioner.api.wire import skip_failing_sniffio_import  # noqa: E402
+
 OUT = ROOT / "reports" / "benchmarks" / "transport_floor.json"
 LEVELS = (8, 64, 128)
 POOL = 8  # connections per transport, as api/client.py's POOL_CONNECTIONS
@@ -125,6 +133,7 @@ def main() -> None:
     if args.serve:
         asyncio.run(_serve(args.latency_ms / 1000))
         return
+    skip_failing_sniffio_import()
     server = subprocess.Popen([sys.executable, __file__, "--serve",
                                "--latency-ms", str(args.latency_ms)],
                               stdout=subprocess.PIPE, text=True)
