@@ -17,8 +17,9 @@ Two clients send the same create-sized POST:
 - ``client``: one ``httpx.AsyncClient`` with a pool as big as the level.
 
 Both run with ``api/wire.skip_failing_sniffio_import()`` applied, as the job does: without it
-httpcore retries a failing ``import sniffio`` on every lock it sets up, which alone costs about a
-fifth of the transport's CPU here and is not a cost the job pays.
+httpcore retries a failing ``import sniffio`` on every lock it sets up (about 8 per request),
+a cost the job does not pay. Under cProfile that was 40 % of the profiled time; unprofiled, the
+difference is within this machine's run-to-run noise.
 
 Each client runs at 8, 64 and 128 requests in flight. CPU is ``time.process_time()`` of this
 process over the timed requests, after one warm-up round that opens the connections. It
